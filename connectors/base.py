@@ -1,0 +1,132 @@
+"""The one small interface every CRM connector implements.
+
+Connectors speak in raw CRM records (property name -> value as the CRM returns it); ``mappings`` turns them
+into canonical leads. Connectors never store state: the sync pipeline passes a ``Window`` in and commits the
+watermark itself once a pass has been safely processed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A half-open modification-time window ``[start, end)``; ``start=None`` reads everything."""
+
+    start: datetime | None
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One CRM record as the CRM returned it (values are the CRM's strings)."""
+
+    id: str
+    object_type: str
+    properties: Mapping[str, Any]
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RawActivity:
+    """One engagement of a record, already reduced to a kind the canonical model knows."""
+
+    record_id: str
+    kind: str
+    timestamp: datetime
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordUpdate:
+    """Properties to set on one record."""
+
+    id: str
+    object_type: str
+    properties: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFailure:
+    """A record the CRM refused, with the CRM's own message; ``retriable`` when trying again may work."""
+
+    id: str
+    message: str
+    retriable: bool = False
+    status: int | None = None
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """Per-record outcome of a batch write: partial failures travel as data, not as exceptions."""
+
+    succeeded: list[str] = field(default_factory=list)
+    failed: list[RecordFailure] = field(default_factory=list)
+
+    def extend(self, other: WriteResult) -> None:
+        self.succeeded.extend(other.succeeded)
+        self.failed.extend(other.failed)
+
+
+@dataclass(frozen=True, slots=True)
+class PropertySpec:
+    """A custom property leadsync writes (created by ``ensure_properties`` when missing)."""
+
+    name: str
+    label: str
+    type: str  # "number" | "string" | "datetime" | "enumeration"
+    description: str = ""
+    options: Sequence[str] = ()
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """What the sync pipeline needs from a CRM."""
+
+    #: "hubspot" or "salesforce"
+    name: str
+
+    def read_records(self, window: Window, properties: Sequence[str]) -> Iterator[list[RawRecord]]:
+        """Yield pages of records modified in ``window``, each page at most one API call.
+
+        :raises connectors.errors.ConnectorError: when the CRM fails for good (after retries).
+        """
+        ...
+
+    def read_activities(self, records: Sequence[RawRecord]) -> Mapping[str, list[RawActivity]]:
+        """Activities of the given records, by record id (empty when the CRM only keeps counters)."""
+        ...
+
+    def write(self, updates: Sequence[RecordUpdate]) -> WriteResult:
+        """Write properties in the largest batches the API allows.
+
+        Records the CRM refuses are returned in ``WriteResult.failed``; a whole-batch rejection caused by
+        one bad record is split until that record is isolated.
+
+        :raises connectors.errors.ConnectorError: when the CRM fails for good for the whole call.
+        """
+        ...
+
+    def trigger(self, record_id: str, email: str | None) -> None:
+        """Trigger the configured CRM automation for one newly qualified record (no-op when none).
+
+        :raises connectors.errors.ConnectorError: when the CRM refuses.
+        """
+        ...
+
+    def ensure_properties(self, specs: Sequence[PropertySpec]) -> list[str]:
+        """Create the custom properties that are missing; return the names created (idempotent)."""
+        ...
+
+    def describe(self) -> Mapping[str, str]:
+        """Property name -> type of the lead object, for mapping validation and discovery."""
+        ...
+
+    @property
+    def api_calls(self) -> int:
+        """API calls made so far by this connector (retries included)."""
+        ...

@@ -1,0 +1,407 @@
+"""HubSpot through the official SDK (``hubspot-api-client``).
+
+Reads contacts by modification time (keyset-paged by id inside a fixed time window, so the search API's
+10,000-result cap and bulk edits that stamp thousands of records with one timestamp can neither loop nor
+skip), writes properties in batches of 100 with per-record failures, and creates leadsync's properties.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import hubspot
+import requests
+import urllib3
+from hubspot.crm.contacts import (
+    BatchInputSimplePublicObjectBatchInput,
+    Filter,
+    FilterGroup,
+    PublicObjectSearchRequest,
+    SimplePublicObjectBatchInput,
+)
+from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
+
+from connectors._ratelimit import RollingWindowLimiter, shared_limiter
+from connectors._retry import retrying
+from connectors.base import (
+    PropertySpec,
+    RawActivity,
+    RawRecord,
+    RecordFailure,
+    RecordUpdate,
+    Window,
+    WriteResult,
+)
+from connectors.errors import AuthError, ConnectorError, RequestRejected, RetriableError
+
+T = TypeVar("T")
+
+#: at most this many inputs per batch call
+BATCH_SIZE = 100
+#: the list endpoint's largest page
+LIST_PAGE_SIZE = 100
+#: the search endpoint's largest page
+SEARCH_PAGE_SIZE = 200
+#: the search endpoint answers 400 past this many results for one query
+SEARCH_RESULT_CAP = 10_000
+#: contacts' modification cursor (companies and deals use hs_lastmodifieddate)
+CURSOR_PROPERTY = "lastmodifieddate"
+ID_PROPERTY = "hs_object_id"
+OBJECT_TYPE = "contacts"
+RATE_WINDOW_S = 10.0
+
+_FIELD_TYPES = {"number": "number", "string": "text", "datetime": "date", "enumeration": "select"}
+
+
+def _ms(value: datetime) -> str:
+    return str(int(value.timestamp() * 1000))
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def _header(headers: Any, name: str) -> str | None:
+    if not headers:
+        return None
+    getter = getattr(headers, "get", None)
+    if getter is None:
+        return None
+    value = getter(name)
+    if value is None:
+        value = getter(name.lower())
+    return str(value) if value is not None else None
+
+
+def _error_message(body: Any, fallback: str) -> str:
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return body[:500] or fallback
+    if isinstance(body, dict):
+        return str(body.get("message") or fallback)
+    return fallback
+
+
+def map_error(exc: Exception) -> ConnectorError:
+    """Turn an SDK or transport exception into the connector's error tree (the one place that does it)."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):
+        message = _error_message(getattr(exc, "body", None), getattr(exc, "reason", None) or str(status))
+        headers = getattr(exc, "headers", None)
+        if status == 429 or status >= 500 or status == 423:
+            retry_after = _header(headers, "Retry-After")
+            interval = _header(headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
+            wait = (
+                float(retry_after) if retry_after else (float(interval) / 1000 if interval and status == 429 else None)
+            )
+            return RetriableError(f"HubSpot {status}: {message}", status=status, retry_after=wait)
+        if status in (401, 403):
+            return AuthError(f"HubSpot refused the access token ({status}): {message}", status=status)
+        return RequestRejected(f"HubSpot {status}: {message}", status=status)
+    if isinstance(exc, urllib3.exceptions.HTTPError | requests.RequestException | ConnectionError | TimeoutError):
+        return RetriableError(f"HubSpot unreachable: {type(exc).__name__}: {exc}")
+    return ConnectorError(f"HubSpot call failed: {type(exc).__name__}: {exc}")
+
+
+class HubSpotConnector:
+    """The HubSpot side of leadsync (see ``connectors.base.Connector``)."""
+
+    name = "hubspot"
+
+    def __init__(
+        self,
+        *,
+        access_token: str,
+        base_url: str = "https://api.hubapi.com",
+        rate_limit_per_10s: int = 100,
+        search_rate_per_s: float = 5,
+        timeout_s: float = 30,
+        max_retries: int = 6,
+        workflow_id: int | None = None,
+        group: str = "leadsync",
+        backoff_initial_s: float = 0.5,
+    ) -> None:
+        base_url = base_url.rstrip("/")
+        # urllib3 must not retry on its own: tenacity does, so that every attempt is counted and limited
+        self._client = hubspot.Client.create(
+            access_token=access_token,
+            host=base_url,
+            base_url=base_url,
+            retry=urllib3.util.Retry(total=0, redirect=0, raise_on_status=False),
+        )
+        self._contacts_basic = self._client.crm.contacts.basic_api
+        self._contacts_batch = self._client.crm.contacts.batch_api
+        self._contacts_search = self._client.crm.contacts.search_api
+        self._properties = self._client.crm.properties.core_api
+        self._groups = self._client.crm.properties.groups_api
+        account = hashlib.sha256(f"{base_url}|{access_token}".encode()).hexdigest()[:16]
+        self.limiter = shared_limiter(("hubspot", account), rate_limit_per_10s, RATE_WINDOW_S)
+        self.search_limiter = shared_limiter(("hubspot-search", account), max(1, int(search_rate_per_s)), 1.0)
+        self._retrying = retrying("hubspot", max_retries, initial=backoff_initial_s)
+        self._timeout = (min(10.0, timeout_s), timeout_s)
+        self._workflow_id = workflow_id
+        self._group = group
+        self._calls = 0
+        self.throttled = 0
+        #: last seen daily allowance (private apps only), for the budget guard
+        self.daily_limit: int | None = None
+        self.daily_remaining: int | None = None
+        self._on_call: list[Callable[[str, int | None], None]] = []
+
+    @property
+    def api_calls(self) -> int:
+        return self._calls
+
+    def on_call(self, callback: Callable[[str, int | None], None]) -> None:
+        """Register a callback run after every HTTP attempt with (endpoint label, status)."""
+        self._on_call.append(callback)
+
+    # -- the single call path: limiter, counting, headers, error mapping, retries
+
+    def _attempt(
+        self, label: str, fn: Callable[..., Any], limiters: Sequence[RollingWindowLimiter], **kwargs: Any
+    ) -> Any:
+        for limiter in limiters:
+            limiter.acquire()
+        self._calls += 1
+        status: int | None = None
+        try:
+            data, status, headers = fn(_request_timeout=self._timeout, **kwargs)
+        except Exception as exc:  # mapped below: SDK, urllib3 and socket errors all land here
+            error = map_error(exc)
+            status = error.status
+            if status == 429:
+                self.throttled += 1
+                if error.retry_after:
+                    limiters[-1].pause(error.retry_after)
+            raise error from exc
+        finally:
+            for callback in self._on_call:
+                callback(label, status)
+        self._observe(headers)
+        return data, status
+
+    def _observe(self, headers: Any) -> None:
+        remaining = _header(headers, "X-HubSpot-RateLimit-Remaining")
+        interval = _header(headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
+        if remaining is not None:
+            self.limiter.observe(int(remaining), float(interval) / 1000 if interval else None)
+        daily = _header(headers, "X-HubSpot-RateLimit-Daily")
+        daily_remaining = _header(headers, "X-HubSpot-RateLimit-Daily-Remaining")
+        if daily is not None and daily_remaining is not None:
+            self.daily_limit, self.daily_remaining = int(daily), int(daily_remaining)
+
+    def _call(self, label: str, fn: Callable[..., Any], *, search: bool = False, **kwargs: Any) -> tuple[Any, int]:
+        limiters = [self.limiter, self.search_limiter] if search else [self.limiter]
+        result: tuple[Any, int] = self._retrying(self._attempt, label, fn, limiters, **kwargs)
+        return result
+
+    # -- reads
+
+    def read_records(self, window: Window, properties: Sequence[str]) -> Iterator[list[RawRecord]]:
+        props = sorted({*properties, CURSOR_PROPERTY})
+        if window.start is None:
+            yield from self._list_all(props)
+        else:
+            yield from self._search_window(window, props)
+
+    def _to_record(self, obj: Any) -> RawRecord:
+        properties = dict(obj.properties or {})
+        updated = _parse_time(properties.get(CURSOR_PROPERTY)) or _parse_time(obj.updated_at)
+        return RawRecord(id=str(obj.id), object_type="contact", properties=properties, updated_at=updated)
+
+    def _list_all(self, props: list[str]) -> Iterator[list[RawRecord]]:
+        after: str | None = None
+        seen_tokens: set[str] = set()
+        while True:
+            kwargs: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "properties": props, "archived": False}
+            if after is not None:
+                kwargs["after"] = after
+            page, _ = self._call("GET /crm/v3/objects/contacts", self._contacts_basic.get_page_with_http_info, **kwargs)
+            records = [self._to_record(obj) for obj in page.results or []]
+            if records:
+                yield records
+            nxt = page.paging.next.after if page.paging and page.paging.next else None
+            if not nxt:
+                return
+            if nxt in seen_tokens:  # a repeating cursor would loop forever
+                raise ConnectorError(f"HubSpot list paging repeated the cursor {nxt!r}")
+            seen_tokens.add(nxt)
+            after = nxt
+
+    def _search_window(self, window: Window, props: list[str]) -> Iterator[list[RawRecord]]:
+        assert window.start is not None
+        last_id = 0
+        while True:
+            filters = [
+                Filter(property_name=CURSOR_PROPERTY, operator="GTE", value=_ms(window.start)),
+                Filter(property_name=CURSOR_PROPERTY, operator="LT", value=_ms(window.end)),
+                Filter(property_name=ID_PROPERTY, operator="GT", value=str(last_id)),
+            ]
+            request = PublicObjectSearchRequest(
+                filter_groups=[FilterGroup(filters=filters)],
+                sorts=[{"propertyName": ID_PROPERTY, "direction": "ASCENDING"}],
+                properties=props,
+                limit=SEARCH_PAGE_SIZE,
+            )
+            page, _ = self._call(
+                "POST /crm/v3/objects/contacts/search",
+                self._contacts_search.do_search_with_http_info,
+                search=True,
+                public_object_search_request=request,
+            )
+            records = [self._to_record(obj) for obj in page.results or []]
+            if not records:
+                return
+            yield records
+            next_id = int(records[-1].id)
+            if next_id <= last_id:  # ids must strictly increase, or the window would loop
+                raise ConnectorError(f"HubSpot search returned id {next_id} after {last_id}")
+            last_id = next_id
+            if len(records) < SEARCH_PAGE_SIZE:
+                return
+
+    def read_activities(self, records: Sequence[RawRecord]) -> Mapping[str, list[RawActivity]]:
+        # engagement objects come with issue 5; counters on the record already feed the rules
+        return {}
+
+    # -- writes
+
+    def write(self, updates: Sequence[RecordUpdate]) -> WriteResult:
+        result = WriteResult()
+        for start in range(0, len(updates), BATCH_SIZE):
+            result.extend(self._write_batch(list(updates[start : start + BATCH_SIZE])))
+        return result
+
+    def _write_batch(self, batch: list[RecordUpdate]) -> WriteResult:
+        body = BatchInputSimplePublicObjectBatchInput(
+            inputs=[SimplePublicObjectBatchInput(id=u.id, properties=dict(u.properties)) for u in batch]
+        )
+        try:
+            data, status = self._call(
+                "POST /crm/v3/objects/contacts/batch/update",
+                self._contacts_batch.update_with_http_info,
+                batch_input_simple_public_object_batch_input=body,
+            )
+        except RequestRejected as exc:
+            # HubSpot rejects a whole batch for some validation errors: split until the bad record is alone
+            if len(batch) == 1:
+                return WriteResult(failed=[RecordFailure(batch[0].id, str(exc), retriable=False, status=exc.status)])
+            middle = len(batch) // 2
+            result = self._write_batch(batch[:middle])
+            result.extend(self._write_batch(batch[middle:]))
+            return result
+        except RetriableError as exc:
+            # retries are spent: keep the records for a later pass instead of failing the run
+            return WriteResult(failed=[RecordFailure(u.id, str(exc), retriable=True, status=exc.status) for u in batch])
+        return self._batch_outcome(batch, data, status)
+
+    @staticmethod
+    def _batch_outcome(batch: list[RecordUpdate], data: Any, status: int) -> WriteResult:
+        failed: dict[str, RecordFailure] = {}
+        for error in getattr(data, "errors", None) or []:
+            context = error.context or {}
+            ids = context.get("ids") or context.get("id") or []
+            message = error.message or "rejected"
+            code = int(error.status) if str(getattr(error, "status", "")).isdigit() else None
+            retriable = error.category in {"RATE_LIMITS"} or (code is not None and code >= 500)
+            for record_id in ids if isinstance(ids, list) else [ids]:
+                failed[str(record_id)] = RecordFailure(str(record_id), message, retriable=retriable, status=code)
+        if status == 207 and not failed:
+            # a 207 we cannot attribute: trust only the records HubSpot returned
+            landed = {str(r.id) for r in data.results or []}
+            for u in batch:
+                if u.id not in landed:
+                    failed[u.id] = RecordFailure(u.id, "HubSpot did not confirm this record", retriable=True)
+        return WriteResult(
+            succeeded=[u.id for u in batch if u.id not in failed],
+            failed=list(failed.values()),
+        )
+
+    def trigger(self, record_id: str, email: str | None) -> None:
+        if self._workflow_id is None:
+            return  # workflows trigger on the leadsync_* properties themselves
+        if not email:
+            raise RequestRejected(f"contact {record_id} has no email; legacy enrollment needs one")
+        path = f"/automation/v2/workflows/{self._workflow_id}/enrollments/contacts/{quote(email, safe='')}"
+
+        def enroll(_request_timeout: Any = None) -> tuple[None, int, Any]:
+            response = self._client.api_request({"method": "POST", "path": path})
+            if response.status_code >= 400:
+                exc = urllib3.exceptions.HTTPError()
+                setattr(exc, "status", response.status_code)  # noqa: B010
+                setattr(exc, "body", response.content)  # noqa: B010
+                setattr(exc, "headers", response.headers)  # noqa: B010
+                setattr(exc, "reason", response.reason)  # noqa: B010
+                raise exc
+            return None, response.status_code, response.headers
+
+        self._call("POST /automation/v2/workflows/{id}/enrollments/contacts/{email}", enroll)
+
+    # -- schema
+
+    def describe(self) -> Mapping[str, str]:
+        data, _ = self._call(
+            "GET /crm/v3/properties/contacts", self._properties.get_all_with_http_info, object_type=OBJECT_TYPE
+        )
+        return {p.name: p.type for p in data.results or []}
+
+    def ensure_properties(self, specs: Sequence[PropertySpec]) -> list[str]:
+        groups, _ = self._call(
+            "GET /crm/v3/properties/contacts/groups", self._groups.get_all_with_http_info, object_type=OBJECT_TYPE
+        )
+        if self._group not in {g.name for g in groups.results or []}:
+            try:
+                self._call(
+                    "POST /crm/v3/properties/contacts/groups",
+                    self._groups.create_with_http_info,
+                    object_type=OBJECT_TYPE,
+                    property_group_create=PropertyGroupCreate(name=self._group, label="leadsync", display_order=-1),
+                )
+            except RequestRejected as exc:
+                if exc.status != 409:  # another replica created it first
+                    raise
+        existing = self.describe()
+        created = []
+        for spec in specs:
+            if spec.name in existing:
+                continue
+            create = PropertyCreate(
+                name=spec.name,
+                label=spec.label,
+                type=spec.type,
+                field_type=_FIELD_TYPES.get(spec.type, "text"),
+                group_name=self._group,
+                description=spec.description,
+                options=[
+                    {"label": o, "value": o, "displayOrder": i, "hidden": False} for i, o in enumerate(spec.options)
+                ]
+                or None,
+            )
+            try:
+                self._call(
+                    "POST /crm/v3/properties/contacts",
+                    self._properties.create_with_http_info,
+                    object_type=OBJECT_TYPE,
+                    property_create=create,
+                )
+            except RequestRejected as exc:
+                if exc.status != 409:
+                    raise
+                continue
+            created.append(spec.name)
+        return created

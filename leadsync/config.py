@@ -1,0 +1,199 @@
+"""Loading ``leadsync.yaml``: ${ENV} interpolation, validation, and one clear message per mistake."""
+
+from __future__ import annotations
+
+import os
+import string
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
+
+CONFIG_ENV = "LEADSYNC_CONFIG"
+DEFAULT_CONFIG = "leadsync.yaml"
+
+
+class ConfigError(Exception):
+    """A config mistake: names the file, the key and what is expected."""
+
+    def __init__(self, path: str | Path, key: str, expected: str) -> None:
+        self.path = str(path)
+        self.key = key
+        self.expected = expected
+        where = f"{self.path}: {key}" if key else self.path
+        super().__init__(f"{where}: {expected}")
+
+
+class _BracedTemplate(string.Template):
+    # only ${NAME} is interpolated, so regexes such as `^vp$` in rules stay as they are
+    pattern = r"""\$(?:(?P<escaped>\$\$)|\{(?P<braced>[_a-zA-Z][_a-zA-Z0-9]*)\}|(?P<named>(?!))|(?P<invalid>(?!)))"""
+
+
+def interpolate(value: Any, path: str, key: str = "") -> Any:
+    """Replace ``${VAR}`` in every string of a parsed YAML tree with the environment's value."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, path, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, path, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+        template = _BracedTemplate(value)
+        missing = [name for name in template.get_identifiers() if name not in os.environ]
+        if missing:
+            raise ConfigError(path, key, f"environment variable {missing[0]} is not set (used as ${{{missing[0]}}})")
+        return template.substitute(os.environ)
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HubSpotConfig(_Section):
+    access_token: SecretStr
+    base_url: str = "https://api.hubapi.com"
+    #: requests allowed per rolling 10 s for this portal (HubSpot private apps: 100 or 190)
+    rate_limit_per_10s: int = Field(default=100, gt=0)
+    #: CRM search has its own lower limit (requests per second)
+    search_rate_per_s: float = Field(default=5, gt=0)
+    #: stop the run cleanly when fewer than this share of the daily allowance is left
+    daily_reserve: float = Field(default=0.1, ge=0, lt=1)
+    timeout_s: float = Field(default=30, gt=0)
+    max_retries: int = Field(default=6, ge=0)
+    #: optional legacy-workflow enrollment of qualified contacts
+    workflow_id: int | None = None
+
+
+class SalesforceConfig(_Section):
+    instance_url: str | None = None
+    login_url: str = "https://login.salesforce.com"
+    access_token: SecretStr | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    username: str | None = None
+    private_key_file: str | None = None
+    ca_file: str | None = None
+    api_version: str = "59.0"
+    mql_status: str = "Working - Contacted"
+    timeout_s: float = Field(default=30, gt=0)
+
+
+class WritebackConfig(_Section):
+    #: prefix of every property leadsync writes (HubSpot); Salesforce uses Leadsync_*__c
+    prefix: str = "leadsync_"
+    group: str = "leadsync"
+    #: lifecycle stage set on qualification (only ever forward); empty to leave the stage alone
+    lifecycle_stage: str | None = "marketingqualifiedlead"
+    lifecycle_order: list[str] = Field(
+        default_factory=lambda: [
+            "subscriber",
+            "lead",
+            "marketingqualifiedlead",
+            "salesqualifiedlead",
+            "opportunity",
+            "customer",
+            "evangelist",
+        ]
+    )
+    batch_size: int = Field(default=100, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _stage_is_known(self) -> WritebackConfig:
+        if self.lifecycle_stage and self.lifecycle_stage not in self.lifecycle_order:
+            raise ValueError(f"lifecycle_stage '{self.lifecycle_stage}' is not in lifecycle_order")
+        return self
+
+
+class SyncConfig(_Section):
+    #: re-read this much before the watermark: search indexes lag writes
+    overlap_s: float = Field(default=300, ge=0)
+
+
+class StateConfig(_Section):
+    url: str = "sqlite:///leadsync-state.db"
+
+
+class ScheduleConfig(_Section):
+    sync: dict[str, Any] = Field(default_factory=lambda: {"every": "5m"})
+    full_sync: dict[str, Any] | None = None
+
+
+class Config(_Section):
+    crm: Literal["hubspot", "salesforce"]
+    hubspot: HubSpotConfig | None = None
+    salesforce: SalesforceConfig | None = None
+    mapping: dict[str, Any] | None = None
+    scoring: dict[str, Any] | None = None
+    writeback: WritebackConfig = Field(default_factory=WritebackConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+
+    #: where this config was read from (for messages)
+    _source: str = PrivateAttr(default="<memory>")
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @model_validator(mode="after")
+    def _crm_section_present(self) -> Config:
+        if getattr(self, self.crm) is None:
+            raise ValueError(f"crm is {self.crm}, so a `{self.crm}:` section is required")
+        return self
+
+
+def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
+    key = ".".join(str(p) for p in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling; `leadsync init` writes every key with comments)"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    elif "input" in error and not isinstance(error["input"], dict | list):
+        message = f"{message} (got {error['input']!r})"
+    return key, message
+
+
+def parse_config(data: Any, source: str = "<memory>") -> Config:
+    """Validate already-parsed YAML data."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, "", "expected a YAML mapping at the top level (e.g. `crm: hubspot`)")
+    data = interpolate(data, source)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        key, message = _describe(exc.errors()[0])
+        raise ConfigError(source, key, message) from None
+    config._source = source
+    return config
+
+
+def resolve_path(path: str | Path | None) -> Path:
+    """``--config``, else ``$LEADSYNC_CONFIG``, else ``./leadsync.yaml``."""
+    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read, interpolate and validate a config file."""
+    resolved = resolve_path(path)
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(resolved, "", "file not found (create one with `leadsync init`)") from None
+    except OSError as exc:
+        raise ConfigError(resolved, "", f"cannot be read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(resolved, where, f"invalid YAML: {problem}") from None
+    return parse_config(data, str(resolved))
+
+
+def secret(value: SecretStr | None) -> str:
+    """The plain value of a secret (only at the point of use; never logged)."""
+    return value.get_secret_value() if value is not None else ""

@@ -1,0 +1,62 @@
+"""The commented starter config ``leadsync init`` writes."""
+
+from __future__ import annotations
+
+HUBSPOT = """\
+# leadsync configuration. Secrets stay in the environment: ${NAME} is replaced by $NAME.
+crm: hubspot
+
+hubspot:
+  # a private app token with crm.objects.contacts.read/write and crm.schemas.contacts.read/write
+  access_token: ${HUBSPOT_ACCESS_TOKEN}
+  # base_url: https://api.hubapi.com      # point at `leadsync sandbox hubspot` to try things offline
+  # rate_limit_per_10s: 100               # 190 on Professional/Enterprise
+  # search_rate_per_s: 5                  # CRM search's own limit
+  # workflow_id: 123456                   # optional: also enroll qualified contacts in this workflow
+
+# Which HubSpot property feeds which lead attribute. The defaults cover HubSpot's standard
+# properties; list only what you change. Types: str, int, float, bool, datetime, list, range, present.
+# mapping:
+#   fields:
+#     job_title: jobtitle
+#     seats: {property: number_of_seats, type: int}
+
+# Scoring rules. Leave this out to use the shipped defaults (see the README's rules guide).
+# scoring:
+#   thresholds: {hot: 70, warm: 40}
+#   qualification: {threshold: 60, release: 50}
+
+writeback:
+  prefix: leadsync_                        # leadsync_score, leadsync_grade, leadsync_qualified_at, ...
+  lifecycle_stage: marketingqualifiedlead  # set on qualification, only ever forward; null to leave alone
+
+sync:
+  overlap_s: 300                           # re-read 5 minutes before the watermark (search lags writes)
+
+schedule:
+  sync: {every: 5m}
+
+state:
+  url: sqlite:///leadsync-state.db         # or postgresql+psycopg://user@host/db
+"""
+
+SALESFORCE = """\
+# leadsync configuration. Secrets stay in the environment: ${NAME} is replaced by $NAME.
+crm: salesforce
+
+salesforce:
+  instance_url: https://yourdomain.my.salesforce.com
+  login_url: https://yourdomain.my.salesforce.com
+  client_id: ${SALESFORCE_CLIENT_ID}
+  client_secret: ${SALESFORCE_CLIENT_SECRET}
+  # access_token: ${SALESFORCE_ACCESS_TOKEN}   # quick start instead of the client-credentials flow
+  mql_status: Working - Contacted
+
+writeback:
+  lifecycle_stage: null
+
+state:
+  url: sqlite:///leadsync-state.db
+"""
+
+TEMPLATES = {"hubspot": HUBSPOT, "salesforce": SALESFORCE}

@@ -1,0 +1,6 @@
+"""CRM field -> canonical lead attribute."""
+
+from mappings.errors import MappingError
+from mappings.mapping import FieldSpec, LeadMapping, default_mapping_data, load_mapping, to_activities
+
+__all__ = ["FieldSpec", "LeadMapping", "MappingError", "default_mapping_data", "load_mapping", "to_activities"]
