@@ -58,8 +58,12 @@ RATE_WINDOW_S = 10.0
 _FIELD_TYPES = {"number": "number", "string": "text", "datetime": "date", "enumeration": "select"}
 
 
-def _ms(value: datetime) -> str:
-    return str(int(value.timestamp() * 1000))
+def _ms(value: datetime, *, ceil: bool = False) -> str:
+    """Epoch milliseconds; ``ceil`` for an exclusive upper bound, so a record stamped in the same
+    millisecond as the bound (but before it) is not left out."""
+    micros = value.timestamp() * 1_000_000
+    whole, part = divmod(round(micros), 1000)
+    return str(whole + 1 if ceil and part else whole)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -249,7 +253,7 @@ class HubSpotConnector:
         while True:
             filters = [
                 Filter(property_name=CURSOR_PROPERTY, operator="GTE", value=_ms(window.start)),
-                Filter(property_name=CURSOR_PROPERTY, operator="LT", value=_ms(window.end)),
+                Filter(property_name=CURSOR_PROPERTY, operator="LT", value=_ms(window.end, ceil=True)),
                 Filter(property_name=ID_PROPERTY, operator="GT", value=str(last_id)),
             ]
             request = PublicObjectSearchRequest(

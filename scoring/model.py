@@ -87,13 +87,21 @@ class Activity:
 
 @dataclass(frozen=True, slots=True)
 class RuleHit:
-    """One rule that fired, with its points after per-rule caps and decay (part caps are separate)."""
+    """One rule that fired, with its points after per-rule caps and decay.
+
+    A part cap is explained by a synthetic hit named ``"<part> cap"`` whose points are what the cap took
+    away (negative for fit and engagement, positive for penalties), so that the points of all hits add up to
+    ``Score.raw_total``. ``value`` is what matched (the attribute value, the latest matching activity's url
+    or kind, the counter value); ``count`` is how many occurrences / counter units earned the points;
+    ``label`` is the short text used in ``Score.reasons``.
+    """
 
     rule: str
     part: TPart
     points: float
     value: str = ""
     count: int = 1
+    label: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +114,12 @@ class QualificationState:
 
 @dataclass(frozen=True, slots=True)
 class Score:
-    """The result of scoring one lead: total 0..100, its parts, grade, qualification and explanation."""
+    """The result of scoring one lead: total 0..100, its parts, grade, qualification and explanation.
+
+    ``fit`` and ``engagement`` are >= 0 and ``penalties`` <= 0, each after its part cap and rounded;
+    ``raw_total`` is the exact sum of the hits' points before rounding and clamping, and ``total`` is
+    ``raw_total`` rounded (halves up) and clamped to 0..100.
+    """
 
     lead_id: str
     total: int
@@ -122,3 +135,4 @@ class Score:
     likelihood: float | None = None
     priority_tier: str | None = None
     model_version: str | None = None
+    raw_total: float = 0.0

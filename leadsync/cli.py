@@ -1,0 +1,316 @@
+"""The ``leadsync`` command line (typer). Thin: every command wires config -> app -> sync/scoring."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from connectors.errors import ConnectorError
+from leadsync.app import build_app
+from leadsync.config import ConfigError, load_config
+from leadsync.logs import configure_logging
+from leadsync.starter import TEMPLATES
+from mappings import MappingError
+from scoring import ScoringError
+
+app = typer.Typer(
+    name="leadsync",
+    help="Lead scoring for HubSpot and Salesforce: pull, score with YAML rules, write back, trigger workflows.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+sandbox_app = typer.Typer(help="Run a local CRM emulator (for trying leadsync and for tests).", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (default: $LEADSYNC_CONFIG, else ./leadsync.yaml)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def clean_errors() -> Iterator[None]:
+    """Bad input and CRM failures end a command with one message and a non-zero exit, no traceback."""
+    try:
+        yield
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    except (MappingError, ScoringError) as exc:
+        fail(str(exc), 2)
+    except ConnectorError as exc:
+        fail(str(exc), 3)
+
+
+@app.callback()
+def main_options(
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error (JSON on stderr).")
+    ] = "warning",
+) -> None:
+    configure_logging(log_level)
+
+
+@app.command()
+def init(
+    crm: Annotated[str, typer.Option(help="hubspot or salesforce")] = "hubspot",
+    path: Annotated[Path, typer.Option("--path", help="Where to write the config.")] = Path("leadsync.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter config."""
+    if crm not in TEMPLATES:
+        fail(f"--crm: expected one of {', '.join(TEMPLATES)}, got {crm!r}", 2)
+    if path.exists() and not force:
+        fail(f"{path} already exists (use --force to overwrite)", 2)
+    path.write_text(TEMPLATES[crm], encoding="utf-8")
+    out.print(f"wrote {path}; set the token in the environment, then run `leadsync check --config {path}`")
+
+
+@app.command()
+def check(config: ConfigOption = None) -> None:
+    """Validate config and mapping, check CRM connectivity and the custom properties."""
+    with clean_errors():
+        application = build_app(load_config(config))
+        connector = application.connector()
+        schema = connector.describe()
+        out.print(f"[green]ok[/] config {application.config.source}; {application.config.crm} reachable")
+        problems = application.mapping.validate_against(schema)
+        missing = [s.name for s in application.writeback.property_specs() if s.name not in schema]
+        for problem in problems:
+            err.print(f"[yellow]mapping:[/] {problem}", highlight=False)
+        if missing:
+            err.print(
+                f"[yellow]missing properties[/] (created by the first sync): {', '.join(missing)}", highlight=False
+            )
+        out.print(f"rules version {application.rules.version}")
+        if problems:
+            raise typer.Exit(1)
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def _with_progress(quiet: bool, work: Callable[[Callable[[str, int], None]], T]) -> T:
+    """Run ``work(progress_callback)`` under a rich progress display (on stderr; none when quiet)."""
+    if quiet or not err.is_terminal:
+        return work(lambda event, n: None)
+    with _progress_bar() as bar:
+        tasks = {name: bar.add_task(name, total=None) for name in ("read", "scored", "written")}
+
+        def advance(event: str, n: int) -> None:
+            if event in tasks:
+                bar.advance(tasks[event], n)
+
+        return work(advance)
+
+
+def print_summary(summary: dict[str, Any], title: str) -> None:
+    table = Table(title=title, show_header=False, title_justify="left")
+    for key in (
+        "leads_read",
+        "leads_scored",
+        "leads_written",
+        "leads_unchanged",
+        "write_failures",
+        "qualified",
+        "newly_qualified",
+        "workflows_triggered",
+        "api_calls",
+        "duration_s",
+    ):
+        table.add_row(key.replace("_", " "), str(summary[key]))
+    grades = summary.get("grades") or {}
+    table.add_row("grades", ", ".join(f"{g} {n}" for g, n in grades.items()))
+    out.print(table)
+
+
+@app.command()
+def sync(
+    config: ConfigOption = None,
+    once: Annotated[bool, typer.Option("--once", help="Run one pass and exit (the daemon is `leadsync run`).")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Read every record, not just the changed ones.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Score and diff, write nothing.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """One sync pass: pull, score, write back what changed, trigger workflows."""
+    if not once:
+        fail("`leadsync sync` runs one pass: pass --once (the scheduled daemon is `leadsync run`)", 2)
+    with clean_errors():
+        application = build_app(load_config(config))
+        store = application.store()
+        try:
+            summary = _with_progress(
+                as_json, lambda progress: application.pipeline(store, progress).run_once(full=full, dry_run=dry_run)
+            )
+        finally:
+            store.close()
+    if as_json:
+        sys.stdout.write(json.dumps(summary.as_dict()) + "\n")
+    else:
+        print_summary(summary.as_dict(), "dry run (nothing written)" if dry_run else "sync")
+
+
+@app.command()
+def status(config: ConfigOption = None, as_json: JsonOption = False, limit: int = 10) -> None:
+    """Last runs, watermarks, pending/failed writes and the workflow outbox."""
+    with clean_errors():
+        application = build_app(load_config(config))
+        store = application.store()
+        try:
+            runs = store.last_runs(limit)
+            stream = f"{application.config.crm}:{application.mapping.object_type}s"
+            watermark = store.get_watermark(stream)
+            failures = store.failed_writes()
+            outbox = store.outbox_counts()
+            cached = store.count_leads()
+        finally:
+            store.close()
+    data = {
+        "watermarks": {stream: watermark.isoformat() if watermark else None},
+        "leads_cached": cached,
+        "runs": [
+            {
+                "id": r.id,
+                "job": r.job,
+                "started_at": r.started_at.isoformat(),
+                "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                "status": r.status,
+                "error": r.error,
+                "leads_read": r.summary.get("leads_read"),
+                "leads_written": r.summary.get("leads_written"),
+            }
+            for r in runs
+        ],
+        "failed_writes": [
+            {
+                "lead_id": f.lead_id,
+                "message": f.message,
+                "retriable": f.retriable,
+                "attempts": f.attempts,
+                "last_failed_at": f.last_failed_at.isoformat(),
+            }
+            for f in failures
+        ],
+        "outbox": outbox,
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(data) + "\n")
+        return
+    out.print(f"watermark {stream}: {data['watermarks'][stream] or 'none (next sync reads everything)'}")
+    out.print(f"leads cached: {cached}; outbox: {outbox or 'empty'}")
+    runs_table = Table("run", "started", "status", "read", "written", "error", title="last runs", title_justify="left")
+    for r in data["runs"]:
+        runs_table.add_row(
+            str(r["id"]), r["started_at"], r["status"], str(r["leads_read"]), str(r["leads_written"]), r["error"] or ""
+        )
+    out.print(runs_table)
+    if failures:
+        fail_table = Table("lead", "attempts", "retriable", "CRM message", title="failed writes", title_justify="left")
+        for f in data["failed_writes"]:
+            fail_table.add_row(f["lead_id"], str(f["attempts"]), "yes" if f["retriable"] else "no", f["message"])
+        out.print(fail_table)
+
+
+def main() -> None:
+    app()
+
+
+@sandbox_app.command("hubspot")
+def sandbox_hubspot(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 8765,
+    token: Annotated[str, typer.Option(help="Bearer token the sandbox accepts.")] = "sandbox-token",
+    contacts: Annotated[int, typer.Option(help="Synthetic contacts to seed.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Same seed, same portal.")] = 0,
+    rate_limit: Annotated[str | None, typer.Option("--rate-limit", help="e.g. 100/10s (default: off).")] = None,
+    fault_rate: Annotated[float, typer.Option("--fault-rate", help="Share of requests that fail (0..1).")] = 0.0,
+    index_lag_s: Annotated[float, typer.Option("--index-lag", help="Seconds before search sees a write.")] = 0.0,
+) -> None:
+    """Run the HubSpot emulator in the foreground; prints its base URL and token."""
+    from connectors.sandbox.hubspot import HubSpotSandboxServer, serve_hubspot_sandbox
+
+    if not 0 <= fault_rate <= 1:
+        fail(f"--fault-rate: expected a share between 0 and 1, got {fault_rate}", 2)
+
+    def ready(server: HubSpotSandboxServer) -> None:
+        out.print(f"HubSpot sandbox: {server.url}", highlight=False)
+        out.print(f"token: {server.token}", highlight=False)
+        out.print(
+            f"contacts: {len(server.portal)} (seed {seed}); stats at {server.url}/__sandbox/stats", highlight=False
+        )
+        out.print("Ctrl-C to stop", style="dim")
+        sys.stdout.flush()
+
+    try:
+        serve_hubspot_sandbox(
+            on_ready=ready,
+            port=port,
+            token=token,
+            contacts=contacts,
+            seed=seed,
+            rate_limit=rate_limit,
+            fault_rate=fault_rate,
+            index_lag_s=index_lag_s,
+        )
+    except ValueError as exc:
+        fail(str(exc), 2)
+    except OSError as exc:
+        fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}", 1)
+
+
+@app.command()
+def demo(
+    as_json: JsonOption = False,
+    contacts: Annotated[int, typer.Option(help="Synthetic contacts to seed.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic portal.")] = 7,
+) -> None:
+    """The embedded end-to-end default: in-process HubSpot sandbox, seed, sync twice, summary."""
+    from leadsync.demo import run_demo
+
+    with clean_errors():
+        result = run_demo(contacts=contacts, seed=seed, progress=None if as_json else _with_progress)
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    out.print(
+        f"[bold]leadsync demo[/]: in-process HubSpot sandbox at {result['sandbox']['url']} "
+        f"with {contacts} synthetic contacts (seed {seed})"
+    )
+    first, second = result["passes"]
+    print_summary(first, "1st sync: first run reads everything, creates the leadsync properties, writes scores")
+    out.print(f"properties created: {', '.join(first['properties_created']) or 'none'}")
+    out.print(f"between syncs: {result['engaged_between_passes']} contacts showed new engagement in the CRM")
+    print_summary(second, "2nd sync: incremental, writes only what changed")
+    top = Table("contact", "score", "grade", "why", title="hottest leads", title_justify="left")
+    for row in result["top_leads"]:
+        top.add_row(row["email"] or row["id"], str(row["score"]), row["grade"], row["reasons"])
+    out.print(top)
+    calls = result["sandbox"]["by_endpoint"]
+    out.print("API calls by endpoint: " + ", ".join(f"{k} {v}" for k, v in sorted(calls.items())), highlight=False)
+    out.print("[green]done[/]: sandbox stopped, temporary state removed")

@@ -1,0 +1,122 @@
+"""``leadsync demo``: the whole product against an in-process HubSpot sandbox, leaving nothing behind."""
+
+from __future__ import annotations
+
+import heapq
+import random
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from connectors.sandbox.hubspot import HubSpotPortal, start_hubspot_sandbox
+from leadsync.app import build_app
+from leadsync.config import parse_config
+from sync.pipeline import Progress, SyncSummary
+
+#: runs one pass under a progress display: (quiet, work) -> summary
+ProgressRunner = Callable[[bool, Callable[[Progress], SyncSummary]], SyncSummary]
+
+SUMMARY_KEYS = (
+    "leads_read",
+    "leads_scored",
+    "leads_written",
+    "write_failures",
+    "qualified",
+    "newly_qualified",
+    "workflows_triggered",
+    "api_calls",
+    "duration_s",
+)
+
+
+def simulate_engagement(portal: HubSpotPortal, share: float, seed: int) -> int:
+    """Give a share of contacts new web and email activity, as marketing would between two syncs."""
+    rng = random.Random(seed)
+    ids = portal.contact_ids()
+    chosen = rng.sample(ids, max(1, int(len(ids) * share)))
+    for contact_id in chosen:
+        current = portal.contact(contact_id) or {}
+
+        def bump(name: str, low: int, high: int, props: dict[str, str] = current) -> str:
+            value = props.get(name) or "0"
+            return str(int(float(value)) + rng.randint(low, high))
+
+        portal.track_engagement(
+            contact_id,
+            {
+                "hs_analytics_num_page_views": bump("hs_analytics_num_page_views", 3, 25),
+                "hs_analytics_num_visits": bump("hs_analytics_num_visits", 1, 4),
+                "num_conversion_events": bump("num_conversion_events", 0, 2),
+                "hs_email_click": bump("hs_email_click", 0, 3),
+            },
+        )
+    return len(chosen)
+
+
+def run_demo(*, contacts: int = 2000, seed: int = 7, progress: ProgressRunner | None = None) -> dict[str, Any]:
+    """Seed a sandbox, sync, let some contacts engage, sync again; return what happened."""
+    with (
+        tempfile.TemporaryDirectory(prefix="leadsync-demo-") as tmp,
+        start_hubspot_sandbox(contacts=contacts, seed=seed) as server,
+    ):
+        config = parse_config(
+            {
+                "crm": "hubspot",
+                "hubspot": {"access_token": server.token, "base_url": server.url},
+                "state": {"url": f"sqlite:///{Path(tmp) / 'state.db'}"},
+            },
+            source="<demo>",
+        )
+        application = build_app(config)
+        store = application.store()
+        try:
+
+            def one_pass(callback: Progress) -> SyncSummary:
+                return application.pipeline(store, callback).run_once()
+
+            def run() -> SyncSummary:
+                return progress(False, one_pass) if progress else one_pass(lambda event, n: None)
+
+            first = run()
+            engaged = simulate_engagement(server.portal, 0.05, seed)
+            second = run()
+            top = top_leads(store, 5)
+        finally:
+            store.close()
+        stats = server.stats()
+        url = server.url
+    passes = [first.as_dict(), second.as_dict()]
+    totals: dict[str, Any] = {key: sum(p[key] for p in passes) for key in SUMMARY_KEYS}
+    totals["duration_s"] = round(totals["duration_s"], 3)
+    return {
+        **totals,
+        "contacts": contacts,
+        "seed": seed,
+        "engaged_between_passes": engaged,
+        "passes": passes,
+        "top_leads": top,
+        "sandbox": {"url": url, **stats},
+    }
+
+
+def top_leads(store: Any, n: int) -> list[dict[str, Any]]:
+    """The ``n`` highest scores in the state store, with their reasons."""
+    best: list[tuple[int, str, dict[str, Any]]] = []
+    for chunk in store.iter_leads(chunk_size=1000):
+        scores = store.get_scores([lead.id for lead in chunk])
+        for lead in chunk:
+            score = scores.get(lead.id)
+            if score is None:
+                continue
+            row = {
+                "id": lead.id,
+                "email": lead.email,
+                "score": score.total,
+                "grade": score.grade,
+                "reasons": score.reasons,
+            }
+            heapq.heappush(best, (score.total, lead.id, row))
+            if len(best) > n:
+                heapq.heappop(best)
+    return [row for _, _, row in sorted(best, reverse=True)]

@@ -1,0 +1,507 @@
+"""The scoring rules: the YAML language, validated with pydantic, and its loading.
+
+``load_rules(data)`` takes the ``scoring:`` section of the user's config (already parsed). By default it
+builds on the packaged defaults (``scoring/defaults/rules.yaml``): every top-level key the user gives
+replaces the default's (the settings mappings ``qualification``, ``grades``, ``caps``, ``decay``, ``emails``,
+``activity``, ``reasons`` are merged key by key; the rule lists ``fit``, ``engagement``, ``penalties`` are
+replaced whole). ``base: none`` starts from nothing instead, and ``disable: [rule, ...]`` switches rules off.
+
+Every problem raises ``RulesError`` naming the place, e.g.
+``scoring.fit[2] (rule 'vp_title').points: expected a number or a list of numbers, got 'abc'``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from functools import cache
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from ._values import MAX_POINTS
+from .conditions import Cond, ConditionError, parse_condition, show, to_json
+from .errors import RulesError
+from .model import TPart
+
+PARTS: tuple[TPart, ...] = ("fit", "engagement", "penalties")
+#: attributes computed by the engine (they take precedence over mapped attributes of the same name)
+DERIVED_ATTRIBUTES = ("email_domain", "company_email", "last_engaged_at")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+# -- field types with RevOps-readable messages ---------------------------------------------------------
+
+
+def _fail(problem: str, key: str = "") -> PydanticCustomError:
+    return PydanticCustomError("leadsync", "{problem}", {"problem": problem, "subpath": key})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(value: Any) -> float:
+    if not _is_number(value):
+        raise _fail(f"expected a number, got {show(value)}")
+    return float(value)
+
+
+def _positive(value: Any) -> float:
+    if not _is_number(value) or value <= 0:
+        raise _fail(f"expected a number greater than 0, got {show(value)}")
+    return float(value)
+
+
+def _score_level(value: Any) -> float:
+    if not _is_number(value) or not 0 <= value <= 100:
+        raise _fail(f"expected a score between 0 and 100, got {show(value)}")
+    return float(value)
+
+
+def _points(value: Any) -> float | tuple[float, ...]:
+    if _is_number(value):
+        items: tuple[Any, ...] = (value,)
+    elif isinstance(value, list | tuple) and 0 < len(value) <= 100 and all(_is_number(v) for v in value):
+        items = tuple(value)
+    else:
+        raise _fail(f"expected a number or a list of numbers, got {show(value)}")
+    if any(abs(v) > MAX_POINTS for v in items):
+        raise _fail(f"expected points between -{MAX_POINTS} and {MAX_POINTS}, got {show(value)}")
+    return float(value) if _is_number(value) else tuple(float(v) for v in items)
+
+
+def _half_life(value: Any) -> float | None:
+    if value is None:
+        return None
+    if value is False or value == 0 or (isinstance(value, str) and value.lower() in ("off", "none")):
+        return 0.0
+    if not _is_number(value) or value < 0:
+        raise _fail(f"expected a number of days > 0, or 0 / off for no decay, got {show(value)}")
+    return float(value)
+
+
+def _text_list(value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(v, str) and v.strip() for v in items):
+        raise _fail(f"expected a list of texts, got {show(value)}")
+    return tuple(v.strip() for v in items)
+
+
+def _condition(value: Any) -> Cond:
+    try:
+        return parse_condition(value)
+    except ConditionError as exc:
+        raise PydanticCustomError("leadsync", "{problem}", {"problem": exc.problem, "subpath": exc.path}) from None
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise _fail(f"expected a rule name of letters, digits, '_', '.' or '-' (at most 64), got {show(value)}")
+    return value
+
+
+def _label(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 60 or any(c in value for c in ";\n\r"):
+        raise _fail(f"expected a short text (at most 60 characters, no ';'), got {show(value)}")
+    return value.strip()
+
+
+Number = Annotated[float, PlainValidator(_number)]
+Positive = Annotated[float, PlainValidator(_positive)]
+ScoreLevel = Annotated[float, PlainValidator(_score_level)]
+Points = Annotated[
+    float | tuple[float, ...],
+    PlainValidator(_points),
+    PlainSerializer(lambda v: list(v) if isinstance(v, tuple) else v),
+]
+HalfLife = Annotated[float | None, PlainValidator(_half_life)]
+TextList = Annotated[tuple[str, ...], PlainValidator(_text_list), PlainSerializer(list)]
+Condition = Annotated[Cond, PlainValidator(_condition), PlainSerializer(to_json)]
+RuleName = Annotated[str, PlainValidator(_name)]
+Label = Annotated[str | None, PlainValidator(_label)]
+Attribute = Annotated[str, BeforeValidator(lambda v: v.strip() if isinstance(v, str) else v)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- the rule language ---------------------------------------------------------------------------------
+
+
+def _kinds(value: Any) -> tuple[str, ...]:
+    return tuple(sorted(set(_text_list(value))))
+
+
+class EventSpec(_Model):
+    """Which activities an event rule counts (``kind``: one kind or a list; order and repeats do not
+    matter)."""
+
+    kind: Annotated[tuple[str, ...], PlainValidator(_kinds), PlainSerializer(list)]
+    where: Condition | None = None
+    within_days: Positive | None = None
+
+
+class RuleSpec(_Model):
+    """One rule. Its type follows from its keys: ``event`` (event rule), ``counter`` (counter rule), or
+    only ``when`` (condition rule)."""
+
+    name: RuleName
+    label: Label = None
+    points: Points
+    when: Condition | None = None
+    unless: Condition | None = None
+    event: EventSpec | None = None
+    counter: Attribute | None = None
+    per: Positive = 1.0
+    at_least: Number | None = None
+    once: bool = False
+    cap: Positive | None = None
+    half_life_days: HalfLife = None
+    decay_from: Attribute | None = None
+    group: Attribute | None = None
+
+    @property
+    def kind(self) -> Literal["event", "counter", "condition"]:
+        if self.event is not None:
+            return "event"
+        if self.counter is not None:
+            return "counter"
+        return "condition"
+
+    @property
+    def display_label(self) -> str:
+        return self.label or self.name.replace("_", " ")
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> RuleSpec:
+        if self.event is not None and self.counter is not None:
+            raise _fail("expected either `event` or `counter`, not both", ".counter")
+        if self.kind == "condition":
+            if self.when is None:
+                raise _fail(
+                    "expected `when` (a condition rule), `event` (an event rule) or `counter` (a counter rule)",
+                    ".when",
+                )
+            if isinstance(self.points, tuple):
+                raise _fail(
+                    "expected one number: a list of points (escalating / diminishing) needs an `event` "
+                    "or `counter` rule",
+                    ".points",
+                )
+            for key in ("cap", "half_life_days"):
+                if getattr(self, key) is not None:
+                    raise _fail(f"`{key}` applies to event and counter rules only", f".{key}")
+        if self.kind != "counter":
+            for key, default in (("per", 1.0), ("at_least", None), ("once", False), ("decay_from", None)):
+                if getattr(self, key) != default:
+                    raise _fail(f"`{key}` applies to counter rules only", f".{key}")
+        if self.once and isinstance(self.points, tuple):
+            raise _fail("expected one number with `once: true`", ".points")
+        if isinstance(self.points, tuple):
+            signs = {math.copysign(1.0, p) for p in self.points if p != 0}
+            if len(signs) > 1:
+                raise _fail("expected points of one sign in the list", ".points")
+        return self
+
+
+class Qualification(_Model):
+    """MQL: qualify at ``threshold``; stay qualified until the score falls below ``release``."""
+
+    threshold: ScoreLevel = 60.0
+    release: ScoreLevel | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Qualification:
+        if self.release is not None and self.release > self.threshold:
+            raise _fail(
+                f"expected a release level at or below the threshold ({show(self.threshold)}), "
+                f"got {show(self.release)}",
+                ".release",
+            )
+        return self
+
+    @property
+    def release_level(self) -> float:
+        return self.threshold if self.release is None else self.release
+
+
+class Grades(_Model):
+    hot: ScoreLevel = 70.0
+    warm: ScoreLevel = 40.0
+
+    @model_validator(mode="after")
+    def _check(self) -> Grades:
+        if self.warm > self.hot:
+            raise _fail(f"expected warm <= hot ({show(self.hot)}), got {show(self.warm)}", ".warm")
+        return self
+
+
+class Caps(_Model):
+    """Upper bounds on the fit and engagement parts and on the size of the penalties part."""
+
+    fit: Positive | None = None
+    engagement: Positive | None = None
+    penalties: Positive | None = None
+
+
+class Decay(_Model):
+    """Default half-life of event and counter rules (a rule's own ``half_life_days`` wins)."""
+
+    half_life_days: HalfLife = None
+
+
+class Emails(_Model):
+    secondary_attributes: TextList = ()
+    role_local_parts: TextList = ()
+    competitor_domains: TextList = ()
+    extra_free_domains: TextList = ()
+    extra_disposable_domains: TextList = ()
+
+
+class ActivitySettings(_Model):
+    """What counts as the lead's own engagement for ``last_engaged_at`` (and so inactivity)."""
+
+    timestamp_attributes: TextList = ()
+    ignore_kinds: TextList = ()
+
+
+class Reasons(_Model):
+    max_hits: Annotated[int, PlainValidator(lambda v: _int_between(v, 1, 20))] = 5
+    max_length: Annotated[int, PlainValidator(lambda v: _int_between(v, 20, 1000))] = 250
+
+
+def _int_between(value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise _fail(f"expected a whole number from {lo} to {hi}, got {show(value)}")
+    return value
+
+
+class Rules(_Model):
+    """A validated, normalized rule set (what ``load_rules`` returns)."""
+
+    base: Literal["defaults", "none"] = "defaults"
+    disable: TextList = ()
+    qualification: Qualification = Qualification()
+    grades: Grades = Grades()
+    caps: Caps = Caps()
+    decay: Decay = Decay()
+    emails: Emails = Emails()
+    activity: ActivitySettings = ActivitySettings()
+    reasons: Reasons = Reasons()
+    fit: tuple[RuleSpec, ...] = ()
+    engagement: tuple[RuleSpec, ...] = ()
+    penalties: tuple[RuleSpec, ...] = ()
+
+    def iter_rules(self) -> Iterator[tuple[TPart, int, RuleSpec]]:
+        for part in PARTS:
+            for index, rule in enumerate(getattr(self, part)):
+                yield part, index, rule
+
+    def normalized(self) -> dict[str, Any]:
+        """The canonical JSON-able form the version is computed from."""
+        return self.model_dump(mode="json", exclude={"base", "disable"})
+
+    @property
+    def version(self) -> str:
+        return rules_version(self)
+
+
+def rules_version(rules: Rules) -> str:
+    """Content hash (12 hex digits) of the normalized rules: formatting, comments, key order and
+    shorthand do not change it; any change of meaning does."""
+    text = json.dumps(rules.normalized(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+# -- loading ---------------------------------------------------------------------------------------------
+
+
+@cache
+def _default_data() -> dict[str, Any]:
+    text = resources.files("scoring").joinpath("defaults/rules.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    section = data["scoring"] if isinstance(data, dict) and "scoring" in data else data
+    if not isinstance(section, dict):
+        raise RulesError("scoring/defaults/rules.yaml", "expected a `scoring:` mapping")
+    return section
+
+
+@cache
+def default_rules() -> Rules:
+    """The packaged default rules (``scoring/defaults/rules.yaml``)."""
+    return _validate(_default_data(), "scoring/defaults/rules.yaml")
+
+
+_SETTINGS = ("qualification", "grades", "caps", "decay", "emails", "activity", "reasons")
+
+
+def load_rules(data: Mapping[str, Any] | None, *, source: str = "scoring") -> Rules:
+    """Validate the ``scoring:`` section of a config; ``None`` or empty gives the packaged defaults."""
+    if data is None or (isinstance(data, Mapping) and not data):
+        return default_rules()
+    if not isinstance(data, Mapping):
+        raise RulesError(source, f"expected a mapping of scoring settings and rules, got {show(data)}")
+    base = data.get("base", "defaults")
+    if base not in ("defaults", "none"):
+        raise RulesError(f"{source}.base", f"expected 'defaults' or 'none', got {show(base)}")
+    merged: dict[str, Any]
+    if base == "defaults":
+        merged = dict(_default_data())
+        for key, value in data.items():
+            if key in _SETTINGS and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    else:
+        merged = dict(data)
+    return _validate(merged, source)
+
+
+def _validate(data: Mapping[str, Any], source: str) -> Rules:
+    try:
+        rules = Rules.model_validate(data)
+    except ValidationError as exc:
+        # an unknown key (a typo) explains the "missing" error that comes with it: report it first
+        errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
+        where, problem = _describe_error(errors[0], data, source)
+        if len(errors) > 1:
+            problem += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        raise RulesError(where, problem) from None
+    return _check_rules(rules, source)
+
+
+def _where(source: str, loc: tuple[int | str, ...], data: Any) -> str:
+    """``('fit', 2, 'points')`` -> ``scoring.fit[2] (rule 'vp_title').points``."""
+    out = source
+    node: Any = data
+    for i, key in enumerate(loc):
+        if isinstance(key, int):
+            out += f"[{key}]"
+            node = node[key] if isinstance(node, list | tuple) and 0 <= key < len(node) else None
+            if i == 1 and loc[0] in PARTS and isinstance(node, Mapping) and isinstance(node.get("name"), str):
+                out += f" (rule {node['name']!r})"
+        else:
+            out += f".{key}"
+            node = node.get(key) if isinstance(node, Mapping) else None
+    return out
+
+
+_TYPE_MESSAGES = {
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "string_type": "expected text",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+    "dict_type": "expected a mapping",
+    "tuple_type": "expected a list",
+    "list_type": "expected a list",
+}
+
+
+def _describe_error(error: Any, data: Any, source: str) -> tuple[str, str]:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "leadsync":
+        return _where(source, loc, data) + str(ctx.get("subpath", "")), str(ctx["problem"])
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        keys = list(model.model_fields) if model is not None else []
+        return _where(
+            source, loc, data
+        ), f"unknown key{_did_you_mean(str(loc[-1]), keys)}; expected one of: {', '.join(keys)}"
+    if kind == "missing":
+        return _where(source, loc, data), "missing; this key is required"
+    if kind == "literal_error":
+        return _where(source, loc, data), f"expected {ctx.get('expected', '')}, got {show(error['input'])}"
+    message = _TYPE_MESSAGES.get(kind, error["msg"])
+    return _where(source, loc, data), f"{message}, got {show(error['input'])}"
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Rules
+    for key in loc:
+        if isinstance(key, int):
+            continue
+        field = model.model_fields.get(key)
+        if field is None:
+            return None
+        nested = _nested_model(field.annotation)
+        if nested is None:
+            return None
+        model = nested
+    return model
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _nested_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _check_rules(rules: Rules, source: str) -> Rules:
+    """Checks across rules and parts, then applies ``disable``."""
+    seen: dict[str, str] = {}
+    groups: dict[str, TPart] = {}
+    for part, index, rule in rules.iter_rules():
+        where = f"{source}.{part}[{index}] (rule {rule.name!r})"
+        if rule.name in seen:
+            raise RulesError(f"{where}.name", f"expected a unique rule name; also used at {seen[rule.name]}")
+        seen[rule.name] = f"{source}.{part}[{index}]"
+        points = rule.points if isinstance(rule.points, tuple) else (rule.points,)
+        if part == "penalties" and any(p > 0 for p in points):
+            raise RulesError(
+                f"{where}.points", f"penalties take negative points (e.g. -10), got {show(_first(points))}"
+            )
+        if part != "penalties" and any(p < 0 for p in points):
+            raise RulesError(
+                f"{where}.points",
+                f"{part} rules take points >= 0 (negative rules belong in `penalties`), got {show(_first(points))}",
+            )
+        if rule.group is not None:
+            other = groups.setdefault(rule.group, part)
+            if other != part:
+                raise RulesError(
+                    f"{where}.group", f"expected rules of one part in a group; {rule.group!r} is in {other}"
+                )
+    for i, name in enumerate(rules.disable):
+        if name not in seen:
+            raise RulesError(f"{source}.disable[{i}]", f"expected the name of a rule, got {name!r}")
+    if not rules.disable:
+        return rules
+    off = set(rules.disable)
+    return rules.model_copy(
+        update={part: tuple(r for r in getattr(rules, part) if r.name not in off) for part in PARTS}
+    )
+
+
+def _first(points: tuple[float, ...]) -> float:
+    return next((p for p in points if p != 0), points[0])

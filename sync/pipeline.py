@@ -1,0 +1,325 @@
+"""One sync pass: pull -> map -> score -> diff -> write back -> trigger.
+
+Pages are processed one at a time (memory does not grow with the portal) and each page's scores, written
+values and outbox entries are committed in one transaction after its writes; the watermark moves only when
+the whole window has been processed, and never past the moment the pass started.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from connectors.base import Connector, RawRecord, RecordUpdate, Window
+from connectors.errors import ConnectorError, FatalError, RetriableError
+from mappings import LeadMapping
+from scoring import Activity, CompiledRules, Lead, QualificationState, Score
+from sync.state import CachedLead, StateStore, StoredScore
+from sync.writeback import WritebackSettings, changed_properties, desired_properties
+
+log = structlog.get_logger("leadsync.sync")
+
+#: called with (event, count): "read", "scored", "written"
+Progress = Callable[[str, int], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class SyncSummary:
+    """What one pass did (``sync --json`` prints it)."""
+
+    crm: str
+    full: bool
+    dry_run: bool
+    rules_version: str
+    leads_read: int = 0
+    leads_scored: int = 0
+    leads_written: int = 0
+    leads_unchanged: int = 0
+    write_failures: int = 0
+    qualified: int = 0
+    newly_qualified: int = 0
+    workflows_triggered: int = 0
+    properties_created: list[str] = field(default_factory=list)
+    bad_values: int = 0
+    api_calls: int = 0
+    duration_s: float = 0.0
+    watermark: str | None = None
+    run_id: int | None = None
+    grades: dict[str, int] = field(default_factory=lambda: {"hot": 0, "warm": 0, "cold": 0})
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stored_score(score: Score, now: datetime) -> StoredScore:
+    return StoredScore(
+        lead_id=score.lead_id,
+        total=score.total,
+        fit=score.fit,
+        engagement=score.engagement,
+        penalties=score.penalties,
+        grade=score.grade,
+        qualified=score.qualified,
+        qualified_at=score.qualified_at,
+        hits=[
+            {"rule": h.rule, "part": h.part, "points": h.points, "value": h.value, "count": h.count} for h in score.hits
+        ],
+        reasons=score.reasons,
+        rules_version=score.rules_version,
+        scored_at=now,
+    )
+
+
+def activities_as_dicts(activities: Iterable[Activity]) -> list[dict[str, Any]]:
+    return [
+        {"kind": a.kind, "timestamp": a.timestamp.isoformat(), "attributes": dict(a.attributes)} for a in activities
+    ]
+
+
+def activities_from_dicts(lead_id: str, rows: Iterable[Mapping[str, Any]]) -> list[Activity]:
+    return [
+        Activity(
+            lead_id=lead_id,
+            kind=str(r["kind"]),
+            timestamp=datetime.fromisoformat(str(r["timestamp"])),
+            attributes=dict(r.get("attributes") or {}),
+        )
+        for r in rows
+    ]
+
+
+class SyncPipeline:
+    """Runs sync passes of one CRM account against one state store."""
+
+    def __init__(
+        self,
+        *,
+        connector: Connector,
+        mapping: LeadMapping,
+        rules: CompiledRules,
+        store: StateStore,
+        writeback: WritebackSettings,
+        overlap: timedelta = timedelta(minutes=5),
+        explicit_triggers: bool = False,
+        clock: Callable[[], datetime] = utcnow,
+        progress: Progress | None = None,
+    ) -> None:
+        self.connector = connector
+        self.mapping = mapping
+        self.rules = rules
+        self.store = store
+        self.writeback = writeback
+        self.overlap = overlap
+        self.explicit_triggers = explicit_triggers
+        self.clock = clock
+        self.progress = progress or (lambda event, n: None)
+        self.stream = f"{connector.name}:{mapping.object_type}s"
+
+    def read_properties(self) -> list[str]:
+        props = {*self.mapping.properties, *self.writeback.read_properties()}
+        if self.writeback.stage_property:
+            props.add(self.writeback.stage_property)
+        return sorted(props)
+
+    def window(self, *, full: bool, now: datetime) -> Window:
+        watermark = None if full else self.store.get_watermark(self.stream)
+        return Window(start=None if watermark is None else watermark - self.overlap, end=now)
+
+    def run_once(self, *, full: bool = False, dry_run: bool = False) -> SyncSummary:
+        """One pass; raises ``ConnectorError`` when the CRM fails for good (the run is recorded as failed)."""
+        started = time.monotonic()
+        calls_before = self.connector.api_calls
+        now = self.clock()
+        summary = SyncSummary(crm=self.connector.name, full=full, dry_run=dry_run, rules_version=self.rules.version)
+        run_id = None if dry_run else self.store.start_run("sync")
+        summary.run_id = run_id
+        log.info("sync.start", run_id=run_id, full=full, dry_run=dry_run, rules_version=self.rules.version)
+        try:
+            if not dry_run:
+                summary.properties_created = self.connector.ensure_properties(self.writeback.property_specs())
+            window = self.window(full=full, now=now)
+            for page in self.connector.read_records(window, self.read_properties()):
+                self._process_page(page, now, summary, dry_run=dry_run)
+            if not dry_run:
+                self.store.set_watermark(self.stream, window.end)
+                summary.watermark = window.end.isoformat()
+                self._retry_failed_writes(summary)
+                self._deliver_triggers(summary)
+        except Exception as exc:
+            summary.api_calls = self.connector.api_calls - calls_before
+            summary.duration_s = round(time.monotonic() - started, 3)
+            if run_id is not None:
+                self.store.finish_run(run_id, "failed", summary.as_dict(), error=str(exc))
+            log.error("sync.failed", run_id=run_id, error=str(exc), error_type=type(exc).__name__)
+            raise
+        summary.api_calls = self.connector.api_calls - calls_before
+        summary.duration_s = round(time.monotonic() - started, 3)
+        if run_id is not None:
+            self.store.finish_run(run_id, "ok", summary.as_dict())
+        log.info("sync.done", **{k: v for k, v in summary.as_dict().items() if k != "properties_created"})
+        return summary
+
+    def _bad_value(self, summary: SyncSummary) -> Callable[[str, str, Any, str], None]:
+        def report(record_id: str, prop: str, raw: Any, problem: str) -> None:
+            summary.bad_values += 1
+            log.warning("crm.bad_value", crm=self.connector.name, record=record_id, property=prop, problem=problem)
+
+        return report
+
+    def _process_page(self, page: Sequence[RawRecord], now: datetime, summary: SyncSummary, *, dry_run: bool) -> None:
+        summary.leads_read += len(page)
+        self.progress("read", len(page))
+        raw_activities = self.connector.read_activities(page)
+        on_bad = self._bad_value(summary)
+        leads = [self.mapping.to_lead(r.id, r.properties, on_bad) for r in page]
+        activities = {
+            r.id: [Activity(r.id, a.kind, a.timestamp, a.attributes) for a in raw_activities.get(r.id, [])]
+            for r in page
+        }
+        ids = [r.id for r in page]
+        previous = self.store.get_scores(ids)
+        written = self.store.get_written(ids)
+        scores = self.rules.score_many(
+            ((lead, activities[lead.id], _qualification(previous.get(lead.id))) for lead in leads), now
+        )
+        summary.leads_scored += len(scores)
+        self.progress("scored", len(scores))
+
+        updates: list[RecordUpdate] = []
+        triggers: list[tuple[str, str | None, datetime]] = []
+        by_id = {r.id: r for r in page}
+        for lead, score in zip(leads, scores, strict=True):
+            summary.grades[score.grade] = summary.grades.get(score.grade, 0) + 1
+            if score.qualified:
+                summary.qualified += 1
+                prev = previous.get(lead.id)
+                if score.qualified_at is not None and (prev is None or prev.qualified_at != score.qualified_at):
+                    summary.newly_qualified += 1
+                    triggers.append((lead.id, lead.email, score.qualified_at))
+            desired = desired_properties(score, lead, self.writeback)
+            baseline: Mapping[str, str | None] = written.get(lead.id) or {
+                k: by_id[lead.id].properties.get(k) for k in desired
+            }
+            changes = changed_properties(desired, baseline)
+            if changes:
+                updates.append(RecordUpdate(lead.id, lead.object_type, changes))
+            else:
+                summary.leads_unchanged += 1
+        if dry_run:
+            summary.leads_written += len(updates)
+            return
+
+        result = self.connector.write(updates)
+        landed = set(result.succeeded)
+        by_update = {u.id: u for u in updates}
+        summary.leads_written += len(landed)
+        summary.write_failures += len(result.failed)
+        self.progress("written", len(landed))
+        for failure in result.failed:
+            log.warning("write.failed", record=failure.id, retriable=failure.retriable, message=failure.message)
+        if not self.explicit_triggers:
+            # workflows trigger on the written properties: the trigger is delivered with the write
+            triggers = [t for t in triggers if t[0] in landed]
+        self.store.upsert_leads(
+            [
+                CachedLead(
+                    id=r.id,
+                    object_type=r.object_type,
+                    email=lead.email,
+                    properties=dict(r.properties),
+                    activities=activities_as_dicts(activities[r.id]),
+                    updated_at=r.updated_at,
+                )
+                for r, lead in zip(page, leads, strict=True)
+            ]
+        )
+        self.store.record_failures(
+            [
+                (f.id, by_update[f.id].object_type, dict(by_update[f.id].properties), f.message, f.retriable)
+                for f in result.failed
+                if f.id in by_update
+            ]
+        )
+        self.store.clear_failures(sorted(landed))
+        self.store.commit_pass(
+            scores=[stored_score(s, now) for s in scores],
+            written={i: dict(by_update[i].properties) for i in landed},
+            triggers=triggers,
+            watermark=None,
+        )
+
+    def _retry_failed_writes(self, summary: SyncSummary) -> None:
+        """Send again the writes that failed for a transient reason in earlier passes."""
+        pending = self.store.failed_writes(retriable_only=True)
+        if not pending:
+            return
+        updates = [RecordUpdate(f.lead_id, f.object_type, f.properties) for f in pending]
+        result = self.connector.write(updates)
+        by_id = {u.id: u for u in updates}
+        self.store.record_failures(
+            [
+                (f.id, by_id[f.id].object_type, dict(by_id[f.id].properties), f.message, f.retriable)
+                for f in result.failed
+            ]
+        )
+        self.store.clear_failures(result.succeeded)
+        self.store.record_written({i: dict(by_id[i].properties) for i in result.succeeded})
+        summary.leads_written += len(result.succeeded)
+
+    def _deliver_triggers(self, summary: SyncSummary) -> None:
+        """Drain the outbox: each qualification triggers the CRM's automation exactly once."""
+        while True:
+            batch = self.store.pending_triggers(limit=100)
+            if not batch:
+                return
+            progressed = False
+            for item in batch:
+                try:
+                    self.connector.trigger(item.lead_id, item.email)
+                except RetriableError as exc:
+                    self.store.mark_trigger_failed(item.id, str(exc), final=False)
+                    log.warning("trigger.retry_later", lead=item.lead_id, error=str(exc))
+                    continue
+                except FatalError as exc:
+                    self.store.mark_trigger_failed(item.id, str(exc), final=True)
+                    log.error("trigger.failed", lead=item.lead_id, error=str(exc))
+                    progressed = True
+                    continue
+                except ConnectorError:
+                    raise
+                self.store.mark_triggered(item.id)
+                summary.workflows_triggered += 1
+                progressed = True
+            if not progressed:
+                return  # everything left is waiting for a transient error to clear: next pass
+
+
+def _qualification(previous: StoredScore | None) -> QualificationState | None:
+    if previous is None:
+        return None
+    return QualificationState(qualified=previous.qualified, qualified_at=previous.qualified_at)
+
+
+def score_cached(
+    rules: CompiledRules,
+    mapping: LeadMapping,
+    cached: Sequence[CachedLead],
+    previous: Mapping[str, StoredScore],
+    now: datetime,
+) -> list[tuple[Lead, Score]]:
+    """Score leads from the local cache (no CRM call): explain, preview and rescoring use it."""
+    leads = [mapping.to_lead(c.id, c.properties) for c in cached]
+    items = [
+        (lead, activities_from_dicts(lead.id, c.activities), _qualification(previous.get(lead.id)))
+        for lead, c in zip(leads, cached, strict=True)
+    ]
+    return list(zip(leads, rules.score_many(items, now), strict=True))

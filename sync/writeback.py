@@ -1,0 +1,101 @@
+"""What leadsync writes to the CRM for a score, and the diff that decides whether to write at all."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from connectors.base import PropertySpec
+from scoring import Lead, Score
+
+GRADES = ("hot", "warm", "cold")
+
+
+@dataclass(frozen=True)
+class WritebackSettings:
+    """Names and policies of the writeback (built from the config by the application shell)."""
+
+    prefix: str = "leadsync_"
+    #: CRM property holding the lifecycle stage (None: never touch it)
+    stage_property: str | None = "lifecyclestage"
+    #: stage set on qualification, only ever forward
+    stage_on_qualify: str | None = "marketingqualifiedlead"
+    stage_order: Sequence[str] = field(
+        default_factory=lambda: (
+            "subscriber",
+            "lead",
+            "marketingqualifiedlead",
+            "salesqualifiedlead",
+            "opportunity",
+            "customer",
+            "evangelist",
+        )
+    )
+
+    def name(self, suffix: str) -> str:
+        return f"{self.prefix}{suffix}"
+
+    def property_specs(self) -> list[PropertySpec]:
+        """The custom properties leadsync needs in the CRM."""
+        return [
+            PropertySpec(
+                self.name("score"), "leadsync score", "number", "Lead score 0..100 (fit + engagement - penalties)"
+            ),
+            PropertySpec(self.name("fit"), "leadsync fit", "number", "Fit part of the score"),
+            PropertySpec(self.name("engagement"), "leadsync engagement", "number", "Engagement part of the score"),
+            PropertySpec(self.name("grade"), "leadsync grade", "enumeration", "hot / warm / cold", GRADES),
+            PropertySpec(self.name("reasons"), "leadsync reasons", "string", "Top rule hits behind the score"),
+            PropertySpec(
+                self.name("qualified_at"), "leadsync qualified at", "datetime", "When the lead last became an MQL"
+            ),
+            PropertySpec(
+                self.name("rules_version"), "leadsync rules version", "string", "Version of the scoring rules"
+            ),
+        ]
+
+    def read_properties(self) -> list[str]:
+        """Written properties to read back, so a fresh state store still diffs against the CRM."""
+        return [spec.name for spec in self.property_specs()]
+
+    def stage_moves_forward(self, current: str | None) -> bool:
+        """True when setting ``stage_on_qualify`` moves ``current`` forward (never backwards)."""
+        if not self.stage_property or not self.stage_on_qualify:
+            return False
+        if not current:
+            return True
+        order = list(self.stage_order)
+        if current not in order:
+            return False  # a custom or "other" stage: leave it to the humans
+        return order.index(current) < order.index(self.stage_on_qualify)
+
+
+def format_time(value: datetime) -> str:
+    """ISO-8601 UTC with milliseconds, as HubSpot returns datetimes."""
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def desired_properties(score: Score, lead: Lead, settings: WritebackSettings) -> dict[str, str]:
+    """The property values a score should leave on the CRM record (integers and short text only)."""
+    props = {
+        settings.name("score"): str(score.total),
+        settings.name("fit"): str(score.fit),
+        settings.name("engagement"): str(score.engagement),
+        settings.name("grade"): score.grade,
+        settings.name("reasons"): score.reasons,
+        settings.name("qualified_at"): format_time(score.qualified_at) if score.qualified_at else "",
+        settings.name("rules_version"): score.rules_version,
+    }
+    if score.qualified and settings.stage_property and settings.stage_moves_forward(lead.lifecycle_stage):
+        props[settings.stage_property] = str(settings.stage_on_qualify)
+    return props
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    return (a or "") == (b or "")
+
+
+def changed_properties(desired: Mapping[str, str], baseline: Mapping[str, str | None]) -> dict[str, str]:
+    """Only the properties whose value differs from what the CRM holds (empty: send nothing)."""
+    return {k: v for k, v in desired.items() if not _same(v, baseline.get(k))}
