@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import string
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -26,23 +26,35 @@ class ConfigError(Exception):
         super().__init__(f"{where}: {expected}")
 
 
-class _BracedTemplate(string.Template):
-    # only ${NAME} is interpolated, so regexes such as `^vp$` in rules stay as they are
-    pattern = r"""\$(?:(?P<escaped>\$\$)|\{(?P<braced>[_a-zA-Z][_a-zA-Z0-9]*)\}|(?P<named>(?!))|(?P<invalid>(?!)))"""
+#: ``${NAME}`` in the file; ``$${NAME}`` stays literal. Only the braced form, so regexes such as ``^vp$``
+#: in rules are left alone.
+_ENV_REFERENCE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: what a reference becomes before YAML parsing: a plain scalar that is valid in block and flow style alike
+#: (``{access_token: ${TOKEN}}`` is otherwise a YAML syntax error)
+_ESCAPED_DOLLAR = "__LEADSYNC_DOLLAR__"
+_PLACEHOLDER = re.compile(r"__LEADSYNC_ENV_([A-Za-z_][A-Za-z0-9_]*)__")
+
+
+def protect_references(text: str) -> str:
+    """Turn ``${NAME}`` into placeholders that YAML parses as plain text wherever they stand."""
+    text = _ENV_REFERENCE.sub(lambda m: f"__LEADSYNC_ENV_{m.group(1)}__", text)
+    return text.replace("$${", _ESCAPED_DOLLAR + "{")
 
 
 def interpolate(value: Any, path: str, key: str = "") -> Any:
-    """Replace ``${VAR}`` in every string of a parsed YAML tree with the environment's value."""
+    """Replace every ``${VAR}`` (already protected as a placeholder) with the environment's value."""
     if isinstance(value, dict):
         return {k: interpolate(v, path, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [interpolate(v, path, f"{key}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, str) and "${" in value:
-        template = _BracedTemplate(value)
-        missing = [name for name in template.get_identifiers() if name not in os.environ]
-        if missing:
-            raise ConfigError(path, key, f"environment variable {missing[0]} is not set (used as ${{{missing[0]}}})")
-        return template.substitute(os.environ)
+    if isinstance(value, str):
+        value = protect_references(value) if "${" in value else value
+        if "__LEADSYNC_ENV_" in value:
+            for name in _PLACEHOLDER.findall(value):
+                if name not in os.environ:
+                    raise ConfigError(path, key, f"environment variable {name} is not set (used as ${{{name}}})")
+            value = _PLACEHOLDER.sub(lambda m: os.environ[m.group(1)], value)
+        return value.replace(_ESCAPED_DOLLAR, "$")
     return value
 
 
@@ -185,7 +197,7 @@ def load_config(path: str | Path | None = None) -> Config:
     except OSError as exc:
         raise ConfigError(resolved, "", f"cannot be read ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(protect_references(text))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""

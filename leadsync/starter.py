@@ -21,10 +21,13 @@ hubspot:
 #     job_title: jobtitle
 #     seats: {property: number_of_seats, type: int}
 
-# Scoring rules. Leave this out to use the shipped defaults (see the README's rules guide).
+# Scoring rules. Leave this out to use the shipped defaults (see the README's rules guide); a key you
+# set here replaces the default's key of the same name (rule lists whole, settings key by key).
 # scoring:
-#   thresholds: {hot: 70, warm: 40}
-#   qualification: {threshold: 60, release: 50}
+#   qualification: {threshold: 60, release: 50}   # MQL at 60, released only below 50 (no flapping)
+#   grades: {hot: 70, warm: 40}
+#   emails: {competitor_domains: [rivalco.com]}
+#   disable: [inactive_90d]                        # switch off a default rule by name
 
 writeback:
   prefix: leadsync_                        # leadsync_score, leadsync_grade, leadsync_qualified_at, ...

@@ -74,3 +74,19 @@ def test_config_path_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEADSYNC_CONFIG", "/etc/leadsync.yaml")
     assert resolve_path(None) == Path("/etc/leadsync.yaml")
     assert resolve_path("mine.yaml") == Path("mine.yaml")
+
+
+def test_references_work_in_flow_style_and_inside_strings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LS_TEST_TOKEN", "tok: with, yaml {chars}")
+    monkeypatch.setenv("LS_PW", "s3cret")
+    path = write(
+        tmp_path,
+        "crm: hubspot\nhubspot: {access_token: ${LS_TEST_TOKEN}, base_url: http://127.0.0.1:8765}\n"
+        "state: {url: 'postgresql+psycopg://u:${LS_PW}@db/leadsync'}\n"
+        "scoring: {note: 'costs $${NOT_A_VAR}'}\n",
+    )
+    config = load_config(path)
+    assert config.hubspot is not None
+    assert config.hubspot.access_token.get_secret_value() == "tok: with, yaml {chars}"
+    assert config.state.url == "postgresql+psycopg://u:s3cret@db/leadsync"
+    assert config.scoring == {"note": "costs ${NOT_A_VAR}"}

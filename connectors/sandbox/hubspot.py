@@ -324,6 +324,8 @@ STANDARD_PROPERTIES: tuple[tuple[str, str, str, str, str, bool, list[dict[str, A
     ("country", "Country/Region", "string", "text", "contactinformation", False, []),
     ("website", "Website URL", "string", "text", "contactinformation", False, []),
     ("work_email", "Work email", "string", "text", "contactinformation", False, []),
+    ("hs_additional_emails", "Additional email addresses", "string", "textarea", "contactinformation", True, []),
+    ("hubspot_owner_id", "Contact owner", "string", "text", "sales_properties", False, []),
     ("numemployees", "Number of Employees", "enumeration", "select", "contactinformation", False, _EMPLOYEE_OPTIONS),
     ("annualrevenue", "Annual Revenue", "number", "number", "contactinformation", False, []),
     ("lifecyclestage", "Lifecycle Stage", "enumeration", "radio", "contactinformation", False, _LIFECYCLE_OPTIONS),
