@@ -837,12 +837,11 @@ def test_same_seed_gives_the_same_portal_and_another_seed_does_not(hubspot_sandb
     assert [p for _i, p in first] != [p for _i, p in other]
 
 
-def test_portal_seeding_is_fast_and_complete() -> None:
+def test_portal_seeding_is_complete() -> None:
+    # speed is measured by benchmarks/, never by a timed test on a shared machine
     people = generate_people(20_000, seed=1, now=SANDBOX_NOW)
-    started = time.perf_counter()
     portal = HubSpotPortal(seed=1)
     portal.seed_people(people)
-    assert time.perf_counter() - started < 2.0
     assert len(portal) == 20_000
     row = portal.contact(portal.contact_ids()[-1]) or {}
     assert row["hs_object_id"] == portal.contact_ids()[-1]
