@@ -37,7 +37,7 @@ from connectors.base import (
     Window,
     WriteResult,
 )
-from connectors.errors import AuthError, ConnectorError, RequestRejected, RetriableError
+from connectors.errors import AuthError, BudgetExhausted, ConnectorError, RequestRejected, RetriableError
 
 T = TypeVar("T")
 
@@ -138,6 +138,7 @@ class HubSpotConnector:
         workflow_id: int | None = None,
         group: str = "leadsync",
         backoff_initial_s: float = 0.5,
+        daily_reserve: float = 0.1,
     ) -> None:
         base_url = base_url.rstrip("/")
         # urllib3 must not retry on its own: tenacity does, so that every attempt is counted and limited
@@ -164,6 +165,8 @@ class HubSpotConnector:
         #: last seen daily allowance (private apps only), for the budget guard
         self.daily_limit: int | None = None
         self.daily_remaining: int | None = None
+        #: share of the daily allowance left untouched for the portal's other integrations
+        self.daily_reserve = daily_reserve
         self._on_call: list[Callable[[str, int | None], None]] = []
 
     @property
@@ -176,9 +179,21 @@ class HubSpotConnector:
 
     # -- the single call path: limiter, counting, headers, error mapping, retries
 
+    def _check_budget(self) -> None:
+        """Stop before the portal's daily allowance runs dry: every app on the portal shares it."""
+        if self.daily_limit and self.daily_remaining is not None:
+            floor = int(self.daily_limit * self.daily_reserve)
+            if self.daily_remaining <= floor:
+                raise BudgetExhausted(
+                    f"HubSpot daily API budget guard: {self.daily_remaining} of {self.daily_limit} calls left, "
+                    f"at or below the reserve of {floor} (hubspot.daily_reserve={self.daily_reserve}); "
+                    "stopping cleanly, the next pass resumes from the same watermark"
+                )
+
     def _attempt(
         self, label: str, fn: Callable[..., Any], limiters: Sequence[RollingWindowLimiter], **kwargs: Any
     ) -> Any:
+        self._check_budget()
         for limiter in limiters:
             limiter.acquire()
         self._calls += 1

@@ -36,6 +36,7 @@ class App:
             max_retries=hs.max_retries,
             workflow_id=hs.workflow_id,
             group=self.config.writeback.group,
+            daily_reserve=hs.daily_reserve,
         )
 
     def store(self) -> StateStore:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from connectors.errors import ConnectorError
+from connectors.errors import BudgetExhausted, ConnectorError
 from leadsync.app import build_app
 from leadsync.config import ConfigError, load_config
 from leadsync.logs import configure_logging
@@ -57,6 +57,8 @@ def clean_errors() -> Iterator[None]:
         fail(str(exc), 2)
     except (MappingError, ScoringError) as exc:
         fail(str(exc), 2)
+    except BudgetExhausted as exc:
+        fail(str(exc), 4)
     except ConnectorError as exc:
         fail(str(exc), 3)
 

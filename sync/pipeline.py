@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from connectors.base import Connector, RawRecord, RecordUpdate, Window
-from connectors.errors import ConnectorError, FatalError, RetriableError
+from connectors.errors import BudgetExhausted, ConnectorError, FatalError, RetriableError
 from mappings import LeadMapping
 from scoring import Activity, CompiledRules, Lead, QualificationState, Score
 from sync.state import CachedLead, StateStore, StoredScore
@@ -41,6 +41,8 @@ class SyncSummary:
     dry_run: bool
     rules_version: str
     leads_read: int = 0
+    #: leads re-scored from the local cache because the rules changed (no CRM read)
+    leads_rescored: int = 0
     leads_scored: int = 0
     leads_written: int = 0
     leads_unchanged: int = 0
@@ -146,6 +148,10 @@ class SyncPipeline:
         try:
             if not dry_run:
                 summary.properties_created = self.connector.ensure_properties(self.writeback.property_specs())
+            previous_rules = self._previous_rules_version()
+            if not full and previous_rules is not None and previous_rules != self.rules.version:
+                log.info("sync.rules_changed", previous=previous_rules, current=self.rules.version)
+                self.rescore_from_cache(now, summary, dry_run=dry_run)
             window = self.window(full=full, now=now)
             for page in self.connector.read_records(window, self.read_properties()):
                 self._process_page(page, now, summary, dry_run=dry_run)
@@ -157,8 +163,10 @@ class SyncPipeline:
         except Exception as exc:
             summary.api_calls = self.connector.api_calls - calls_before
             summary.duration_s = round(time.monotonic() - started, 3)
+            # the budget guard stops a pass on purpose: committed pages stay, the watermark does not move
+            status = "stopped" if isinstance(exc, BudgetExhausted) else "failed"
             if run_id is not None:
-                self.store.finish_run(run_id, "failed", summary.as_dict(), error=str(exc))
+                self.store.finish_run(run_id, status, summary.as_dict(), error=str(exc))
             log.error("sync.failed", run_id=run_id, error=str(exc), error_type=type(exc).__name__)
             raise
         summary.api_calls = self.connector.api_calls - calls_before
@@ -175,16 +183,29 @@ class SyncPipeline:
 
         return report
 
-    def _process_page(self, page: Sequence[RawRecord], now: datetime, summary: SyncSummary, *, dry_run: bool) -> None:
-        summary.leads_read += len(page)
-        self.progress("read", len(page))
-        raw_activities = self.connector.read_activities(page)
+    def _process_page(
+        self,
+        page: Sequence[RawRecord],
+        now: datetime,
+        summary: SyncSummary,
+        *,
+        dry_run: bool,
+        cached_activities: Mapping[str, list[Activity]] | None = None,
+    ) -> None:
+        """Score, diff, write and commit one page; ``cached_activities`` means the page comes from the cache."""
+        from_cache = cached_activities is not None
+        if from_cache:
+            activities = dict(cached_activities or {})
+        else:
+            summary.leads_read += len(page)
+            self.progress("read", len(page))
+            raw_activities = self.connector.read_activities(page)
+            activities = {
+                r.id: [Activity(r.id, a.kind, a.timestamp, a.attributes) for a in raw_activities.get(r.id, [])]
+                for r in page
+            }
         on_bad = self._bad_value(summary)
         leads = [self.mapping.to_lead(r.id, r.properties, on_bad) for r in page]
-        activities = {
-            r.id: [Activity(r.id, a.kind, a.timestamp, a.attributes) for a in raw_activities.get(r.id, [])]
-            for r in page
-        }
         ids = [r.id for r in page]
         previous = self.store.get_scores(ids)
         written = self.store.get_written(ids)
@@ -229,19 +250,8 @@ class SyncPipeline:
         if not self.explicit_triggers:
             # workflows trigger on the written properties: the trigger is delivered with the write
             triggers = [t for t in triggers if t[0] in landed]
-        self.store.upsert_leads(
-            [
-                CachedLead(
-                    id=r.id,
-                    object_type=r.object_type,
-                    email=lead.email,
-                    properties=dict(r.properties),
-                    activities=activities_as_dicts(activities[r.id]),
-                    updated_at=r.updated_at,
-                )
-                for r, lead in zip(page, leads, strict=True)
-            ]
-        )
+        if not from_cache:
+            self._cache(page, leads, activities)
         self.store.record_failures(
             [
                 (f.id, by_update[f.id].object_type, dict(by_update[f.id].properties), f.message, f.retriable)
@@ -256,6 +266,37 @@ class SyncPipeline:
             triggers=triggers,
             watermark=None,
         )
+
+    def _cache(
+        self, page: Sequence[RawRecord], leads: Sequence[Lead], activities: Mapping[str, list[Activity]]
+    ) -> None:
+        self.store.upsert_leads(
+            [
+                CachedLead(
+                    id=r.id,
+                    object_type=r.object_type,
+                    email=lead.email,
+                    properties=dict(r.properties),
+                    activities=activities_as_dicts(activities[r.id]),
+                    updated_at=r.updated_at,
+                )
+                for r, lead in zip(page, leads, strict=True)
+            ]
+        )
+
+    def _previous_rules_version(self) -> str | None:
+        for run in self.store.last_runs(20, job="sync"):
+            if run.status == "ok" and run.summary.get("rules_version"):
+                return str(run.summary["rules_version"])
+        return None
+
+    def rescore_from_cache(self, now: datetime, summary: SyncSummary, *, dry_run: bool) -> None:
+        """Rescore every cached lead with the current rules and write what changed; reads nothing from the CRM."""
+        for chunk in self.store.iter_leads(chunk_size=500):
+            page = [RawRecord(c.id, c.object_type, c.properties, c.updated_at) for c in chunk]
+            activities = {c.id: activities_from_dicts(c.id, c.activities) for c in chunk}
+            summary.leads_rescored += len(page)
+            self._process_page(page, now, summary, dry_run=dry_run, cached_activities=activities)
 
     def _retry_failed_writes(self, summary: SyncSummary) -> None:
         """Send again the writes that failed for a transient reason in earlier passes."""
