@@ -51,6 +51,7 @@ class App:
             store=store,
             writeback=self.writeback,
             overlap=timedelta(seconds=self.config.sync.overlap_s),
+            settle=timedelta(seconds=self.config.sync.settle_s),
             explicit_triggers=bool(explicit),
             progress=progress,
         )

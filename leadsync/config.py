@@ -118,8 +118,11 @@ class WritebackConfig(_Section):
 
 
 class SyncConfig(_Section):
-    #: re-read this much before the watermark: search indexes lag writes
-    overlap_s: float = Field(default=300, ge=0)
+    #: read only changes older than this: HubSpot's search index lags writes by a few seconds, so the
+    #: newest changes wait for the next pass instead of being missed (or re-read every pass)
+    settle_s: float = Field(default=30, ge=0)
+    #: also re-read this much before the watermark, for changes the index took longer than settle_s to show
+    overlap_s: float = Field(default=60, ge=0)
 
 
 class StateConfig(_Section):

@@ -65,6 +65,8 @@ def run_demo(*, contacts: int = 2000, seed: int = 7, progress: ProgressRunner | 
                 "crm": "hubspot",
                 "hubspot": {"access_token": server.token, "base_url": server.url},
                 "state": {"url": f"sqlite:///{Path(tmp) / 'state.db'}"},
+                # the in-process sandbox indexes writes at once, so nothing needs to settle
+                "sync": {"settle_s": 0},
             },
             source="<demo>",
         )

@@ -34,7 +34,8 @@ writeback:
   lifecycle_stage: marketingqualifiedlead  # set on qualification, only ever forward; null to leave alone
 
 sync:
-  overlap_s: 300                           # re-read 5 minutes before the watermark (search lags writes)
+  settle_s: 30                             # changes younger than this wait for the next pass (search lags writes)
+  overlap_s: 60                            # and the minute before the watermark is read again, to be safe
 
 schedule:
   sync: {every: 5m}

@@ -110,7 +110,8 @@ class SyncPipeline:
         rules: CompiledRules,
         store: StateStore,
         writeback: WritebackSettings,
-        overlap: timedelta = timedelta(minutes=5),
+        overlap: timedelta = timedelta(minutes=1),
+        settle: timedelta = timedelta(seconds=30),
         explicit_triggers: bool = False,
         clock: Callable[[], datetime] = utcnow,
         progress: Progress | None = None,
@@ -121,6 +122,7 @@ class SyncPipeline:
         self.store = store
         self.writeback = writeback
         self.overlap = overlap
+        self.settle = settle
         self.explicit_triggers = explicit_triggers
         self.clock = clock
         self.progress = progress or (lambda event, n: None)
@@ -134,7 +136,10 @@ class SyncPipeline:
 
     def window(self, *, full: bool, now: datetime) -> Window:
         watermark = None if full else self.store.get_watermark(self.stream)
-        return Window(start=None if watermark is None else watermark - self.overlap, end=now)
+        if watermark is None:
+            return Window(start=None, end=now)  # a full read sees everything as of now: no index involved
+        # changes younger than `settle` may not be searchable yet: they belong to the next window
+        return Window(start=watermark - self.overlap, end=max(watermark, now - self.settle))
 
     def run_once(self, *, full: bool = False, dry_run: bool = False) -> SyncSummary:
         """One pass; raises ``ConnectorError`` when the CRM fails for good (the run is recorded as failed)."""

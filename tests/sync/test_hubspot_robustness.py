@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,7 +40,8 @@ def connector(server: HubSpotSandboxServer, **options: Any) -> HubSpotConnector:
 def pipeline_for(server: HubSpotSandboxServer, state: Path, **extra: Any) -> tuple[SyncPipeline, StateStore]:
     hubspot = {"access_token": server.token, "base_url": server.url, "max_retries": 10} | extra.pop("hubspot", {})
     config = parse_config(
-        {"crm": "hubspot", "hubspot": hubspot, "state": {"url": f"sqlite:///{state}"}} | extra, source="<test>"
+        {"crm": "hubspot", "hubspot": hubspot, "state": {"url": f"sqlite:///{state}"}, "sync": {"settle_s": 0}} | extra,
+        source="<test>",
     )
     app = build_app(config)
     store = app.store()
@@ -106,16 +108,16 @@ def converge(pipe: SyncPipeline, store: StateStore, passes: int = 8) -> None:
     raise AssertionError(f"not converged: {store.failed_writes()[:3]} {store.pending_triggers()[:3]}")
 
 
-def test_faults_at_20_percent_converge_to_the_fault_free_state(hubspot_sandbox_factory: Factory, tmp_path: Path) -> None:
+def test_faults_at_20_percent_converge_to_the_fault_free_state(
+    hubspot_sandbox_factory: Factory, tmp_path: Path
+) -> None:
     anchor = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     clean = hubspot_sandbox_factory(contacts=800, seed=21, now=anchor)
     faulty = hubspot_sandbox_factory(contacts=800, seed=21, now=anchor, fault_rate=0.2, slow_response_s=0.05)
     fixed_now = datetime.now(UTC)
     results = {}
     for name, server in (("clean", clean), ("faulty", faulty)):
-        pipe, store = pipeline_for(
-            server, tmp_path / f"{name}.db", hubspot={"workflow_id": 77, "timeout_s": 2}
-        )
+        pipe, store = pipeline_for(server, tmp_path / f"{name}.db", hubspot={"workflow_id": 77, "timeout_s": 2})
         pipe.clock = lambda: fixed_now  # one "now" for both, so decay cannot differ between the two runs
         pipe.connector._retrying.wait.backoff.multiplier = 0.01  # type: ignore[attr-defined]
         try:
@@ -210,3 +212,24 @@ def test_rules_change_rescores_from_cache_without_reading_the_crm(
     assert server.stats()["by_endpoint"].get("GET /crm/v3/objects/contacts", 0) == before  # no full re-read
     versions = {r["leadsync_rules_version"] for r in all_contacts(server, ["leadsync_rules_version"]).values()}
     assert versions == {stricter.rules.version}
+
+
+def test_search_index_lag_is_waited_out_not_missed(hubspot_sandbox_factory: Factory, tmp_path: Path) -> None:
+    server = hubspot_sandbox_factory(contacts=300, seed=12, now=None, index_lag_s=1.0)
+    pipe, store = pipeline_for(server, tmp_path / "s.db", sync={"settle_s": 1.5, "overlap_s": 0})
+    changed = server.portal.contact_ids()[5:8]
+    try:
+        pipe.run_once()
+        time.sleep(2.0)  # let leadsync's own writes settle, so the next pass reads only what changes now
+        pipe.run_once()
+        for contact_id in changed:
+            server.portal.track_engagement(contact_id, {"hs_analytics_num_page_views": "77"})
+        too_soon = pipe.run_once()  # the change is younger than settle_s (and not yet searchable)
+        time.sleep(2.0)
+        later = pipe.run_once()
+        cached = {c.id: c for chunk in store.iter_leads() for c in chunk}
+    finally:
+        store.close()
+    assert too_soon.leads_read == 0
+    assert later.leads_read == len(changed)
+    assert all(cached[i].properties["hs_analytics_num_page_views"] == "77" for i in changed)

@@ -39,6 +39,7 @@ def make_pipeline(server: HubSpotSandboxServer, state_url: str, **extra: Any) ->
             "crm": "hubspot",
             "hubspot": {"access_token": server.token, "base_url": server.url},
             "state": {"url": state_url},
+            "sync": {"settle_s": 0},  # the sandbox's search index has no lag unless asked for
         }
         | extra
     )
