@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -33,7 +35,7 @@ sandbox_app = typer.Typer(help="Run a local CRM emulator (for trying leadsync an
 app.add_typer(sandbox_app, name="sandbox")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 ConfigOption = Annotated[
@@ -238,6 +240,161 @@ def status(config: ConfigOption = None, as_json: JsonOption = False, limit: int 
         for f in data["failed_writes"]:
             fail_table.add_row(f["lead_id"], str(f["attempts"]), "yes" if f["retriable"] else "no", f["message"])
         out.print(fail_table)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@app.command()
+def explain(
+    lead: Annotated[str, typer.Argument(metavar="EMAIL_OR_ID", help="Email address or CRM id of the lead.")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The score, grade and every rule hit of one lead, from the local cache (no CRM call)."""
+    from leadsync.inspect_cache import explain as explain_lead
+
+    with clean_errors():
+        application = build_app(load_config(config))
+        store = application.store()
+        try:
+            found = explain_lead(store, application.rules, application.mapping, lead, _now())
+        finally:
+            store.close()
+    if found is None:
+        fail(f"no lead '{lead}' in the local cache (run `leadsync sync --once` first, or check the address)", 1)
+    data = found.as_dict()
+    if as_json:
+        sys.stdout.write(json.dumps(data) + "\n")
+        return
+    status = "qualified (MQL)" if data["qualified"] else "not qualified"
+    out.print(
+        f"[bold]{data['email'] or data['id']}[/] (id {data['id']}): score [bold]{data['score']}[/], "
+        f"grade {data['grade']}, {status}",
+        highlight=False,
+    )
+    out.print(
+        f"fit {data['fit']} + engagement {data['engagement']} + penalties {data['penalties']}; "
+        f"rules {data['rules_version']}",
+        highlight=False,
+    )
+    if data["last_synced_score"] is not None and data["last_synced_score"] != data["score"]:
+        out.print(
+            f"[yellow]the CRM holds {data['last_synced_score']} from the last sync "
+            f"(rules {data['last_synced_rules_version']}); the next sync writes {data['score']}[/]",
+            highlight=False,
+        )
+    table = Table("part", "rule", "points", "matched", title="rule hits", title_justify="left")
+    for hit in data["hits"]:
+        count = f" x{hit['count']}" if hit["count"] > 1 else ""
+        table.add_row(hit["part"], hit["rule"], f"{hit['points']:+g}", f"{hit['value']}{count}")
+    out.print(table)
+
+
+@app.command()
+def preview(
+    rules: Annotated[Path, typer.Option("--rules", help="YAML with the proposed `scoring:` section.")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Impact of a rules change before it goes live, from the local cache: grades, MQL crossings, examples."""
+    from leadsync.config import load_sections
+    from leadsync.inspect_cache import preview as preview_rules
+    from scoring import compile_rules, load_rules
+
+    with clean_errors():
+        application = build_app(load_config(config))
+        source, sections = load_sections(rules, ("scoring",))
+        if not sections:  # a bare rules file, without the `scoring:` key
+            source, sections = str(rules), {"scoring": load_sections_bare(rules)}
+        try:
+            proposed = compile_rules(load_rules(sections["scoring"], source=f"{source}: scoring"))
+        except ScoringError as exc:
+            fail(str(exc), 2)
+        store = application.store()
+        try:
+            impact = preview_rules(store, application.rules, proposed, application.mapping, _now())
+        finally:
+            store.close()
+    data = impact.as_dict()
+    if as_json:
+        sys.stdout.write(json.dumps(data) + "\n")
+        return
+    if not impact.leads:
+        fail("the local cache is empty: run `leadsync sync --once` first", 1)
+    out.print(
+        f"rules {impact.current_version} -> {impact.new_version} over {impact.leads} cached leads: "
+        f"{impact.score_changes} scores change (mean {impact.mean_delta:+}), {impact.grade_changes} change grade, "
+        f"{impact.newly_qualified} would become MQL, {impact.newly_unqualified} would stop being MQL",
+        highlight=False,
+    )
+    grades = ["hot", "warm", "cold"]
+    matrix = Table("now \\ proposed", *grades, title="grades", title_justify="left")
+    for old in grades:
+        matrix.add_row(old, *(str(impact.grade_matrix.get(old, {}).get(new, 0)) for new in grades))
+    out.print(matrix)
+    for kind, title in (
+        ("qualify", "would become MQL"),
+        ("unqualify", "would stop being MQL"),
+        ("regrade", "regraded"),
+    ):
+        if impact.examples[kind]:
+            table = Table("lead", "score", "grade", title=f"examples: {title}", title_justify="left")
+            for c in impact.examples[kind]:
+                table.add_row(c.email or c.id, f"{c.old_total} -> {c.new_total}", f"{c.old_grade} -> {c.new_grade}")
+            out.print(table)
+
+
+def load_sections_bare(path: Path) -> Any:
+    from leadsync.config import _read_yaml, interpolate
+
+    return interpolate(_read_yaml(path), str(path), "scoring")
+
+
+@app.command()
+def score(
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="CSV with a header row.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Scored CSV (default: stdout).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Score a CSV file with the configured rules, no CRM: input columns + score, fit, engagement, grade, reasons."""
+    from leadsync.config import load_sections
+    from leadsync.scorefile import score_csv
+    from mappings import load_mapping
+    from scoring import compile_rules, load_rules
+
+    with clean_errors():
+        source, sections = load_sections(config, ("scoring", "csv"))
+        try:
+            mapping = load_mapping("csv", sections.get("csv"), source="csv")
+        except MappingError as exc:
+            raise ConfigError(source, exc.where, exc.problem) from None
+        try:
+            rules = compile_rules(load_rules(sections.get("scoring"), source="scoring"))
+        except ScoringError as exc:
+            raise ConfigError(source, getattr(exc, "where", "scoring"), getattr(exc, "problem", str(exc))) from None
+        if not input_path.is_file():
+            fail(f"--input: {input_path} is not a file", 2)
+        try:
+            result = score_csv(
+                input_path,
+                rules,
+                mapping,
+                output if output is not None else sys.stdout,
+                on_problem=lambda p: err.print(f"[yellow]skipped[/] {input_path}: {p}", highlight=False),
+            )
+        except ValueError as exc:
+            fail(str(exc), 2)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            fail(f"{input_path}: not a readable CSV file ({exc})", 2)
+    grades = ", ".join(f"{g} {n}" for g, n in result.grades.items())
+    err.print(
+        f"scored {result.scored} of {result.rows} rows ({grades}; {result.qualified} qualified)"
+        + (f"; {len(result.problems)} malformed rows skipped" if result.problems else "")
+        + (f"; wrote {output}" if output else ""),
+        highlight=False,
+    )
 
 
 def main() -> None:

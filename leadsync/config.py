@@ -9,7 +9,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from sync.schedule import crontab_trigger, parse_duration, parse_timezone
 
 CONFIG_ENV = "LEADSYNC_CONFIG"
 DEFAULT_CONFIG = "leadsync.yaml"
@@ -129,9 +140,76 @@ class StateConfig(_Section):
     url: str = "sqlite:///leadsync-state.db"
 
 
+class JobScheduleConfig(_Section):
+    """When one daemon job runs: ``{every: 5m}`` or ``{cron: "0 3 * * *"}``, plus optional knobs."""
+
+    #: run every so long (a duration: 2s, 5m, 1h, or seconds)
+    every: float | None = None
+    #: or at crontab times (minute hour day month weekday; 0 and 7 are Sunday)
+    cron: str | None = None
+    #: the time zone cron times are read in
+    timezone: str = "UTC"
+    #: delay each run by a random part of this, so that replicas and tenants do not hit the CRM at once
+    jitter: float = 0.0
+    #: a run the scheduler could not start on time (process suspended, previous run still going) is still
+    #: started when it is at most this late (default: one interval; one hour for cron jobs)
+    misfire_grace: float | None = None
+    #: start the first run at once (default: yes for `every`, no for `cron`)
+    run_at_start: bool | None = None
+
+    @field_validator("every", "jitter", "misfire_grace", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return None if value is None else parse_duration(value)
+
+    @field_validator("every")
+    @classmethod
+    def _positive(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("expected a duration longer than 0s, such as 2s or 5m")
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _crontab(cls, value: str | None) -> str | None:
+        if value is not None:
+            crontab_trigger(value, timezone=parse_timezone("UTC"))  # the syntax does not depend on the zone
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        parse_timezone(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> JobScheduleConfig:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError('expected exactly one of `every` (e.g. every: 5m) or `cron` (e.g. cron: "0 3 * * *")')
+        return self
+
+
 class ScheduleConfig(_Section):
-    sync: dict[str, Any] = Field(default_factory=lambda: {"every": "5m"})
-    full_sync: dict[str, Any] | None = None
+    """The daemon's jobs (``leadsync run``); ``null`` switches a job off."""
+
+    #: incremental passes
+    sync: JobScheduleConfig | None = Field(default_factory=lambda: JobScheduleConfig(every=300))
+    #: passes that read every record (e.g. nightly), to catch anything an incremental window missed
+    full_sync: JobScheduleConfig | None = None
+
+
+class RunConfig(_Section):
+    """The daemon process: HTTP endpoints, leases between replicas, shutdown."""
+
+    #: /healthz, /readyz and /metrics (9464: the usual Prometheus exporter port); 0 picks a free port
+    port: int = Field(default=9464, ge=0, le=65535)
+    host: str = "0.0.0.0"
+    #: on SIGTERM, finish or checkpoint the page in flight and exit within this many seconds
+    shutdown_grace_s: float = Field(default=30, gt=0)
+    #: a replica holds the job lease this long past its last renewal; another takes over after it dies
+    lease_ttl_s: float = Field(default=30, ge=1)
+    #: how often /readyz re-checks the state store and the CRM in the background
+    probe_interval_s: float = Field(default=15, gt=0)
 
 
 class Config(_Section):
@@ -139,10 +217,13 @@ class Config(_Section):
     hubspot: HubSpotConfig | None = None
     salesforce: SalesforceConfig | None = None
     mapping: dict[str, Any] | None = None
+    #: column -> attribute mapping for `leadsync score --input file.csv`
+    csv: dict[str, Any] | None = None
     scoring: dict[str, Any] | None = None
     writeback: WritebackConfig = Field(default_factory=WritebackConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
     state: StateConfig = Field(default_factory=StateConfig)
 
     #: where this config was read from (for messages)
@@ -193,6 +274,24 @@ def resolve_path(path: str | Path | None) -> Path:
 def load_config(path: str | Path | None = None) -> Config:
     """Read, interpolate and validate a config file."""
     resolved = resolve_path(path)
+    return parse_config(_read_yaml(resolved), str(resolved))
+
+
+def load_sections(path: str | Path | None, keys: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    """Only some sections of a config (no CRM needed), for offline commands such as ``leadsync score``.
+
+    Without ``--config`` and without a default file, returns no sections: the packaged defaults apply.
+    """
+    resolved = resolve_path(path)
+    if path is None and not resolved.exists():
+        return "<defaults>", {}
+    data = _read_yaml(resolved)
+    if not isinstance(data, dict):
+        raise ConfigError(resolved, "", "expected a YAML mapping at the top level")
+    return str(resolved), {k: interpolate(data[k], str(resolved), k) for k in keys if data.get(k) is not None}
+
+
+def _read_yaml(resolved: Path) -> Any:
     try:
         text = resolved.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -206,7 +305,7 @@ def load_config(path: str | Path | None = None) -> Config:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(resolved, where, f"invalid YAML: {problem}") from None
-    return parse_config(data, str(resolved))
+    return data
 
 
 def secret(value: SecretStr | None) -> str:

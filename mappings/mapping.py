@@ -90,6 +90,18 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "present": lambda t: bool(t.strip()),
 }
 
+#: what each type expects, for messages about values that cannot be read
+EXPECTED: dict[str, str] = {
+    "str": "text",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "datetime": "an ISO-8601 date-time or epoch milliseconds",
+    "list": "a ;-separated list",
+    "range": "a number or a range like 25-50 or 1000+",
+    "present": "any value",
+}
+
 #: called with (record id, property, raw value, problem) for a value that cannot be read
 OnBadValue = Callable[[str, str, Any, str], None]
 
@@ -116,9 +128,9 @@ class LeadMapping:
             raw = str(raw).lower() if isinstance(raw, bool) else str(raw)
         try:
             return _CONVERTERS[spec.type](raw)
-        except (ValueError, KeyError, OverflowError) as exc:
+        except (ValueError, KeyError, OverflowError):
             if on_bad_value is not None:
-                on_bad_value(record_id, spec.property, raw, f"expected {spec.type} for {attribute} ({exc})")
+                on_bad_value(record_id, spec.property, raw, f"expected {EXPECTED[spec.type]} for {attribute}")
             return None
 
     def to_lead(

@@ -42,7 +42,7 @@ def test_bad_crm_value_is_reported_not_fatal() -> None:
     )
     assert lead.get("page_views") is None
     assert seen and seen[0][:3] == ("7", "hs_analytics_num_page_views", "lots")
-    assert "expected int" in seen[0][3]
+    assert "expected a whole number for page_views" in seen[0][3]
 
 
 def test_override_replaces_and_removes_fields() -> None:

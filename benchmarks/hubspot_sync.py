@@ -1,0 +1,160 @@
+"""HubSpot sync figures: API calls against the floor, rate-limit utilisation, incremental cost, memory.
+
+Run: .venv/bin/python benchmarks/hubspot_sync.py [--contacts 20000] [--rate-contacts 6000]
+     [--memory-contacts 200000] [--skip-memory]
+
+Everything runs against the HubSpot sandbox over real HTTP with the official SDK. Figures are printed,
+never asserted: these machines are shared and noisy, so compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from connectors.sandbox.hubspot import HubSpotSandboxServer, start_hubspot_sandbox  # noqa: E402
+from leadsync.app import build_app  # noqa: E402
+from leadsync.config import parse_config  # noqa: E402
+from sync.pipeline import SyncPipeline  # noqa: E402
+from sync.state import StateStore  # noqa: E402
+
+
+def pipeline(server: HubSpotSandboxServer, state: Path, **sync: Any) -> tuple[SyncPipeline, StateStore]:
+    config = parse_config(
+        {
+            "crm": "hubspot",
+            "hubspot": {"access_token": server.token, "base_url": server.url, "max_retries": 10},
+            "state": {"url": f"sqlite:///{state}"},
+            "sync": sync or {"settle_s": 0},
+        },
+        source="<benchmark>",
+    )
+    app = build_app(config)
+    store = app.store()
+    return app.pipeline(store), store
+
+
+def full_sync_calls(contacts: int, tmp: Path) -> None:
+    with start_hubspot_sandbox(contacts=contacts, seed=1) as server:
+        pipe, store = pipeline(server, tmp / "full.db")
+        summary = pipe.run_once()
+        store.close()
+        by_endpoint = server.stats()["by_endpoint"]
+    floor = math.ceil(summary.leads_read / 100) + math.ceil(summary.leads_written / 100)
+    setup = sum(n for k, n in by_endpoint.items() if "/properties/" in k)
+    print(f"full sync of {contacts:,} contacts: {summary.api_calls} API calls; floor {floor} "
+          f"(1 per 100 read + 1 per 100 written); schema set-up {setup} calls; "
+          f"over the floor: {summary.api_calls - floor - setup} calls ({(summary.api_calls - setup) / floor:.3f}x)")
+    print(f"  by endpoint: {json.dumps(by_endpoint, sort_keys=True)}")
+
+
+def rate_utilisation(contacts: int, tmp: Path) -> None:
+    with start_hubspot_sandbox(contacts=contacts, seed=2, rate_limit="100/10s", token="rate-bench") as server:
+        pipe, store = pipeline(server, tmp / "rate.db")
+        started = time.monotonic()
+        summary = pipe.run_once()
+        elapsed = time.monotonic() - started
+        store.close()
+        stats = server.stats()
+    achieved = stats["requests"] / elapsed
+    print(f"rate limit 100 req/10 s, full sync of {contacts:,}: {stats['requests']} requests in {elapsed:.1f} s = "
+          f"{achieved:.2f} req/s; utilisation {achieved / 10:.3f} of the allowed rate; "
+          f"429s served {stats['throttled']}; writes failed for good {summary.write_failures}")
+
+
+def incremental_calls(contacts: int, tmp: Path) -> None:
+    settle, overlap = 1.0, 0.5  # the real defaults (30 s, 60 s) compressed, so the benchmark takes seconds
+    with start_hubspot_sandbox(contacts=contacts, seed=3, index_lag_s=0.5) as server:
+        pipe, store = pipeline(server, tmp / "inc.db", settle_s=settle, overlap_s=overlap)
+        pipe.run_once()
+        time.sleep(settle + overlap + 0.2)
+        absorb = pipe.run_once()  # reads leadsync's own writes back once
+        time.sleep(settle + overlap + 0.2)
+        rng = random.Random(3)
+        changed = rng.sample(server.portal.contact_ids(), contacts // 100)
+        for contact_id in changed:
+            current = int((server.portal.contact(contact_id) or {}).get("hs_analytics_num_page_views") or 0)
+            server.portal.track_engagement(contact_id, {"hs_analytics_num_page_views": str(current + 40)})
+        time.sleep(settle + 0.2)
+        inc = pipe.run_once()
+        store.close()
+    print(f"own writes read back once: the pass after the full sync read {absorb.leads_read:,} contacts "
+          f"({absorb.api_calls} calls) and wrote {absorb.leads_written}")
+    print(f"incremental pass after 1% ({len(changed)}) of {contacts:,} contacts changed: {inc.api_calls} API calls, "
+          f"{inc.leads_read} read, {inc.leads_written} written; a full pass would need "
+          f"{math.ceil(contacts / 100)}+ calls")
+
+
+def peak_memory(contacts: int) -> float:
+    """Peak RSS (MB) of a `leadsync sync --once` process syncing `contacts` from a sandbox in another process."""
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "leadsync", "sandbox", "hubspot", "--port", "0", "--token", "mem",
+         "--contacts", str(contacts), "--seed", "4"],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        assert sandbox.stdout is not None
+        url = None
+        while url is None:
+            line = sandbox.stdout.readline()
+            if not line:
+                raise RuntimeError("sandbox exited")
+            match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+            url = match.group(1) if match else None
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp) / "leadsync.yaml"
+            config.write_text(f"crm: hubspot\nhubspot: {{access_token: mem, base_url: '{url}'}}\n"
+                              f"state: {{url: 'sqlite:///{tmp}/state.db'}}\n")
+            code = (
+                "import resource, runpy, sys;"
+                f"sys.argv=['leadsync','sync','--once','--json','--config',{str(config)!r}];"
+                "\ntry:\n runpy.run_module('leadsync', run_name='__main__')\n"
+                "except SystemExit: pass\n"
+                "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
+            )
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                                  check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            peak_kb = int(re.search(r"PEAK_KB (\d+)", done.stderr).group(1))  # type: ignore[union-attr]
+            summary = json.loads(done.stdout)
+            assert summary["leads_read"] == contacts, summary
+            return peak_kb / 1024
+    finally:
+        sandbox.terminate()
+        sandbox.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contacts", type=int, default=20_000)
+    parser.add_argument("--rate-contacts", type=int, default=6_000)
+    parser.add_argument("--memory-contacts", type=int, default=200_000)
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        full_sync_calls(args.contacts, Path(tmp))
+        incremental_calls(args.contacts, Path(tmp))
+        rate_utilisation(args.rate_contacts, Path(tmp))
+    if not args.skip_memory:
+        small = peak_memory(args.memory_contacts // 10)
+        large = peak_memory(args.memory_contacts)
+        print(f"peak memory of the sync process: {small:.0f} MB for {args.memory_contacts // 10:,} contacts, "
+              f"{large:.0f} MB for {args.memory_contacts:,} ({large / small:.2f}x for 10x the contacts)")
+    print(f"(own process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()
