@@ -26,6 +26,7 @@ from hubspot.crm.contacts import (
 )
 from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
 
+from connectors._hubspot_activities import DEFAULT_ACTIVITY_TYPES, DEFAULT_HORIZON_DAYS, HubSpotActivityReader
 from connectors._ratelimit import RollingWindowLimiter, shared_limiter
 from connectors._retry import retrying
 from connectors.base import (
@@ -139,6 +140,9 @@ class HubSpotConnector:
         group: str = "leadsync",
         backoff_initial_s: float = 0.5,
         daily_reserve: float = 0.1,
+        activity_types: Sequence[str] = DEFAULT_ACTIVITY_TYPES,
+        read_activities: bool = True,
+        activity_horizon_days: float | None = DEFAULT_HORIZON_DAYS,
     ) -> None:
         base_url = base_url.rstrip("/")
         # urllib3 must not retry on its own: tenacity does, so that every attempt is counted and limited
@@ -168,6 +172,12 @@ class HubSpotConnector:
         #: share of the daily allowance left untouched for the portal's other integrations
         self.daily_reserve = daily_reserve
         self._on_call: list[Callable[[str, int | None], None]] = []
+        #: activity objects through associations (connectors._hubspot_activities); None: counters only
+        self.activities = (
+            HubSpotActivityReader(self._call, self._client, types=activity_types, horizon_days=activity_horizon_days)
+            if read_activities
+            else None
+        )
 
     @property
     def api_calls(self) -> int:
@@ -295,8 +305,7 @@ class HubSpotConnector:
                 return
 
     def read_activities(self, records: Sequence[RawRecord]) -> Mapping[str, list[RawActivity]]:
-        # engagement objects come with issue 5; counters on the record already feed the rules
-        return {}
+        return self.activities.read(records) if self.activities is not None else {}
 
     # -- writes
 
@@ -370,6 +379,35 @@ class HubSpotConnector:
             return None, response.status_code, response.headers
 
         self._call("POST /automation/v2/workflows/{id}/enrollments/contacts/{email}", enroll)
+
+    def trigger_delivered(self, record_id: str, email: str | None) -> bool | None:
+        """Whether the contact is enrolled in the configured workflow (None: no workflow, nothing to ask).
+
+        HubSpot's legacy ``GET /automation/v2/workflows/enrollments/contacts/{vid}`` lists the workflows a
+        contact is currently enrolled in. The sync's outbox asks only for a trigger whose delivery was
+        interrupted (sent, but the process died before recording it), so a retry never enrolls twice.
+        """
+        if self._workflow_id is None:
+            return None
+        path = f"/automation/v2/workflows/enrollments/contacts/{quote(record_id, safe='')}"
+
+        def current(_request_timeout: Any = None) -> tuple[Any, int, Any]:
+            response = self._client.api_request({"method": "GET", "path": path})
+            if response.status_code >= 400:
+                exc = urllib3.exceptions.HTTPError()
+                for name, value in (
+                    ("status", response.status_code),
+                    ("body", response.content),
+                    ("headers", response.headers),
+                    ("reason", response.reason),
+                ):
+                    setattr(exc, name, value)
+                raise exc
+            return response.json(), response.status_code, response.headers
+
+        data, _ = self._call("GET /automation/v2/workflows/enrollments/contacts/{vid}", current)
+        workflows = data if isinstance(data, list) else []
+        return any(isinstance(w, dict) and str(w.get("id")) == str(self._workflow_id) for w in workflows)
 
     # -- schema
 

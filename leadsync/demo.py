@@ -17,6 +17,9 @@ from sync.pipeline import Progress, SyncSummary
 #: runs one pass under a progress display: (quiet, work) -> summary
 ProgressRunner = Callable[[bool, Callable[[Progress], SyncSummary]], SyncSummary]
 
+#: requests per 10 s the demo's sandbox allows (and the connector keeps to)
+DEMO_RATE_LIMIT = 2000
+
 SUMMARY_KEYS = (
     "leads_read",
     "leads_scored",
@@ -56,14 +59,19 @@ def simulate_engagement(portal: HubSpotPortal, share: float, seed: int) -> int:
 
 def run_demo(*, contacts: int = 2000, seed: int = 7, progress: ProgressRunner | None = None) -> dict[str, Any]:
     """Seed a sandbox, sync, let some contacts engage, sync again; return what happened."""
+    # the sandbox speaks HubSpot's rate-limit protocol, at a local machine's pace (a real portal: 100-190)
     with (
         tempfile.TemporaryDirectory(prefix="leadsync-demo-") as tmp,
-        start_hubspot_sandbox(contacts=contacts, seed=seed) as server,
+        start_hubspot_sandbox(contacts=contacts, seed=seed, rate_limit=f"{DEMO_RATE_LIMIT}/10s") as server,
     ):
         config = parse_config(
             {
                 "crm": "hubspot",
-                "hubspot": {"access_token": server.token, "base_url": server.url},
+                "hubspot": {
+                    "access_token": server.token,
+                    "base_url": server.url,
+                    "rate_limit_per_10s": DEMO_RATE_LIMIT,
+                },
                 "state": {"url": f"sqlite:///{Path(tmp) / 'state.db'}"},
                 # the in-process sandbox indexes writes at once, so nothing needs to settle
                 "sync": {"settle_s": 0},

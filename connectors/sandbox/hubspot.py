@@ -40,13 +40,32 @@ What is emulated, and where the emulator chose a behaviour HubSpot does not docu
   ``X-HubSpot-RateLimit-*`` headers and a ``TEN_SECONDLY_ROLLING`` 429; a daily budget (``DAILY`` 429);
   search's own per-second limit (429 "You have reached your secondly limit.", no rate-limit headers on
   search responses). Every 429 carries ``Retry-After`` (seconds).
+* Activity objects ``/crm/v3/objects/{calls|emails|meetings|notes|tasks}`` (plural, singular or type id
+  such as ``0-48``): list, read (``associations=contacts`` too), create and batch create with
+  ``associations`` to contacts (HubSpot's default type ids only: call 194, email 198, meeting 200,
+  note 202, task 204; ``hs_timestamp`` required; enumerations validated), batch read (<= 100 ids, 207
+  ``OBJECT_NOT_FOUND`` for missing ones). No search, update or archive of activities. Logging an activity
+  (API or :meth:`HubSpotPortal.add_engagement`) modifies the contact like HubSpot does: ``lastmodifieddate``
+  moves, ``notes_last_updated`` / ``notes_last_contacted`` follow, an ``INCOMING_EMAIL`` counts in
+  ``hs_email_replied``. Seeded contacts get activity objects derived from ``person.events()`` (see
+  :func:`seeded_engagements`), built lazily on first access from id blocks reserved at seeding, so that
+  seeding stays fast and ids do not depend on the order of reads. Page views, visits, form submissions,
+  email opens and clicks are not CRM objects in HubSpot's v3 API: they stay counters on the contact.
+* Associations v4: ``POST /crm/v4/associations/{from}/{to}/batch/read`` (<= 1000 inputs, else 400; each
+  result pages its ``to`` list at :data:`ASSOCIATION_PAGE_SIZE` with an opaque keyset ``paging.next.after``
+  that the next request passes as the input's ``after``; an object with no association, or unknown, is a
+  207 error entry ``NO_ASSOCIATIONS_FOUND``) and ``GET /crm/v4/objects/{type}/{id}/associations/{toType}``
+  (``limit`` <= 500, ``after``), between contacts and activity types in either direction. HubSpot does not
+  document the batch read's page size: 500 here, ``association_page_size`` to change it.
 * Legacy workflow enrollment ``POST /automation/v2/workflows/{workflowId}/enrollments/contacts/{email}``:
   204, recorded (``GET /__sandbox/enrollments``, ``enrollments`` in stats), 404 for an unknown email.
+  ``GET /automation/v2/workflows/enrollments/contacts/{vid}`` lists the workflows a contact is enrolled in.
 * Fault injection and ``GET /__sandbox/stats``: see :mod:`connectors.sandbox._server`.
 """
 
 from __future__ import annotations
 
+import base64
 import bisect
 import fnmatch
 import json
@@ -85,18 +104,26 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALWAYS_RETURNED_PROPERTIES",
+    "ASSOCIATION_BATCH_MAX_INPUTS",
+    "ASSOCIATION_PAGE_SIZE",
     "BATCH_MAX_INPUTS",
+    "CALL_DISPOSITIONS",
+    "COUNTER_KINDS",
     "DEFAULT_PROPERTIES",
+    "ENGAGEMENT_TYPES",
     "LIFECYCLE_ORDER",
     "MAX_VALUE_LENGTH",
     "SEARCH_RESULT_CAP",
     "STANDARD_PROPERTIES",
+    "EngagementType",
     "HubSpotPortal",
     "HubSpotSandbox",
     "HubSpotSandboxServer",
     "PortalError",
     "SearchLimits",
+    "engagement_type",
     "person_properties",
+    "seeded_engagements",
     "serve_hubspot_sandbox",
     "start_hubspot_sandbox",
 ]
@@ -356,6 +383,16 @@ STANDARD_PROPERTIES: tuple[tuple[str, str, str, str, str, bool, list[dict[str, A
     ("hs_analytics_last_visit_timestamp", "Time of Last Session", "datetime", "date", "analyticsinformation", True, []),
     ("num_conversion_events", "Number of Form Submissions", "number", "number", "conversioninformation", True, []),
     ("notes_last_contacted", "Last Contacted", "datetime", "date", "sales_properties", True, []),
+    ("notes_last_updated", "Last Activity Date", "datetime", "date", "sales_properties", True, []),
+    (
+        "hs_sales_email_last_replied",
+        "Recent Sales Email Replied Date",
+        "datetime",
+        "date",
+        "emailinformation",
+        True,
+        [],
+    ),
     *(
         (
             f"hs_lifecyclestage_{stage}_date",
@@ -431,6 +468,231 @@ def person_properties(person: SyntheticPerson) -> dict[str, str]:
     return {k: v for k, v in props.items() if v}
 
 
+# engagements (activity objects) and their associations ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EngagementType:
+    """One HubSpot activity object type: names, association type ids (HUBSPOT_DEFINED) and properties."""
+
+    name: str
+    singular: str
+    type_id: str
+    #: association type id activity -> contact (HubSpot's defaults, API_NOTES 1.8)
+    to_contact: int
+    #: association type id contact -> activity
+    from_contact: int
+    properties: tuple[str, ...]
+    enums: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+#: properties every activity object has; the last three are set by HubSpot (read-only)
+_ENGAGEMENT_COMMON = ("hs_timestamp", "hubspot_owner_id", "hs_createdate", "hs_lastmodifieddate", "hs_object_id")
+_ENGAGEMENT_READ_ONLY = frozenset({"hs_createdate", "hs_lastmodifieddate", "hs_object_id"})
+_ENGAGEMENT_DATETIMES = frozenset(
+    {"hs_timestamp", "hs_createdate", "hs_lastmodifieddate", "hs_meeting_start_time", "hs_meeting_end_time"}
+)
+_ENGAGEMENT_NUMBERS = frozenset({"hs_call_duration"})
+#: returned whatever a read asks for (HubSpot's default properties of non-contact objects)
+ENGAGEMENT_DEFAULT_PROPERTIES: tuple[str, ...] = ("hs_createdate", "hs_lastmodifieddate", "hs_object_id")
+#: engagement ids start here (HubSpot's activity ids are large numbers, far from contact ids)
+ENGAGEMENT_ID_BASE = 40_000_000_001
+#: HubSpot's limit on ``inputs`` of an associations batch read (changelog, February 2025)
+ASSOCIATION_BATCH_MAX_INPUTS = 1000
+#: associated ids per "from" object in one page (batch read and GET); HubSpot does not document the
+#: batch read's page size, the GET's ``limit`` is at most 500: the emulator pages both at 500
+ASSOCIATION_PAGE_SIZE = 500
+NO_ASSOCIATIONS_SUBCATEGORY = "crm.associations.NO_ASSOCIATIONS_FOUND"
+#: HubSpot's default call dispositions (outcome label -> the GUID stored in ``hs_call_disposition``)
+CALL_DISPOSITIONS: Mapping[str, str] = {
+    "Busy": "9d9162e7-6cf3-4944-bf63-4dff82258764",
+    "Connected": "f240bbac-87c9-4f6e-bf70-924b57d47db7",
+    "Left live message": "a4c4c377-d246-4b32-a13b-75a56a4cd0ff",
+    "Left voicemail": "b2cf5968-551e-4856-9783-52b3da59a7d0",
+    "No answer": "73a0d17f-1163-4015-bdd5-ec830791da20",
+    "Wrong number": "17b47fee-58de-441e-a44c-c6300d46f273",
+}
+
+ENGAGEMENT_TYPES: Mapping[str, EngagementType] = {
+    t.name: t
+    for t in (
+        EngagementType(
+            "calls",
+            "call",
+            "0-48",
+            194,
+            193,
+            (
+                "hs_call_title",
+                "hs_call_body",
+                "hs_call_direction",
+                "hs_call_disposition",
+                "hs_call_duration",
+                "hs_call_status",
+                "hs_call_from_number",
+                "hs_call_to_number",
+            ),
+            {
+                "hs_call_direction": frozenset({"INBOUND", "OUTBOUND"}),
+                "hs_call_status": frozenset(
+                    {"BUSY", "CALLING_CRM_USER", "CANCELED", "COMPLETED", "CONNECTING", "FAILED"}
+                    | {"IN_PROGRESS", "MISSED", "NO_ANSWER", "QUEUED", "RINGING"}
+                ),
+            },
+        ),
+        EngagementType(
+            "emails",
+            "email",
+            "0-49",
+            198,
+            197,
+            ("hs_email_direction", "hs_email_subject", "hs_email_text", "hs_email_html", "hs_email_status"),
+            {
+                "hs_email_direction": frozenset({"EMAIL", "INCOMING_EMAIL", "FORWARDED_EMAIL"}),
+                "hs_email_status": frozenset({"BOUNCED", "FAILED", "SCHEDULED", "SENDING", "SENT"}),
+            },
+        ),
+        EngagementType(
+            "meetings",
+            "meeting",
+            "0-47",
+            200,
+            199,
+            (
+                "hs_meeting_title",
+                "hs_meeting_body",
+                "hs_internal_meeting_notes",
+                "hs_meeting_location",
+                "hs_meeting_start_time",
+                "hs_meeting_end_time",
+                "hs_meeting_outcome",
+            ),
+            {"hs_meeting_outcome": frozenset({"SCHEDULED", "COMPLETED", "RESCHEDULED", "NO_SHOW", "CANCELED"})},
+        ),
+        EngagementType("notes", "note", "0-46", 202, 201, ("hs_note_body",)),
+        EngagementType(
+            "tasks",
+            "task",
+            "0-27",
+            204,
+            203,
+            ("hs_task_subject", "hs_task_body", "hs_task_status", "hs_task_priority", "hs_task_type"),
+            {
+                "hs_task_status": frozenset({"NOT_STARTED", "IN_PROGRESS", "WAITING", "COMPLETED", "DEFERRED"}),
+                "hs_task_priority": frozenset({"NONE", "LOW", "MEDIUM", "HIGH"}),
+                "hs_task_type": frozenset({"EMAIL", "CALL", "TODO"}),
+            },
+        ),
+    )
+}
+#: ``objectType`` as the SDK may send it: plural name, singular name or HubSpot's type id
+_ENGAGEMENT_ALIASES: Mapping[str, EngagementType] = {
+    alias: spec for spec in ENGAGEMENT_TYPES.values() for alias in (spec.name, spec.singular, spec.type_id)
+}
+#: ``HubSpotPortal.add_engagement`` kinds that create an activity object: (object type, default properties)
+_KIND_OBJECTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
+    "email_sent": ("emails", {"hs_email_direction": "EMAIL", "hs_email_status": "SENT"}),
+    "email_reply": ("emails", {"hs_email_direction": "INCOMING_EMAIL"}),
+    "call": ("calls", {"hs_call_direction": "OUTBOUND", "hs_call_status": "COMPLETED"}),
+    "meeting": ("meetings", {"hs_meeting_outcome": "COMPLETED"}),
+    "note": ("notes", {}),
+    "task": ("tasks", {"hs_task_status": "NOT_STARTED", "hs_task_type": "TODO"}),
+}
+#: kinds that are no CRM object in HubSpot's v3 API (analytics and marketing email): counters only
+COUNTER_KINDS: tuple[str, ...] = ("email_open", "email_click", "page_view", "visit", "form_submission")
+
+
+def engagement_type(name: str) -> EngagementType | None:
+    """The activity type an ``objectType`` path segment names (``calls``, ``call``, ``0-48``...), or None."""
+    return _ENGAGEMENT_ALIASES.get(name.lower())
+
+
+def _seeded_engagement_count(person: SyntheticPerson) -> int:
+    """How many activity objects :func:`seeded_engagements` makes, known without generating the events."""
+    return person.calls + 2 * person.meetings + 2 * person.email_replies
+
+
+def seeded_engagements(person: SyntheticPerson) -> list[tuple[int, EngagementType, dict[str, str]]]:
+    """The CRM activity objects of a synthetic person: (``hs_timestamp`` in ms, type, properties), by time.
+
+    Derived from ``person.events()`` so that they agree with the contact's counters: every meeting and
+    call; every email reply as the logged thread (the sales email, sent when the preceding open of that
+    campaign happened, and the ``INCOMING_EMAIL`` reply: ``hs_email_replied`` counts them); a rep's note
+    after each meeting. Opens, clicks, page views, visits and form submissions are not CRM objects in
+    HubSpot's v3 API (analytics, marketing email and forms APIs): they stay counters on the contact.
+    """
+    emails, calls, meetings, notes = (ENGAGEMENT_TYPES[n] for n in ("emails", "calls", "meetings", "notes"))
+    end = max(person.updated_at, person.last_visit_at or person.created_at)
+    who = f"{person.first_name} {person.last_name}".strip() or person.email or "contact"
+    half_hour = timedelta(minutes=30)
+    last_open: dict[str, datetime] = {}
+    out: list[tuple[int, EngagementType, dict[str, str]]] = []
+    for event in person.events():
+        kind, at, attrs = event.kind, event.timestamp, event.attributes
+        if kind == "email_open":
+            last_open[attrs.get("campaign", "")] = at
+        elif kind == "email_reply":
+            campaign = attrs.get("campaign", "")
+            sent = last_open.get(campaign, at)
+            out.append(
+                (
+                    _ms_of(sent),
+                    emails,
+                    {"hs_email_direction": "EMAIL", "hs_email_status": "SENT", "hs_email_subject": campaign},
+                )
+            )
+            out.append(
+                (_ms_of(at), emails, {"hs_email_direction": "INCOMING_EMAIL", "hs_email_subject": f"Re: {campaign}"})
+            )
+        elif kind == "meeting":
+            outcome = attrs.get("outcome", "COMPLETED")
+            props = {
+                "hs_meeting_title": f"Meeting with {who}",
+                "hs_meeting_outcome": outcome,
+                "hs_meeting_start_time": _iso(at),
+                "hs_meeting_end_time": _iso(at + half_hour),
+            }
+            out.append((_ms_of(at), meetings, props))
+            note_at = min(at + half_hour, max(end, at))
+            out.append((_ms_of(note_at), notes, {"hs_note_body": f"Meeting with {who}: {outcome.lower()}."}))
+        elif kind == "call":
+            outcome = attrs.get("outcome", "Connected")
+            props = {
+                "hs_call_title": f"Call with {who}",
+                "hs_call_direction": "OUTBOUND",
+                "hs_call_status": "COMPLETED",
+                "hs_call_disposition": CALL_DISPOSITIONS.get(outcome, CALL_DISPOSITIONS["Connected"]),
+                "hs_call_duration": str(int(attrs.get("duration_s", "0")) * 1000),
+            }
+            out.append((_ms_of(at), calls, props))
+    out.sort(key=lambda item: item[0])
+    return out
+
+
+def _cursor(type_id: int, last_id: int) -> str:
+    """An opaque ``after`` token like HubSpot's (base64 of ``0-<typeId>-<last id>``): keyset, not offset."""
+    return base64.urlsafe_b64encode(f"0-{type_id}-{last_id}".encode()).decode()
+
+
+def _cursor_id(after: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(after.encode() + b"=" * (-len(after) % 4)).decode()
+        return int(text.rsplit("-", 1)[1])
+    except (ValueError, IndexError, UnicodeDecodeError):
+        raise PortalError(400, "VALIDATION_ERROR", f"Invalid after value: {after}") from None
+
+
+@dataclass(slots=True, eq=False)
+class _Engagement:
+    id: int
+    spec: EngagementType
+    properties: dict[str, str]
+    created_ms: int
+    updated_ms: int
+    #: associated contacts
+    contacts: list[int]
+
+
 # the portal ----------------------------------------------------------------------------------------------
 
 
@@ -501,6 +763,7 @@ class HubSpotPortal:
         search_limits: SearchLimits | None = None,
         search_result_cap: int = SEARCH_RESULT_CAP,
         portal_id: int = 4_242_424,
+        association_page_size: int = ASSOCIATION_PAGE_SIZE,
     ) -> None:
         self.lock = threading.RLock()
         self.portal_id = portal_id
@@ -519,6 +782,15 @@ class HubSpotPortal:
         self._version = 0
         self._search_cache: OrderedDict[str, list[tuple[_Contact, View]]] = OrderedDict()
         self._enrollments: list[dict[str, Any]] = []
+        #: activity objects by id; per contact, per activity type, the associated ids ascending
+        self.association_page_size = association_page_size
+        self._engagements: dict[int, _Engagement] = {}
+        self._activity: dict[int, dict[str, list[int]]] = {}
+        self._next_engagement_id = ENGAGEMENT_ID_BASE
+        #: seeded contacts whose activity objects are not built yet: reserved id blocks (see _reserve_engagements)
+        self._lazy_starts: list[int] = []
+        self._lazy_owners: list[int] = []
+        self._lazy_people: dict[int, tuple[int, int, SyntheticPerson]] = {}
         self.groups: dict[str, dict[str, Any]] = {}
         self.properties: dict[str, PropertyDef] = {}
         for order, (name, label) in enumerate(_STANDARD_GROUPS):
@@ -589,6 +861,7 @@ class HubSpotPortal:
                 if person.email:
                     self._by_email.setdefault(person.email.lower(), contact_id)
                 self._by_updated.append((updated_ms, contact_id))
+                self._reserve_engagements(contact_id, person)
                 self._last_ms = max(self._last_ms, updated_ms)
                 ids.append(str(contact_id))
             self._by_updated.sort()
@@ -936,6 +1209,454 @@ class HubSpotPortal:
             }
             self._enrollments.append(entry)
             return dict(entry)
+
+    # engagements and associations
+
+    def _take_engagement_id(self) -> int:
+        engagement_id = self._next_engagement_id
+        self._next_engagement_id += 1
+        return engagement_id
+
+    def _reserve_engagements(self, contact_id: int, person: SyntheticPerson) -> None:
+        """Reserve the id block of a seeded contact's activity objects; they are built on first access.
+
+        Generating every person's events at seeding time would triple the time it takes to seed a large
+        portal; reserving ids keeps them deterministic whatever the order of later reads.
+        """
+        size = _seeded_engagement_count(person)
+        if size:
+            self._lazy_starts.append(self._next_engagement_id)
+            self._lazy_owners.append(contact_id)
+            self._lazy_people[contact_id] = (self._next_engagement_id, size, person)
+            self._next_engagement_id += size
+
+    def _materialize(self, contact_id: int) -> None:
+        pending = self._lazy_people.pop(contact_id, None)
+        if pending is None:
+            return
+        start, size, person = pending
+        for k, (ms, spec, props) in enumerate(seeded_engagements(person)):
+            engagement_id = start + k if k < size else self._take_engagement_id()
+            self._store_engagement(_Engagement(engagement_id, spec, props, ms, ms, [contact_id]), ms)
+
+    def _materialize_all(self) -> None:
+        with gc_paused():
+            for contact_id in list(self._lazy_people):
+                self._materialize(contact_id)
+
+    def _store_engagement(self, engagement: _Engagement, ms: int) -> None:
+        props = engagement.properties
+        props.setdefault("hs_timestamp", _iso_ms(ms))
+        props["hs_createdate"] = _iso_ms(engagement.created_ms)
+        props["hs_lastmodifieddate"] = _iso_ms(engagement.updated_ms)
+        props["hs_object_id"] = str(engagement.id)
+        self._engagements[engagement.id] = engagement
+        for contact_id in engagement.contacts:
+            ids = self._activity.setdefault(contact_id, {}).setdefault(engagement.spec.name, [])
+            if not ids or ids[-1] < engagement.id:
+                ids.append(engagement.id)
+            else:
+                bisect.insort(ids, engagement.id)
+
+    def _engagement(self, engagement_id: int | None) -> _Engagement | None:
+        if engagement_id is None:
+            return None
+        found = self._engagements.get(engagement_id)
+        if found is None and self._lazy_people:
+            i = bisect.bisect_right(self._lazy_starts, engagement_id) - 1
+            if i >= 0:
+                self._materialize(self._lazy_owners[i])
+                found = self._engagements.get(engagement_id)
+        return found
+
+    @staticmethod
+    def _spec(object_type: str) -> EngagementType:
+        spec = engagement_type(object_type)
+        if spec is None:
+            raise PortalError(400, "VALIDATION_ERROR", f"Unable to infer object type from: {object_type}")
+        return spec
+
+    def engagement(self, engagement_id: str | int) -> dict[str, str] | None:
+        """A copy of an activity object's properties, or None."""
+        with self.lock:
+            found = self._engagement(_int_id(engagement_id))
+            return dict(found.properties) if found else None
+
+    def engagements(self, contact_id: str | int, object_type: str | None = None) -> list[dict[str, Any]]:
+        """Ground truth for tests: the contact's activity objects ``{"id", "type", "properties"}`` by id."""
+        with self.lock:
+            key = _int_id(contact_id)
+            if key is None:
+                return []
+            self._materialize(key)
+            by_type = self._activity.get(key, {})
+            names = [self._spec(object_type).name] if object_type else list(ENGAGEMENT_TYPES)
+            ids = sorted(i for name in names for i in by_type.get(name, []))
+            return [
+                {
+                    "id": str(i),
+                    "type": self._engagements[i].spec.name,
+                    "properties": dict(self._engagements[i].properties),
+                }
+                for i in ids
+            ]
+
+    def _engagement_values(self, spec: EngagementType, properties: Any) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        """Normalized values and problems of an activity object's input (``hs_timestamp`` is required)."""
+        if not isinstance(properties, Mapping):
+            return {}, [_problem("properties", "INVALID_INPUT", "properties must be an object")]
+        known = set(_ENGAGEMENT_COMMON) | set(spec.properties)
+        values: dict[str, str] = {}
+        problems: list[dict[str, Any]] = []
+        for name, raw in properties.items():
+            if name not in known:
+                problems.append(_problem(name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist'))
+                continue
+            if name in _ENGAGEMENT_READ_ONLY:
+                problems.append(
+                    _problem(name, "READ_ONLY_VALUE", f"{name} is a read only property; its value cannot be set.")
+                )
+                continue
+            value = "" if raw is None else ("true" if raw else "false") if isinstance(raw, bool) else str(raw)
+            if not value:
+                continue
+            if name in _ENGAGEMENT_DATETIMES:
+                ms = _parse_ms(value)
+                if ms is None:
+                    problems.append(_problem(name, "INVALID_DATE", f"{value} is not a valid date or datetime"))
+                    continue
+                value = _iso_ms(ms)
+            elif name in _ENGAGEMENT_NUMBERS:
+                try:
+                    float(value)
+                except ValueError:
+                    problems.append(_problem(name, "INVALID_FLOAT", f"{value} was not a valid number."))
+                    continue
+            elif name in spec.enums and value not in spec.enums[name]:
+                allowed = ", ".join(sorted(spec.enums[name]))
+                problems.append(
+                    _problem(name, "INVALID_OPTION", f"{value} was not one of the allowed options: [{allowed}]")
+                )
+                continue
+            values[name] = value
+        if not values.get("hs_timestamp") and not any(p["name"] == "hs_timestamp" for p in problems):
+            problems.append(_problem("hs_timestamp", "REQUIRED_FIELD", 'Property "hs_timestamp" is required'))
+        return values, problems
+
+    def _association_targets(self, spec: EngagementType, associations: Any) -> list[_Contact]:
+        """The contacts a create request associates the new activity with.
+
+        :raises PortalError: 400 for an unknown contact or an association type other than the default.
+        """
+        if associations is None:
+            return []
+        if not isinstance(associations, list):
+            raise PortalError(400, "VALIDATION_ERROR", "associations must be a list")
+        targets: list[_Contact] = []
+        for item in associations:
+            to = (item.get("to") or {}) if isinstance(item, Mapping) else {}
+            contact = self._get(str(to.get("id", "")))
+            if contact is None:
+                raise PortalError(
+                    400,
+                    "VALIDATION_ERROR",
+                    f"One or more associations are invalid: no contact with id {to.get('id')!r}",
+                    subCategory="crm.associations.INVALID_OBJECT_IDS",
+                )
+            for kind in item.get("types") or []:
+                category = str(kind.get("associationCategory") or "")
+                type_id = kind.get("associationTypeId")
+                if category != "HUBSPOT_DEFINED" or str(type_id) != str(spec.to_contact):
+                    raise PortalError(
+                        400,
+                        "VALIDATION_ERROR",
+                        f"One or more associations are invalid: {category} {type_id} is not an association type "
+                        f"from {spec.singular} to contact (HUBSPOT_DEFINED {spec.to_contact})",
+                        subCategory="crm.associations.INVALID_ASSOCIATION_TYPE",
+                    )
+            if contact not in targets:
+                targets.append(contact)
+        return targets
+
+    def _new_engagement(
+        self, spec: EngagementType, values: Mapping[str, str], contacts: Sequence[_Contact]
+    ) -> _Engagement:
+        ms = self._tick()
+        for contact in contacts:
+            self._materialize(contact.id)  # seeded ids first, so the new one stays the newest
+        engagement = _Engagement(self._take_engagement_id(), spec, dict(values), ms, ms, [c.id for c in contacts])
+        self._store_engagement(engagement, ms)
+        for contact in contacts:
+            self._log_activity(contact, engagement)
+        return engagement
+
+    def _log_activity(self, contact: _Contact, engagement: _Engagement) -> None:
+        """What HubSpot does to a contact when an activity is logged on it: the record is modified.
+
+        ``notes_last_updated`` (last activity) and, for calls, meetings and sent emails,
+        ``notes_last_contacted`` move forward; an incoming email counts as a reply (``hs_email_replied``).
+        """
+        props, spec = contact.properties, engagement.spec
+        at = engagement.properties["hs_timestamp"]
+        at_ms = _parse_ms(at) or 0
+        updates: dict[str, str] = {}
+
+        def later(name: str) -> None:
+            current = _parse_ms(props.get(name, ""))
+            if current is None or current < at_ms:
+                updates[name] = at
+
+        later("notes_last_updated")
+        incoming = spec.name == "emails" and engagement.properties.get("hs_email_direction") == "INCOMING_EMAIL"
+        if spec.name in ("calls", "meetings") or (spec.name == "emails" and not incoming):
+            later("notes_last_contacted")
+        if incoming:
+            updates["hs_email_replied"] = str(_count(props.get("hs_email_replied")) + 1)
+            later("hs_sales_email_last_replied")
+        if not self._apply(contact, updates):
+            self._note_change(contact)
+            self._stamp(contact, self._tick())
+
+    def _track_counters(self, contact: _Contact, kind: str, at: str) -> None:
+        """A counter-only event (see :data:`COUNTER_KINDS`): counters move, the contact is modified."""
+        props = contact.properties
+        at_ms = _parse_ms(at) or 0
+        updates: dict[str, str] = {}
+
+        def bump(name: str, floor: int = 0) -> int:
+            value = max(_count(props.get(name)) + 1, floor)
+            updates[name] = str(value)
+            return value
+
+        def later(name: str) -> None:
+            current = _parse_ms(props.get(name, ""))
+            if current is None or current < at_ms:
+                updates[name] = at
+
+        if kind == "email_open":
+            bump("hs_email_open")
+            later("hs_email_last_open_date")
+        elif kind == "email_click":
+            clicks = bump("hs_email_click")
+            if _count(props.get("hs_email_open")) < clicks:  # a click implies an open
+                updates["hs_email_open"] = str(clicks)
+        elif kind in ("visit", "page_view"):
+            if kind == "visit" or not _count(props.get("hs_analytics_num_visits")):
+                bump("hs_analytics_num_visits")
+            bump("hs_analytics_num_page_views")
+            later("hs_analytics_last_visit_timestamp")
+            if not props.get("hs_analytics_first_timestamp"):
+                updates["hs_analytics_first_timestamp"] = at
+        elif kind == "form_submission":
+            bump("num_conversion_events")
+        if not self._apply(contact, updates):
+            self._note_change(contact)
+            self._stamp(contact, self._tick())
+
+    def add_engagement(
+        self,
+        contact_id: str | int,
+        kind: str,
+        timestamp: datetime | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """Log an activity on a contact, as a rep or HubSpot's tracking would; returns the new object's id.
+
+        ``kind``: an activity object type (``emails``, ``calls``, ``meetings``, ``notes``, ``tasks``, or its
+        singular), a canonical kind that makes one (``email_sent``, ``email_reply``, ``call``, ``meeting``,
+        ``note``, ``task``, with sensible default properties), or a counter-only kind
+        (:data:`COUNTER_KINDS`: no object, returns None). Either way the contact's ``lastmodifieddate``
+        moves and its counters stay consistent. ``timestamp`` (default: now) becomes ``hs_timestamp``.
+
+        :raises PortalError: 404 for an unknown contact, 400 for an unknown kind or invalid properties.
+        """
+        with self.lock:
+            contact = self._get(contact_id)
+            if contact is None:
+                raise _not_found(str(contact_id))
+            at = _iso_ms(_ms_of(timestamp) if timestamp is not None else time.time_ns() // 1_000_000)
+            name = kind.strip().lower()
+            if name in COUNTER_KINDS:
+                self._track_counters(contact, name, at)
+                return None
+            object_type, defaults = _KIND_OBJECTS.get(name, (name, {}))
+            spec = self._spec(object_type)
+            values, problems = self._engagement_values(spec, {"hs_timestamp": at, **defaults, **(properties or {})})
+            if problems:
+                raise PortalError(
+                    400, "VALIDATION_ERROR", _validation_message(problems), errors=_error_details(problems)
+                )
+            return str(self._new_engagement(spec, values, [contact]).id)
+
+    def create_engagement(self, object_type: str, body: Mapping[str, Any]) -> _Engagement:
+        """``POST /crm/v3/objects/{objectType}``: properties plus ``associations`` to contacts.
+
+        :raises PortalError: 400 for invalid properties, associations or object type.
+        """
+        with self.lock:
+            spec = self._spec(object_type)
+            values, problems = self._engagement_values(spec, body.get("properties") or {})
+            if problems:
+                raise PortalError(
+                    400, "VALIDATION_ERROR", _validation_message(problems), errors=_error_details(problems)
+                )
+            return self._new_engagement(spec, values, self._association_targets(spec, body.get("associations")))
+
+    def batch_create_engagements(
+        self, object_type: str, inputs: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[_Engagement], list[dict[str, Any]]]:
+        """Create per record: (created objects, HubSpot error objects); more than 100 inputs is a 400."""
+        with self.lock:
+            spec = self._spec(object_type)
+            _check_batch_size(inputs)
+            done: list[_Engagement] = []
+            errors: list[dict[str, Any]] = []
+            for n, item in enumerate(inputs):
+                values, problems = self._engagement_values(spec, item.get("properties") or {})
+                if problems:
+                    errors.append(
+                        _standard_error("VALIDATION_ERROR", _validation_message(problems), [str(n)], problems)
+                    )
+                    continue
+                try:
+                    targets = self._association_targets(spec, item.get("associations"))
+                except PortalError as exc:
+                    errors.append(_standard_error(exc.category, exc.message, [str(n)]))
+                    continue
+                done.append(self._new_engagement(spec, values, targets))
+            return done, errors
+
+    def batch_read_engagements(
+        self, object_type: str, inputs: Sequence[Mapping[str, Any]]
+    ) -> tuple[EngagementType, list[_Engagement], list[str]]:
+        """(type, found objects in input order, missing ids); more than 100 inputs is a 400."""
+        with self.lock:
+            spec = self._spec(object_type)
+            _check_batch_size(inputs)
+            found: list[_Engagement] = []
+            missing: list[str] = []
+            for item in inputs:
+                key = str(item.get("id", ""))
+                engagement = self._engagement(_int_id(key))
+                if engagement is None or engagement.spec is not spec:
+                    missing.append(key)
+                else:
+                    found.append(engagement)
+            return spec, found, missing
+
+    def list_engagements(
+        self, object_type: str, *, limit: int, after: str | None
+    ) -> tuple[EngagementType, list[_Engagement], str | None]:
+        """One page of an activity type in id order from cursor ``after`` (an id, as for contacts)."""
+        with self.lock:
+            spec = self._spec(object_type)
+            self._materialize_all()
+            ids = sorted(e.id for e in self._engagements.values() if e.spec is spec)
+            start = 0
+            if after:
+                cursor = _int_id(after)
+                if cursor is None:
+                    raise PortalError(400, "VALIDATION_ERROR", f"Invalid after value: {after}")
+                start = bisect.bisect_left(ids, cursor)
+            chunk = ids[start : start + limit]
+            nxt = str(ids[start + limit]) if start + limit < len(ids) else None
+            return spec, [self._engagements[i] for i in chunk], nxt
+
+    def _association_pair(self, from_type: str, to_type: str) -> tuple[EngagementType | None, EngagementType | None]:
+        """Both sides of an association read: None stands for contacts.
+
+        :raises PortalError: 400 when a side is neither contacts nor an activity type.
+        """
+        sides: list[EngagementType | None] = []
+        for name in (from_type, to_type):
+            if name.lower() in _CONTACT_TYPES:
+                sides.append(None)
+            else:
+                sides.append(self._spec(name))
+        return sides[0], sides[1]
+
+    def _associated(self, source: EngagementType | None, raw_id: str, target: EngagementType | None) -> list[int]:
+        """Ids associated with one object, ascending (empty for unknown or archived objects)."""
+        key = _int_id(raw_id)
+        if key is None:
+            return []
+        if source is None:
+            if target is None or key not in self._contacts:
+                return []
+            self._materialize(key)
+            return self._activity.get(key, {}).get(target.name, [])
+        engagement = self._engagement(key)
+        if target is not None or engagement is None or engagement.spec is not source:
+            return []
+        return sorted(c for c in engagement.contacts if c in self._contacts)
+
+    def associations_page(
+        self, from_type: str, object_id: str, to_type: str, *, after: str | None = None, limit: int | None = None
+    ) -> tuple[list[dict[str, Any]], str | None, int]:
+        """One page of one object's associations: (``to`` entries, next cursor, total associated)."""
+        with self.lock:
+            source, target = self._association_pair(from_type, to_type)
+            ids = self._associated(source, object_id, target)
+            type_id = source.to_contact if source is not None else target.from_contact if target is not None else 1
+            size = limit or self.association_page_size
+            start = bisect.bisect_right(ids, _cursor_id(after)) if after else 0
+            page = ids[start : start + size]
+            kind = [{"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}]
+            entries = [{"toObjectId": i, "associationTypes": kind} for i in page]
+            nxt = _cursor(type_id, page[-1]) if page and start + size < len(ids) else None
+            return entries, nxt, len(ids)
+
+    def read_associations(
+        self, from_type: str, to_type: str, inputs: Any
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """``POST /crm/v4/associations/{from}/{to}/batch/read``: (results, errors).
+
+        An object without associations, or unknown, is an error entry (``NO_ASSOCIATIONS_FOUND``, so the
+        answer is a 207), as in HubSpot; each result pages its own ``to`` list with ``paging.next.after``.
+
+        :raises PortalError: 400 for an unknown object type, a bad cursor, or more than 1000 inputs.
+        """
+        with self.lock:
+            if not isinstance(inputs, list) or any(not isinstance(i, Mapping) for i in inputs):
+                raise PortalError(400, "VALIDATION_ERROR", "inputs must be a list of objects")
+            if len(inputs) > ASSOCIATION_BATCH_MAX_INPUTS:
+                raise PortalError(
+                    400,
+                    "VALIDATION_ERROR",
+                    f"Batch input limit exceeded: {len(inputs)} inputs given, the maximum is "
+                    f"{ASSOCIATION_BATCH_MAX_INPUTS}",
+                    context={"maxInputs": [str(ASSOCIATION_BATCH_MAX_INPUTS)]},
+                )
+            source, target = self._association_pair(from_type, to_type)
+            from_name = source.singular if source is not None else "contact"
+            to_name = target.singular if target is not None else "contact"
+            results: list[dict[str, Any]] = []
+            errors: list[dict[str, Any]] = []
+            with gc_paused():
+                for item in inputs:
+                    raw_id = str(item.get("id", ""))
+                    after = item.get("after")
+                    entries, nxt, total = self.associations_page(from_type, raw_id, to_type, after=after or None)
+                    if not total:
+                        errors.append(
+                            {
+                                **_standard_error(
+                                    "OBJECT_NOT_FOUND", f"No {to_name} is associated with {from_name} {raw_id}.", []
+                                ),
+                                "subCategory": NO_ASSOCIATIONS_SUBCATEGORY,
+                                "context": {
+                                    "fromObjectId": [raw_id],
+                                    "fromObjectType": [from_name],
+                                    "toObjectType": [to_name],
+                                },
+                            }
+                        )
+                        continue
+                    result: dict[str, Any] = {"from": {"id": raw_id}, "to": entries}
+                    if nxt is not None:
+                        result["paging"] = {"next": {"after": nxt}}
+                    results.append(result)
+            return results, errors
 
     # batch operations (the HTTP layer renders the results)
 
@@ -1386,6 +2107,14 @@ def _int_param(value: Any, name: str, default: int) -> int:
         raise PortalError(400, "VALIDATION_ERROR", f"{name} must be an integer, got {value!r}") from None
 
 
+def _count(value: str | None) -> int:
+    """A stored counter as an int (empty or garbage: 0)."""
+    try:
+        return int(float(value)) if value else 0
+    except ValueError:
+        return 0
+
+
 def _check_batch_size(inputs: Any) -> None:
     if not isinstance(inputs, list):
         raise PortalError(400, "VALIDATION_ERROR", "inputs must be a list")
@@ -1422,10 +2151,10 @@ def _standard_error(
     }
 
 
-def _missing_error(ids: list[str]) -> dict[str, Any]:
+def _missing_error(ids: list[str], object_name: str = "CONTACT") -> dict[str, Any]:
     return _standard_error(
         "OBJECT_NOT_FOUND",
-        "Could not get some CONTACT objects, they may be deleted or not exist. Check that ids are valid.",
+        f"Could not get some {object_name} objects, they may be deleted or not exist. Check that ids are valid.",
         ids,
     )
 
@@ -1496,8 +2225,22 @@ class HubSpotSandbox(SandboxApp):
             ("DELETE", props + "/{propertyName}", self._archive_property, ""),
             ("POST", "/automation/v2/workflows/{workflowId}/enrollments/contacts/{email}", self._enroll, ""),
             ("DELETE", "/automation/v2/workflows/{workflowId}/enrollments/contacts/{email}", self._unenroll, ""),
+            ("GET", "/automation/v2/workflows/enrollments/contacts/{vid}", self._current_enrollments, ""),
         ):
             self.add_route(method, template, handler, tag=tag)
+        # activity objects and associations: static contact routes win over these templates
+        objects = "/crm/v3/objects/{objectType}"
+        routes: tuple[tuple[str, str, Callable[..., Response]], ...] = (
+            ("GET", objects, self._list_engagements),
+            ("POST", objects, self._create_engagement),
+            ("GET", objects + "/{objectId}", self._read_engagement),
+            ("POST", objects + "/batch/read", self._batch_read_engagements),
+            ("POST", objects + "/batch/create", self._batch_create_engagements),
+            ("POST", "/crm/v4/associations/{fromObjectType}/{toObjectType}/batch/read", self._batch_read_associations),
+            ("GET", "/crm/v4/objects/{objectType}/{objectId}/associations/{toObjectType}", self._list_associations),
+        )
+        for method, template, route_handler in routes:
+            self.add_route(method, template, route_handler)
         self.add_route("GET", "/__sandbox/enrollments", self._list_enrollments, internal=True)
 
     # tokens
@@ -1770,6 +2513,114 @@ class HubSpotSandbox(SandboxApp):
             self.portal.archive_contact(str(item.get("id", "")))
         return Response(status=204)
 
+    # activity objects (engagements) and associations v4
+
+    def _engagement_names(self, spec: EngagementType, requested: Iterable[Any] | None) -> list[str]:
+        """Requested properties the type has (unknown ones are left out, as HubSpot does), plus the defaults."""
+        known = set(_ENGAGEMENT_COMMON) | set(spec.properties)
+        wanted: list[str] = []
+        for item in requested or []:
+            wanted.extend(n.strip() for n in str(item).split(",") if n.strip())
+        names = dict.fromkeys(n for n in wanted if n in known)
+        names.update(dict.fromkeys(ENGAGEMENT_DEFAULT_PROPERTIES))
+        return list(names)
+
+    @staticmethod
+    def _render_engagement(
+        engagement: _Engagement, names: Sequence[str], *, associations: bool = False
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": str(engagement.id),
+            "properties": {n: engagement.properties.get(n) for n in names},
+            "createdAt": _iso_ms(engagement.created_ms),
+            "updatedAt": _iso_ms(engagement.updated_ms),
+            "archived": False,
+        }
+        if associations and engagement.contacts:
+            kind = f"{engagement.spec.singular}_to_contact"
+            body["associations"] = {
+                "contacts": {"results": [{"id": str(c), "type": kind} for c in engagement.contacts]}
+            }
+        return body
+
+    def _wants_contacts(self, request: Request) -> bool:
+        wanted = {n.strip().lower() for a in request.args.getlist("associations") for n in a.split(",")}
+        return bool(wanted & _CONTACT_TYPES)
+
+    def _list_engagements(self, request: Request, objectType: str) -> Response:
+        if objectType.lower() in _CONTACT_TYPES:
+            return self._list(request)
+        limit = _int_param(request.args.get("limit"), "limit", LIST_DEFAULT_LIMIT)
+        if not 1 <= limit <= LIST_MAX_LIMIT:
+            raise PortalError(400, "VALIDATION_ERROR", f"limit must be between 1 and {LIST_MAX_LIMIT}, got {limit}")
+        spec, page, nxt = self.portal.list_engagements(objectType, limit=limit, after=request.args.get("after"))
+        names = self._engagement_names(spec, request.args.getlist("properties"))
+        with_contacts = self._wants_contacts(request)
+        body: dict[str, Any] = {
+            "results": [self._render_engagement(e, names, associations=with_contacts) for e in page]
+        }
+        if nxt is not None:
+            link = f"{request.host_url.rstrip('/')}{request.path}?limit={limit}&after={nxt}"
+            body["paging"] = {"next": {"after": nxt, "link": link}}
+        return json_response(body)
+
+    def _read_engagement(self, request: Request, objectType: str, objectId: str) -> Response:
+        if objectType.lower() in _CONTACT_TYPES:
+            return self._read(request, objectId)
+        spec, found, _missing = self.portal.batch_read_engagements(objectType, [{"id": objectId}])
+        if not found:
+            raise _not_found(objectId)
+        names = self._engagement_names(spec, request.args.getlist("properties"))
+        return json_response(self._render_engagement(found[0], names, associations=self._wants_contacts(request)))
+
+    def _create_engagement(self, request: Request, objectType: str) -> Response:
+        if objectType.lower() in _CONTACT_TYPES:
+            return self._create(request)
+        engagement = self.portal.create_engagement(objectType, self._body(request))
+        names = self._engagement_names(engagement.spec, list(engagement.properties))
+        return json_response(self._render_engagement(engagement, names), 201)
+
+    def _batch_create_engagements(self, request: Request, objectType: str) -> Response:
+        if objectType.lower() in _CONTACT_TYPES:
+            return self._batch_create(request)
+        started = _iso_ms(time.time_ns() // 1_000_000)
+        done, errors = self.portal.batch_create_engagements(objectType, self._body(request).get("inputs") or [])
+        results = [self._render_engagement(e, self._engagement_names(e.spec, list(e.properties))) for e in done]
+        return self._batch_body(201, results, errors, started)
+
+    def _batch_read_engagements(self, request: Request, objectType: str) -> Response:
+        if objectType.lower() in _CONTACT_TYPES:
+            return self._batch_read(request)
+        started = _iso_ms(time.time_ns() // 1_000_000)
+        body = self._body(request)
+        spec, found, missing = self.portal.batch_read_engagements(objectType, body.get("inputs") or [])
+        names = self._engagement_names(spec, body.get("properties"))
+        errors = [_missing_error(missing, spec.singular.upper())] if missing else []
+        return self._batch_body(200, [self._render_engagement(e, names) for e in found], errors, started)
+
+    def _batch_read_associations(self, request: Request, fromObjectType: str, toObjectType: str) -> Response:
+        started = _iso_ms(time.time_ns() // 1_000_000)
+        results, errors = self.portal.read_associations(
+            fromObjectType, toObjectType, self._body(request).get("inputs") or []
+        )
+        return self._batch_body(200, results, errors, started)
+
+    def _list_associations(self, request: Request, objectType: str, objectId: str, toObjectType: str) -> Response:
+        limit = _int_param(request.args.get("limit"), "limit", self.portal.association_page_size)
+        if not 1 <= limit <= max(ASSOCIATION_PAGE_SIZE, self.portal.association_page_size):
+            raise PortalError(
+                400, "VALIDATION_ERROR", f"limit must be between 1 and {ASSOCIATION_PAGE_SIZE}, got {limit}"
+            )
+        after = request.args.get("after") or None
+        entries, nxt, _total = self.portal.associations_page(
+            objectType, objectId, toObjectType, after=after, limit=limit
+        )
+        body: dict[str, Any] = {"results": entries}
+        if nxt is not None:
+            link = f"{request.host_url.rstrip('/')}{request.path}?limit={limit}&after={nxt}"
+            body["paging"] = {"next": {"after": nxt, "link": link}}
+        return json_response(body)
+
     # properties
 
     def _list_properties(self, request: Request, objectType: str) -> Response:
@@ -1993,6 +2844,29 @@ class HubSpotSandbox(SandboxApp):
         self.stats.increment("unenrollments")
         return Response(status=204)
 
+    def _current_enrollments(self, request: Request, vid: str) -> Response:
+        """Workflows a contact is currently enrolled in: a JSON array of workflow objects.
+
+        The sandbox's workflows never finish, so every enrollment stays current (in HubSpot a contact leaves
+        the list when the workflow completes).
+        """
+        if self.portal.contact(vid) is None:
+            body = {"status": "error", "message": f"Contact {vid} does not exist", "requestId": _correlation_id()}
+            return json_response(body, 404)
+        workflow_ids = sorted({e["workflowId"] for e in self.portal.enrollments() if e["contactId"] == vid.strip()})
+        return json_response(
+            [
+                {
+                    "id": int(w) if str(w).isdigit() else w,
+                    "portalId": self.portal.portal_id,
+                    "name": f"Workflow {w}",
+                    "type": "DRIP_DELAY",
+                    "enabled": True,
+                }
+                for w in workflow_ids
+            ]
+        )
+
     def _list_enrollments(self, request: Request) -> Response:
         return json_response({"results": self.portal.enrollments()})
 
@@ -2041,17 +2915,23 @@ def start_hubspot_sandbox(
     index_lag_s: float = 0.0,
     search_limits: SearchLimits | None = None,
     search_result_cap: int = SEARCH_RESULT_CAP,
+    association_page_size: int = ASSOCIATION_PAGE_SIZE,
 ) -> HubSpotSandboxServer:
     """Seed a portal with ``contacts`` synthetic people and serve it in a background thread.
 
     ``rate_limit``: requests per rolling 10 s per token (int, ``"100/10s"``, or None/0 = off); search then
     gets its own ``search_rate_limit`` per second (default 5; 0 = off). ``fault_rate`` (0..1) injects the
     ``fault_kinds`` from a RNG seeded with ``seed``. ``now`` anchors the synthetic dates (default: today's
-    midnight UTC, so one seed gives one portal all day). Stop it with ``.stop()`` or use it as a context
-    manager.
+    midnight UTC, so one seed gives one portal all day). ``association_page_size`` is how many associated ids
+    one associations read returns per object before paging (tests make it small). Stop it with ``.stop()``
+    or use it as a context manager.
     """
     portal = HubSpotPortal(
-        seed=seed, index_lag_s=index_lag_s, search_limits=search_limits, search_result_cap=search_result_cap
+        seed=seed,
+        index_lag_s=index_lag_s,
+        search_limits=search_limits,
+        search_result_cap=search_result_cap,
+        association_page_size=association_page_size,
     )
     if contacts:
         portal.seed_people(iter_people(contacts, seed=seed, now=now))

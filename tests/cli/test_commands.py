@@ -70,7 +70,7 @@ def test_sync_once_json_against_the_sandbox_process(sandbox_process: tuple[str, 
     config = tmp_path / "leadsync.yaml"
     config.write_text(
         "crm: hubspot\n"
-        "hubspot: {access_token: ${HUBSPOT_ACCESS_TOKEN}, base_url: " + url + "}\n"
+        "hubspot: {access_token: ${HUBSPOT_ACCESS_TOKEN}, base_url: " + url + ", rate_limit_per_10s: 5000}\n"
         f"state: {{url: sqlite:///{tmp_path / 'state.db'}}}\n"
     )
     result = run("sync", "--once", "--json", "--config", str(config), env={"HUBSPOT_ACCESS_TOKEN": token})

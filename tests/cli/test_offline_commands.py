@@ -25,7 +25,7 @@ def synced(
     server = hubspot_sandbox_factory(contacts=300, seed=13, now=None)
     config = tmp_path / "leadsync.yaml"
     config.write_text(
-        f"crm: hubspot\nhubspot: {{access_token: {server.token}, base_url: '{server.url}'}}\n"
+        f"crm: hubspot\nhubspot: {{access_token: {server.token}, base_url: '{server.url}', rate_limit_per_10s: 5000}}\n"
         f"state: {{url: 'sqlite:///{tmp_path / 'state.db'}'}}\nsync: {{settle_s: 0}}\n"
     )
     application = build_app(load_config(config))

@@ -38,7 +38,12 @@ def connector(server: HubSpotSandboxServer, **options: Any) -> HubSpotConnector:
 
 
 def pipeline_for(server: HubSpotSandboxServer, state: Path, **extra: Any) -> tuple[SyncPipeline, StateStore]:
-    hubspot = {"access_token": server.token, "base_url": server.url, "max_retries": 10} | extra.pop("hubspot", {})
+    hubspot = {
+        "access_token": server.token,
+        "base_url": server.url,
+        "max_retries": 10,
+        "rate_limit_per_10s": 5000,  # the sandboxes here have no limit unless a test sets one
+    } | extra.pop("hubspot", {})
     config = parse_config(
         {"crm": "hubspot", "hubspot": hubspot, "state": {"url": f"sqlite:///{state}"}, "sync": {"settle_s": 0}} | extra,
         source="<test>",
@@ -180,7 +185,7 @@ def test_failed_writes_are_kept_with_the_crm_message_and_shown(
 
 def test_budget_guard_stops_cleanly_before_the_daily_limit(hubspot_sandbox_factory: Factory, tmp_path: Path) -> None:
     server = hubspot_sandbox_factory(contacts=3_000, seed=2, rate_limit="1000/10s", daily_limit=40, now=None)
-    pipe, store = pipeline_for(server, tmp_path / "s.db", hubspot={"daily_reserve": 0.5})
+    pipe, store = pipeline_for(server, tmp_path / "s.db", hubspot={"daily_reserve": 0.5, "rate_limit_per_10s": 1000})
     try:
         with pytest.raises(BudgetExhausted, match="budget guard"):
             pipe.run_once()

@@ -37,7 +37,7 @@ def make_pipeline(server: HubSpotSandboxServer, state_url: str, **extra: Any) ->
     config = parse_config(
         {
             "crm": "hubspot",
-            "hubspot": {"access_token": server.token, "base_url": server.url},
+            "hubspot": {"access_token": server.token, "base_url": server.url, "rate_limit_per_10s": 5000},
             "state": {"url": state_url},
             "sync": {"settle_s": 0},  # the sandbox's search index has no lag unless asked for
         }
