@@ -128,15 +128,15 @@ def datetime_of_micros(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
 
 
-def days_to_micros(days: float) -> int:
-    """A duration in days as integer microseconds (computed once per rule, shared by every path)."""
-    return round(days * DAY_US)
-
-
 def age_days(now_us: int, at_us: int) -> int:
-    """Whole days between an instant and now; instants in the future (clock skew) count as age 0."""
-    delta = now_us - at_us
-    return delta // DAY_US if delta > 0 else 0
+    """Age in UTC calendar days: 0 today, 1 yesterday, ... (the future counts as today).
+
+    Whole calendar days (not 24-hour periods from now) make every score a function of the inputs and
+    today's UTC date: decay and date windows move once a day, at 00:00 UTC, so that syncing again later
+    the same day writes nothing new to the CRM.
+    """
+    age = now_us // DAY_US - at_us // DAY_US
+    return age if age > 0 else 0
 
 
 def round_units(units: int) -> int:
@@ -146,9 +146,12 @@ def round_units(units: int) -> int:
 
 def display(value: Any, limit: int = 80) -> str:
     """A short text for the explanation's ``value``."""
+    text: str
+    if type(value) is str:
+        text = value.strip()
+        return text if len(text) <= limit else text[: limit - 1] + "…"
     if value is None:
         return ""
-    text: str
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)

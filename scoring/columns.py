@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -46,6 +46,31 @@ def _key(value: Any, position: int) -> Any:
     except TypeError:
         return ("#unhashable", position)
     return (type(value), value)
+
+
+_SIMPLE_TYPES = frozenset({str, int, float, bool, datetime, date, type(None)})
+
+
+def _factorize(objects: list[Any]) -> tuple[list[Any], I64]:
+    """Distinct values (in order of first appearance) and each value's code."""
+    kinds = set(map(type, objects))
+    if kinds <= _SIMPLE_TYPES and len(kinds - {type(None)}) <= 1:
+        # one type (plus None): dict keys cannot confuse 1, 1.0 and True; all C loops
+        cats = list(dict.fromkeys(objects))
+        lookup = {value: code for code, value in enumerate(cats)}
+        return cats, np.fromiter(map(lookup.__getitem__, objects), dtype=np.int64, count=len(objects))
+    index: dict[Any, int] = {}
+    cats = []
+    codes: list[int] = []
+    append = codes.append
+    for position, value in enumerate(objects):
+        key = value if type(value) is str or value is None else _key(value, position)
+        code = index.get(key)
+        if code is None:
+            code = index[key] = len(cats)
+            cats.append(value)
+        append(code)
+    return cats, np.array(codes, dtype=np.int64)
 
 
 class Column:
@@ -167,18 +192,7 @@ class Column:
                 self._cats = [None if m == _NO_TIME else datetime_of_micros(m) for m in uniq.tolist()]
                 self._codes = inverse.astype(np.int64).reshape(-1)
             else:
-                index: dict[Any, int] = {}
-                cats: list[Any] = []
-                codes: list[int] = []
-                append = codes.append
-                for position, value in enumerate(self.objects()):
-                    key = value if type(value) is str or value is None else _key(value, position)
-                    code = index.get(key)
-                    if code is None:
-                        code = index[key] = len(cats)
-                        cats.append(value)
-                    append(code)
-                self._cats, self._codes = cats, np.array(codes, dtype=np.int64)
+                self._cats, self._codes = _factorize(self.objects())
         return self._codes, self._cats
 
     def has_multi(self) -> bool:

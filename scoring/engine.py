@@ -7,16 +7,18 @@ the SAME compiled conditions, point tables and decay tables:
 * ``row``: one lead at a time (``score``, explanations, small batches);
 * ``vec``: column by column over a ``LeadBatch`` with numpy (``score_batch``, big batches).
 
-Both paths compute points as integers of 1/10,000 point (``_values.UNIT``) with the same coercions and the
-same per-occurrence rounding, so they agree exactly (tests check it on random inputs); the final ``Score``
-objects of both paths are assembled by the same function.
+Both paths compute points as integers of 1/10,000 point (``_values.UNIT``), with the same coercions, the
+same fixed-point decay table and one rounding per rule, so they agree exactly (property tests check it on
+random rule sets and inputs); the final ``Score`` objects of both paths are assembled by the same function.
 
 Semantics worth knowing (also in the README reference):
 
 * Event rule, points ``[a, b, c]``: k matching activities earn the first k values of the sequence
   a, b, c, c, c, ... With decay, the largest of these values go to the most recent activities (so adding
   an activity never lowers a score and an older activity never counts more than a newer one).
-* Decay: an occurrence ``age`` whole days old earns ``points * 0.5 ** (age / half_life_days)``.
+* Ages are counted in UTC calendar days (0 = today, the future counts as today), so scores change at most
+  once a day, at 00:00 UTC.
+* Decay: an occurrence ``age`` days old earns ``points * 0.5 ** (age / half_life_days)``.
 * Per-rule ``cap`` bounds the rule's points after decay; a ``group`` keeps only its strongest rule.
 * Part caps are explained by a synthetic hit named ``"<part> cap"`` (negative for fit / engagement, positive
   for penalties), so the points of all hits add up to ``Score.raw_total``; ``total`` is that sum rounded
@@ -43,7 +45,6 @@ from ._values import (
     UNIT,
     age_days,
     datetime_of_micros,
-    days_to_micros,
     display,
     is_missing,
     micros_of_datetime,
@@ -56,13 +57,14 @@ from .emails import EmailChecker
 from .errors import ScoringError
 from .model import Activity, Lead, QualificationState, RuleHit, Score, TGrade, TPart
 from .predicates import CompiledCondition, Getter
-from .rules import PARTS, Rules, RuleSpec, rules_version
+from .rules import DERIVED_ATTRIBUTES, PARTS, Rules, RuleSpec, rules_version
 
 _NO_TIME = np.iinfo(np.int64).min
 _FACTOR_SHIFT = 16
 _FACTOR_ONE = 1 << _FACTOR_SHIFT
 #: below this many leads, ``score_many`` uses the row path (numpy's per-call overhead would dominate)
 _SMALL_BATCH = 32
+_HIT_CACHE = 4096
 _LEAD_FIELDS = frozenset(Lead.__dataclass_fields__) - {"attributes"}
 _GRADES: tuple[TGrade, ...] = ("cold", "warm", "hot")
 
@@ -157,17 +159,18 @@ class _Row:
         latest: int | None = None
         used = env.used_kinds
         ignore = env.ignore_kinds
+        today = now_us // DAY_US
         for idx, activity in enumerate(activities):
             kind = activity.kind
             ts = micros_of_datetime(activity.timestamp)
             if kind not in ignore and (latest is None or ts > latest):
                 latest = ts
             if kind in used:
-                delta = now_us - ts
+                age = today - ts // DAY_US  # calendar days, as _values.age_days
                 group = by_kind.get(kind)
                 if group is None:
                     group = by_kind[kind] = []
-                group.append((idx, ts, delta // DAY_US if delta > 0 else 0, activity))
+                group.append((idx, ts, age if age > 0 else 0, activity))
         self.by_kind = by_kind
         self.latest_activity = latest
         self._company: str | Literal[False] | None = False
@@ -206,15 +209,15 @@ class _Cols:
         self.n = batch.n
         self.now_us = now_us
         self.env = env
-        delta = now_us - batch.activity_micros
-        self.act_days: I64 = np.where(delta > 0, delta // DAY_US, 0)
+        # calendar-day ages, as _values.age_days
+        self.act_days: I64 = np.maximum(now_us // DAY_US - batch.activity_micros // DAY_US, 0)
         self._derived: dict[str, Column] = {}
         self._flags: dict[int, tuple[Column, I64]] = {}
         self._kind_masks: dict[frozenset[str], Bools] = {}
         self.event_sel: dict[int, Bools] = {}
 
     def lead_column(self, name: str) -> Column:
-        if name in ("email_domain", "company_email", "last_engaged_at"):
+        if name in DERIVED_ATTRIBUTES:
             col = self._derived.get(name)
             if col is None:
                 col = self._derived[name] = getattr(self, "_derive_" + name)()
@@ -359,6 +362,8 @@ class _Rule:
         self.scalar_points = not isinstance(spec.points, tuple)
         self.cap = None if spec.cap is None else round(spec.cap * UNIT)
         self.negative = part == "penalties"
+        self.hit_cache: dict[tuple[int, int, str], RuleHit] = {}
+        self.piece_cache: dict[tuple[int, int], str] = {}
 
     # gate ----------------------------------------------------------------------------------------------
 
@@ -501,7 +506,7 @@ class _EventRule(_Rule):
         assert event is not None
         self.kinds = event.kind
         env.used_kinds.update(self.kinds)
-        self.window = None if event.within_days is None else days_to_micros(event.within_days)
+        self.window = event.within_days  # in calendar days
         self.where = CompiledCondition(event.where, env.checker, env.activity_getter) if event.where else None
         self.where_attributes = tuple(attributes(event.where)) if event.where is not None else ()
         self._where_getters = tuple(env.activity_getter(a) for a in self.where_attributes)
@@ -512,7 +517,7 @@ class _EventRule(_Rule):
     def row(self, row: _Row) -> tuple[int, int, str] | None:
         if not self.gate_row(row):
             return None
-        start = None if self.window is None else row.now_us - self.window
+        window = self.window
         where = self.where
         now_us = row.now_us
         days: list[int] = []
@@ -520,7 +525,7 @@ class _EventRule(_Rule):
         best_activity: Activity | None = None
         for kind in self.kinds:
             for idx, ts, age, activity in row.by_kind.get(kind, ()):
-                if start is not None and ts < start:
+                if window is not None and age > window:
                     continue
                 if where is not None and not where.row(activity, now_us):
                     continue
@@ -558,7 +563,7 @@ class _EventRule(_Rule):
         n = cols.n
         sel = cols.kind_mask(self.kinds).copy()
         if self.window is not None:
-            sel &= batch.activity_micros >= cols.now_us - self.window
+            sel &= cols.act_days <= self.window
         if self.where is not None and sel.any():
             sel &= self.where.vector(cols.activity_column, cols.now_us, cols.flags)
         gate = self.gate_vec(cols)
@@ -641,9 +646,10 @@ class _CounterRule(_Rule):
             count = MAX_COUNT if q >= MAX_COUNT else math.floor(q)
             units = self.table.total(count)
         if self.decay is not None:
+            # decays from the anchor date; with no date at all it counts as fully decayed (so that
+            # learning of any engagement date can only raise the score)
             anchor = to_micros(self._get_anchor(row))
-            if anchor is not None:
-                units = _scaled(units * self.decay.factor(age_days(row.now_us, anchor)))
+            units = 0 if anchor is None else _scaled(units * self.decay.factor(age_days(row.now_us, anchor)))
         return self.capped(units), count, display(raw)
 
     def vec(self, cols: _Cols) -> tuple[I64, I64]:
@@ -667,12 +673,11 @@ class _CounterRule(_Rule):
         if self.decay is not None:
             micros, has = cols.lead_column(self.anchor).micros()
             has = has & ok
+            decayed = np.zeros(cols.n, dtype=np.int64)
             if has.any():
-                delta = cols.now_us - micros[has]
-                days = np.where(delta > 0, delta // DAY_US, 0)
-                decayed = _scaled_vec(units[has] * self.decay.factors(days))
-                units = units.copy()
-                units[has] = decayed
+                days = np.maximum(cols.now_us // DAY_US - micros[has] // DAY_US, 0)
+                decayed[has] = _scaled_vec(units[has] * self.decay.factors(days))
+            units = decayed
         return self.capped_vec(units), count
 
     def values_vec(self, cols: _Cols, leads: I64) -> list[str]:
@@ -853,7 +858,14 @@ class CompiledRules:
         hits: list[RuleHit] = []
         sums = [0, 0, 0]
         for rule, units, count, value in results:
-            hits.append(RuleHit(rule.name, rule.part, units / UNIT, value, count, rule.label))
+            # identical hits are frequent (same title, same counter value...): share the frozen objects
+            key = (units, count, value)
+            found = rule.hit_cache.get(key)
+            if found is None:
+                if len(rule.hit_cache) >= _HIT_CACHE:
+                    rule.hit_cache.clear()
+                found = rule.hit_cache[key] = RuleHit(rule.name, rule.part, units / UNIT, value, count, rule.label)
+            hits.append(found)
             sums[rule.part_no] += units
         for p, part in enumerate(PARTS):
             cap = self.caps[part]
@@ -908,9 +920,14 @@ class CompiledRules:
         text = ""
         for _, index, units, count in ranked[: self._max_hits]:
             rule = rules[index]
-            piece = f"{'-' if units < 0 else '+'}{(abs(units) + half) // UNIT} {rule.label}"
-            if count > 1 and rule.type != "condition":
-                piece += f" x{count}"
+            whole = (units + half) // UNIT if units > 0 else -((half - units) // UNIT)
+            shown = count if count > 1 and rule.type != "condition" else 1
+            piece = rule.piece_cache.get((whole, shown))
+            if piece is None:
+                if len(rule.piece_cache) >= _HIT_CACHE:
+                    rule.piece_cache.clear()
+                piece = f"{'-' if whole < 0 else '+'}{abs(whole)} {rule.label}" + (f" x{shown}" if shown > 1 else "")
+                rule.piece_cache[(whole, shown)] = piece
             candidate = piece if not text else f"{text}; {piece}"
             if len(candidate) > self._max_length:
                 if not text:

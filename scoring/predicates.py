@@ -10,7 +10,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from ._values import days_to_micros, is_missing, is_multi, to_bool, to_micros, to_number, to_text
+from ._values import DAY_US, age_days, is_missing, is_multi, to_bool, to_micros, to_number, to_text
 from .columns import Bools, Column
 from .conditions import AllOf, Cond, NotOf, Range, Test
 from .emails import CHECKS, EmailChecker
@@ -107,7 +107,7 @@ class CompiledTest:
         self.test = test
         self.checker = checker
         self.flag_mask = 0
-        self.window_us = 0
+        self.days = 0.0
         self._static: Callable[[Any], bool] | None = None
         op, arg, ic = test.op, test.arg, test.ignore_case
         if op == "equals":
@@ -157,7 +157,7 @@ class CompiledTest:
             mask = self.flag_mask
             self._static = lambda v: bool(checker.flags(v) & mask)
         elif op in ("within_days", "older_than_days"):
-            self.window_us = days_to_micros(arg)
+            self.days = arg
         else:  # pragma: no cover - the parser only produces the ops above
             raise AssertionError(op)
 
@@ -165,16 +165,18 @@ class CompiledTest:
         static = self._static
         if static is not None:
             return static(value)
-        threshold = now_us - self.window_us
         if is_multi(value):
-            return any(self._date(v, threshold) for v in value)
-        return self._date(value, threshold)
+            return any(self._date(v, now_us) for v in value)
+        return self._date(value, now_us)
 
-    def _date(self, value: Any, threshold: int) -> bool:
+    def _date(self, value: Any, now_us: int) -> bool:
+        """``within_days: N``: at most N calendar days old (the future counts as today);
+        ``older_than_days: N``: more than N calendar days old."""
         micros = to_micros(value)
         if micros is None:
             return False
-        return micros >= threshold if self.test.op == "within_days" else micros < threshold
+        age = age_days(now_us, micros)
+        return age <= self.days if self.test.op == "within_days" else age > self.days
 
     def vector(self, col: Column, now_us: int, flags: Callable[[Column], Any]) -> Bools:
         op = self.test.op
@@ -182,8 +184,8 @@ class CompiledTest:
             return _range_mask(self.test.arg, col.numbers())
         if op in ("within_days", "older_than_days") and not col.has_multi():
             micros, ok = col.micros()
-            threshold = now_us - self.window_us
-            return ok & ((micros >= threshold) if op == "within_days" else (micros < threshold))
+            age = np.maximum(now_us // DAY_US - micros // DAY_US, 0)
+            return ok & ((age <= self.days) if op == "within_days" else (age > self.days))
         if op == "is":
             result: Bools = (flags(col) & self.flag_mask) != 0
             return result

@@ -40,7 +40,7 @@ class WritebackSettings:
         """The custom properties leadsync needs in the CRM."""
         return [
             PropertySpec(
-                self.name("score"), "leadsync score", "number", "Lead score 0..100 (fit + engagement - penalties)"
+                self.name("score"), "leadsync score", "number", "Lead score 0..100 (fit + engagement + penalties, penalties <= 0)"
             ),
             PropertySpec(self.name("fit"), "leadsync fit", "number", "Fit part of the score"),
             PropertySpec(self.name("engagement"), "leadsync engagement", "number", "Engagement part of the score"),
