@@ -33,11 +33,20 @@ from sync.pipeline import SyncPipeline  # noqa: E402
 from sync.state import StateStore  # noqa: E402
 
 
-def pipeline(server: HubSpotSandboxServer, state: Path, **sync: Any) -> tuple[SyncPipeline, StateStore]:
+def pipeline(
+    server: HubSpotSandboxServer, state: Path, rate: int = 100_000, activities: bool = True, **sync: Any
+) -> tuple[SyncPipeline, StateStore]:
+    """A pipeline on ``server``; ``rate`` is the connector's limit (the sandboxes here have none unless set)."""
     config = parse_config(
         {
             "crm": "hubspot",
-            "hubspot": {"access_token": server.token, "base_url": server.url, "max_retries": 10},
+            "hubspot": {
+                "access_token": server.token,
+                "base_url": server.url,
+                "max_retries": 10,
+                "rate_limit_per_10s": rate,
+                "read_activities": activities,
+            },
             "state": {"url": f"sqlite:///{state}"},
             "sync": sync or {"settle_s": 0},
         },
@@ -48,32 +57,42 @@ def pipeline(server: HubSpotSandboxServer, state: Path, **sync: Any) -> tuple[Sy
     return app.pipeline(store), store
 
 
-def full_sync_calls(contacts: int, tmp: Path) -> None:
+def full_sync_calls(contacts: int, tmp: Path, *, activities: bool) -> None:
     with start_hubspot_sandbox(contacts=contacts, seed=1) as server:
-        pipe, store = pipeline(server, tmp / "full.db")
+        pipe, store = pipeline(server, tmp / f"full-{activities}.db", activities=activities)
         summary = pipe.run_once()
         store.close()
         by_endpoint = server.stats()["by_endpoint"]
     floor = math.ceil(summary.leads_read / 100) + math.ceil(summary.leads_written / 100)
     setup = sum(n for k, n in by_endpoint.items() if "/properties/" in k)
-    print(f"full sync of {contacts:,} contacts: {summary.api_calls} API calls; floor {floor} "
-          f"(1 per 100 read + 1 per 100 written); schema set-up {setup} calls; "
-          f"over the floor: {summary.api_calls - floor - setup} calls ({(summary.api_calls - setup) / floor:.3f}x)")
+    assoc = sum(n for k, n in by_endpoint.items() if "/associations/" in k)
+    objects = by_endpoint.get("POST /crm/v3/objects/{objectType}/batch/read", 0)
+    contact_calls = summary.api_calls - setup - assoc - objects
+    label = "with activities" if activities else "counters only (hubspot.read_activities: false)"
+    print(f"full sync of {contacts:,} contacts, {label}: {summary.api_calls} API calls")
+    print(
+        f"  contacts: {contact_calls} calls against a floor of {floor} (1 per 100 read + 1 per 100 written), "
+        f"{contact_calls / floor:.3f}x; schema set-up {setup} calls"
+    )
+    if activities:
+        print(f"  activities: {assoc} association reads + {objects} object reads (100 objects a call)")
     print(f"  by endpoint: {json.dumps(by_endpoint, sort_keys=True)}")
 
 
 def rate_utilisation(contacts: int, tmp: Path) -> None:
     with start_hubspot_sandbox(contacts=contacts, seed=2, rate_limit="100/10s", token="rate-bench") as server:
-        pipe, store = pipeline(server, tmp / "rate.db")
+        pipe, store = pipeline(server, tmp / "rate.db", rate=100)
         started = time.monotonic()
         summary = pipe.run_once()
         elapsed = time.monotonic() - started
         store.close()
         stats = server.stats()
     achieved = stats["requests"] / elapsed
-    print(f"rate limit 100 req/10 s, full sync of {contacts:,}: {stats['requests']} requests in {elapsed:.1f} s = "
-          f"{achieved:.2f} req/s; utilisation {achieved / 10:.3f} of the allowed rate; "
-          f"429s served {stats['throttled']}; writes failed for good {summary.write_failures}")
+    print(
+        f"rate limit 100 req/10 s, full sync of {contacts:,}: {stats['requests']} requests in {elapsed:.1f} s = "
+        f"{achieved:.2f} req/s; utilisation {achieved / 10:.3f} of the allowed rate; "
+        f"429s served {stats['throttled']}; writes failed for good {summary.write_failures}"
+    )
 
 
 def incremental_calls(contacts: int, tmp: Path) -> None:
@@ -92,19 +111,38 @@ def incremental_calls(contacts: int, tmp: Path) -> None:
         time.sleep(settle + 0.2)
         inc = pipe.run_once()
         store.close()
-    print(f"own writes read back once: the pass after the full sync read {absorb.leads_read:,} contacts "
-          f"({absorb.api_calls} calls) and wrote {absorb.leads_written}")
-    print(f"incremental pass after 1% ({len(changed)}) of {contacts:,} contacts changed: {inc.api_calls} API calls, "
-          f"{inc.leads_read} read, {inc.leads_written} written; a full pass would need "
-          f"{math.ceil(contacts / 100)}+ calls")
+    print(
+        f"own writes read back once: the pass after the full sync read {absorb.leads_read:,} contacts "
+        f"({absorb.api_calls} calls) and wrote {absorb.leads_written}"
+    )
+    print(
+        f"incremental pass after 1% ({len(changed)}) of {contacts:,} contacts changed: {inc.api_calls} API calls, "
+        f"{inc.leads_read} read, {inc.leads_written} written; a full pass would need "
+        f"{math.ceil(contacts / 100)}+ calls"
+    )
 
 
 def peak_memory(contacts: int) -> float:
     """Peak RSS (MB) of a `leadsync sync --once` process syncing `contacts` from a sandbox in another process."""
     sandbox = subprocess.Popen(
-        [sys.executable, "-m", "leadsync", "sandbox", "hubspot", "--port", "0", "--token", "mem",
-         "--contacts", str(contacts), "--seed", "4"],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "leadsync",
+            "sandbox",
+            "hubspot",
+            "--port",
+            "0",
+            "--token",
+            "mem",
+            "--contacts",
+            str(contacts),
+            "--seed",
+            "4",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     try:
         assert sandbox.stdout is not None
@@ -117,8 +155,10 @@ def peak_memory(contacts: int) -> float:
             url = match.group(1) if match else None
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "leadsync.yaml"
-            config.write_text(f"crm: hubspot\nhubspot: {{access_token: mem, base_url: '{url}'}}\n"
-                              f"state: {{url: 'sqlite:///{tmp}/state.db'}}\n")
+            config.write_text(
+                f"crm: hubspot\nhubspot: {{access_token: mem, base_url: '{url}', rate_limit_per_10s: 100000}}\n"
+                f"state: {{url: 'sqlite:///{tmp}/state.db'}}\n"
+            )
             code = (
                 "import resource, runpy, sys;"
                 f"sys.argv=['leadsync','sync','--once','--json','--config',{str(config)!r}];"
@@ -126,8 +166,14 @@ def peak_memory(contacts: int) -> float:
                 "except SystemExit: pass\n"
                 "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
             )
-            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                                  check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            done = subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                check=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
             peak_kb = int(re.search(r"PEAK_KB (\d+)", done.stderr).group(1))  # type: ignore[union-attr]
             summary = json.loads(done.stdout)
             assert summary["leads_read"] == contacts, summary
@@ -145,14 +191,17 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        full_sync_calls(args.contacts, Path(tmp))
+        full_sync_calls(args.contacts, Path(tmp), activities=False)
+        full_sync_calls(args.contacts, Path(tmp), activities=True)
         incremental_calls(args.contacts, Path(tmp))
         rate_utilisation(args.rate_contacts, Path(tmp))
     if not args.skip_memory:
         small = peak_memory(args.memory_contacts // 10)
         large = peak_memory(args.memory_contacts)
-        print(f"peak memory of the sync process: {small:.0f} MB for {args.memory_contacts // 10:,} contacts, "
-              f"{large:.0f} MB for {args.memory_contacts:,} ({large / small:.2f}x for 10x the contacts)")
+        print(
+            f"peak memory of the sync process: {small:.0f} MB for {args.memory_contacts // 10:,} contacts, "
+            f"{large:.0f} MB for {args.memory_contacts:,} ({large / small:.2f}x for 10x the contacts)"
+        )
     print(f"(own process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
 
 

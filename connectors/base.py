@@ -66,10 +66,14 @@ class WriteResult:
 
     succeeded: list[str] = field(default_factory=list)
     failed: list[RecordFailure] = field(default_factory=list)
+    #: the record's modification time right after the write, when the CRM says: a later read showing the
+    #: same time means nothing changed since leadsync wrote it (so its activities need not be read again)
+    modified_at: dict[str, datetime] = field(default_factory=dict)
 
     def extend(self, other: WriteResult) -> None:
         self.succeeded.extend(other.succeeded)
         self.failed.extend(other.failed)
+        self.modified_at.update(other.modified_at)
 
 
 @dataclass(frozen=True, slots=True)

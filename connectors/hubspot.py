@@ -355,9 +355,15 @@ class HubSpotConnector:
             for u in batch:
                 if u.id not in landed:
                     failed[u.id] = RecordFailure(u.id, "HubSpot did not confirm this record", retriable=True)
+        modified = {}
+        for obj in getattr(data, "results", None) or []:
+            stamp = _parse_time((obj.properties or {}).get(CURSOR_PROPERTY)) or _parse_time(obj.updated_at)
+            if stamp is not None:
+                modified[str(obj.id)] = stamp
         return WriteResult(
             succeeded=[u.id for u in batch if u.id not in failed],
             failed=list(failed.values()),
+            modified_at=modified,
         )
 
     def trigger(self, record_id: str, email: str | None) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from connectors._salesforce_auth import SalesforceAuth
 from connectors.hubspot import HubSpotConnector
+from connectors.salesforce import SalesforceConnector
 from leadsync.config import Config, ConfigError, secret
 from mappings import LeadMapping, MappingError, load_mapping
 from scoring import CompiledRules, RulesError, compile_rules, load_rules
@@ -23,9 +25,11 @@ class App:
     rules: CompiledRules
     writeback: WritebackSettings
 
-    def connector(self) -> HubSpotConnector:
+    def connector(self) -> HubSpotConnector | SalesforceConnector:
+        if self.config.crm == "salesforce" and self.config.salesforce is not None:
+            return self.salesforce_connector()
         if self.config.crm != "hubspot" or self.config.hubspot is None:
-            raise ConfigError(self.config.source, "crm", "only `hubspot` is supported by this version")
+            raise ConfigError(self.config.source, "crm", "expected `hubspot` or `salesforce` with its section")
         hs = self.config.hubspot
         return HubSpotConnector(
             access_token=secret(hs.access_token),
@@ -37,13 +41,53 @@ class App:
             workflow_id=hs.workflow_id,
             group=self.config.writeback.group,
             daily_reserve=hs.daily_reserve,
+            read_activities=hs.read_activities,
+            activity_types=tuple(hs.activity_types),
+            activity_horizon_days=hs.activity_horizon_days,
+        )
+
+    def salesforce_connector(self) -> SalesforceConnector:
+        sf = self.config.salesforce
+        assert sf is not None
+        auth = SalesforceAuth.from_settings(
+            login_url=sf.login_url,
+            instance_url=sf.instance_url,
+            access_token=secret(sf.access_token) or None,
+            client_id=sf.client_id,
+            client_secret=secret(sf.client_secret) or None,
+            username=sf.username,
+            private_key_file=sf.private_key_file,
+            timeout_s=sf.timeout_s,
+        )
+        return SalesforceConnector(
+            auth=auth,
+            ca_file=sf.ca_file,
+            api_version=sf.api_version,
+            timeout_s=sf.timeout_s,
+            max_retries=sf.max_retries,
+            daily_reserve=sf.daily_reserve,
+            bulk_threshold=sf.bulk_threshold,
+            objects=tuple(sf.objects),
+            read_activities=sf.read_activities,
+            activity_horizon_days=sf.activity_horizon_days,
+            flow_api_name=sf.flow_api_name,
+            platform_event=sf.platform_event,
+            rate_limit_per_10s=sf.rate_limit_per_10s,
+        )
+
+    def explicit_triggers(self) -> bool:
+        """Whether leadsync calls the CRM per qualification (else the CRM's automation reacts to the write)."""
+        if self.config.crm == "salesforce" and self.config.salesforce is not None:
+            return bool(self.config.salesforce.flow_api_name or self.config.salesforce.platform_event)
+        return bool(
+            self.config.crm == "hubspot" and self.config.hubspot is not None and self.config.hubspot.workflow_id
         )
 
     def store(self) -> StateStore:
         return StateStore.open(self.config.state.url)
 
     def pipeline(self, store: StateStore, progress: Progress | None = None) -> SyncPipeline:
-        explicit = self.config.crm == "hubspot" and self.config.hubspot is not None and self.config.hubspot.workflow_id
+        explicit = self.explicit_triggers()
         return SyncPipeline(
             connector=self.connector(),
             mapping=self.mapping,
@@ -69,6 +113,18 @@ def build_app(config: Config) -> App:
         raise ConfigError(config.source, exc.where, exc.problem) from None
     wb = config.writeback
     stage = mapping.fields.get("lifecycle_stage")
+    if config.crm == "salesforce" and config.salesforce is not None:
+        sf = config.salesforce
+        # custom fields are Leadsync_Score__c...; Status is a lead's stage (contacts have none)
+        writeback = WritebackSettings(
+            prefix=wb.prefix,
+            style="salesforce",
+            stage_property=stage.property if stage else None,
+            stage_on_qualify=sf.mql_status or None,
+            stage_order=tuple(sf.status_order),
+            stage_objects=frozenset({"lead"}),
+        )
+        return App(config=config, mapping=mapping, rules=rules, writeback=writeback)
     writeback = WritebackSettings(
         prefix=wb.prefix,
         stage_property=stage.property if stage else None,

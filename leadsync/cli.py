@@ -23,6 +23,9 @@ from leadsync.logs import configure_logging
 from leadsync.starter import TEMPLATES
 from mappings import MappingError
 from scoring import ScoringError
+from sync.lease import lease_name
+from sync.schedule import DEFAULT_PORT
+from sync.state import StateStoreError
 
 app = typer.Typer(
     name="leadsync",
@@ -65,13 +68,21 @@ def clean_errors() -> Iterator[None]:
         fail(str(exc), 3)
 
 
+#: the --log-level given on the command line (None: each command's default; `run` logs at info)
+_log_level: dict[str, str | None] = {"given": None}
+
+
 @app.callback()
 def main_options(
     log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info, warning or error (JSON on stderr).")
-    ] = "warning",
+        str | None,
+        typer.Option(
+            "--log-level", help="debug, info, warning or error (JSON on stderr; default warning, info for run)."
+        ),
+    ] = None,
 ) -> None:
-    configure_logging(log_level)
+    _log_level["given"] = log_level
+    configure_logging(log_level or "warning")
 
 
 @app.command()
@@ -98,7 +109,9 @@ def check(config: ConfigOption = None) -> None:
         schema = connector.describe()
         out.print(f"[green]ok[/] config {application.config.source}; {application.config.crm} reachable")
         problems = application.mapping.validate_against(schema)
-        missing = [s.name for s in application.writeback.property_specs() if s.name not in schema]
+        specs = application.writeback.property_specs()
+        lister = getattr(connector, "missing_properties", None)  # Salesforce: per object (Lead.X, Contact.X)
+        missing = lister(specs) if lister is not None else [s.name for s in specs if s.name not in schema]
         for problem in problems:
             err.print(f"[yellow]mapping:[/] {problem}", highlight=False)
         if missing:
@@ -194,10 +207,15 @@ def status(config: ConfigOption = None, as_json: JsonOption = False, limit: int 
             failures = store.failed_writes()
             outbox = store.outbox_counts()
             cached = store.count_leads()
+            lease = store.lease_holder(lease_name(stream))
         finally:
             store.close()
+    lag = round((datetime.now(UTC) - watermark).total_seconds(), 1) if watermark else None
+    lease_info = {"name": lease_name(stream), "holder": lease[0], "expires_at": lease[1].isoformat()} if lease else None
     data = {
         "watermarks": {stream: watermark.isoformat() if watermark else None},
+        "watermark_lag_s": {stream: lag},
+        "lease": lease_info,
         "leads_cached": cached,
         "runs": [
             {
@@ -228,6 +246,10 @@ def status(config: ConfigOption = None, as_json: JsonOption = False, limit: int 
         sys.stdout.write(json.dumps(data) + "\n")
         return
     out.print(f"watermark {stream}: {data['watermarks'][stream] or 'none (next sync reads everything)'}")
+    if lag is not None:
+        out.print(f"watermark lag: {lag:.0f}s")
+    holder = f"held by {lease[0]} until {lease[1].isoformat()}" if lease else "free (no daemon running)"
+    out.print(f"daemon lease: {holder}")
     out.print(f"leads cached: {cached}; outbox: {outbox or 'empty'}")
     runs_table = Table("run", "started", "status", "read", "written", "error", title="last runs", title_justify="left")
     for r in data["runs"]:
@@ -397,6 +419,48 @@ def score(
     )
 
 
+@app.command()
+def run(
+    config: ConfigOption = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", help=f"Port of /healthz, /readyz, /metrics (default: run.port, else {DEFAULT_PORT}; 0: any free)."
+        ),
+    ] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default: run.host).")] = None,
+) -> None:
+    """The daemon: scheduled syncs, one active replica per store, /healthz /readyz /metrics, stops on SIGTERM."""
+    from leadsync.runner import run_daemon
+
+    if _log_level["given"] is None:
+        configure_logging("info")  # a daemon says what it is doing unless told to be quiet
+    with clean_errors():
+        application = build_app(load_config(config))
+        try:
+            code = run_daemon(application, port=port, host=host)
+        except StateStoreError as exc:
+            fail(str(exc), 2)
+    raise typer.Exit(code)
+
+
+@app.command()
+def migrate(config: ConfigOption = None) -> None:
+    """Create or upgrade the state store's schema (alembic upgrade head); `run` and `sync` also do it."""
+    from leadsync.runner import migrate as migrate_store
+
+    with clean_errors():
+        application = build_app(load_config(config))
+        try:
+            before, after = migrate_store(application)
+        except StateStoreError as exc:
+            fail(str(exc), 1)
+    if before == after:
+        out.print(f"state store at revision {after}: up to date")
+    else:
+        out.print(f"state store migrated from {before or 'empty'} to {after}")
+
+
 def main() -> None:
     app()
 
@@ -443,23 +507,78 @@ def sandbox_hubspot(
         fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}", 1)
 
 
+@sandbox_app.command("salesforce")
+def sandbox_salesforce(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 8766,
+    token: Annotated[str, typer.Option(help="Access token the sandbox accepts as is.")] = "sandbox-token",
+    contacts: Annotated[int, typer.Option(help="Synthetic contacts to seed (with accounts).")] = 400,
+    leads: Annotated[int, typer.Option(help="Synthetic leads to seed (some converted).")] = 600,
+    seed: Annotated[int, typer.Option(help="Same seed, same org.")] = 0,
+    ca_file: Annotated[
+        str | None, typer.Option("--ca-file", help="Write the sandbox CA certificate here (default: a temp file).")
+    ] = None,
+    rate_limit: Annotated[str | None, typer.Option("--rate-limit", help="e.g. 100/10s (default: off).")] = None,
+    fault_rate: Annotated[float, typer.Option("--fault-rate", help="Share of requests that fail (0..1).")] = 0.0,
+) -> None:
+    """Run the Salesforce emulator (HTTPS) in the foreground; prints its URL, credentials and CA file."""
+    from connectors.sandbox.salesforce import SalesforceSandboxServer, serve_salesforce_sandbox
+
+    if not 0 <= fault_rate <= 1:
+        fail(f"--fault-rate: expected a share between 0 and 1, got {fault_rate}", 2)
+
+    def ready(server: SalesforceSandboxServer) -> None:
+        out.print(f"Salesforce sandbox: {server.url}", highlight=False)
+        out.print(f"token: {server.token}", highlight=False)
+        out.print(f"client_id: {server.client_id}  client_secret: {server.client_secret}", highlight=False)
+        out.print(f"ca_file: {server.ca_pem_path}", highlight=False)
+        org = server.org
+        out.print(
+            f"leads: {org.count('Lead')}, contacts: {org.count('Contact')} (seed {seed}); "
+            f"stats at {server.url}/__sandbox/stats",
+            highlight=False,
+        )
+        out.print("Ctrl-C to stop", style="dim")
+        sys.stdout.flush()
+
+    try:
+        serve_salesforce_sandbox(
+            on_ready=ready,
+            port=port,
+            token=token,
+            leads=leads,
+            contacts=contacts,
+            seed=seed,
+            ca_file=ca_file,
+            rate_limit=rate_limit,
+            fault_rate=fault_rate,
+        )
+    except ValueError as exc:
+        fail(str(exc), 2)
+    except OSError as exc:
+        fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}", 1)
+
+
 @app.command()
 def demo(
     as_json: JsonOption = False,
-    contacts: Annotated[int, typer.Option(help="Synthetic contacts to seed.")] = 2000,
+    contacts: Annotated[int, typer.Option(help="Synthetic contacts (Salesforce: leads and contacts) to seed.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic portal.")] = 7,
+    crm: Annotated[str, typer.Option("--crm", help="hubspot or salesforce.")] = "hubspot",
 ) -> None:
-    """The embedded end-to-end default: in-process HubSpot sandbox, seed, sync twice, summary."""
+    """The embedded end-to-end default: in-process CRM sandbox, seed, sync twice, summary."""
     from leadsync.demo import run_demo
 
+    if crm not in ("hubspot", "salesforce"):
+        fail(f"--crm: expected hubspot or salesforce, got {crm}", 2)
     with clean_errors():
-        result = run_demo(contacts=contacts, seed=seed, progress=None if as_json else _with_progress)
+        result = run_demo(contacts=contacts, seed=seed, progress=None if as_json else _with_progress, crm=crm)
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
+    label = "HubSpot" if crm == "hubspot" else "Salesforce (HTTPS, test CA)"
     out.print(
-        f"[bold]leadsync demo[/]: in-process HubSpot sandbox at {result['sandbox']['url']} "
-        f"with {contacts} synthetic contacts (seed {seed})"
+        f"[bold]leadsync demo[/]: in-process {label} sandbox at {result['sandbox']['url']} "
+        f"with {contacts} synthetic {'contacts' if crm == 'hubspot' else 'leads and contacts'} (seed {seed})"
     )
     first, second = result["passes"]
     print_summary(first, "1st sync: first run reads everything, creates the leadsync properties, writes scores")

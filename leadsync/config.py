@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from sync.schedule import crontab_trigger, parse_duration, parse_timezone
+from sync.schedule import DEFAULT_PORT, crontab_trigger, parse_duration, parse_timezone
 
 CONFIG_ENV = "LEADSYNC_CONFIG"
 DEFAULT_CONFIG = "leadsync.yaml"
@@ -86,6 +86,18 @@ class HubSpotConfig(_Section):
     max_retries: int = Field(default=6, ge=0)
     #: optional legacy-workflow enrollment of qualified contacts
     workflow_id: int | None = None
+    #: read calls, emails, meetings and notes logged on contacts (one association read per 1,000 contacts
+    #: and type, one object read per 100 activities); off: score on the contact's counters only
+    read_activities: bool = True
+    activity_types: list[Literal["emails", "calls", "meetings", "notes", "tasks"]] = Field(
+        default_factory=lambda: ["emails", "calls", "meetings", "notes"]
+    )
+    #: activities older than this many days are not read (bounds memory; decay makes them worthless)
+    activity_horizon_days: float | None = Field(default=365, gt=0)
+
+
+TSalesforceObject = Literal["lead", "contact"]
+SALESFORCE_OBJECTS: tuple[TSalesforceObject, ...] = ("lead", "contact")
 
 
 class SalesforceConfig(_Section):
@@ -99,7 +111,44 @@ class SalesforceConfig(_Section):
     ca_file: str | None = None
     api_version: str = "59.0"
     mql_status: str = "Working - Contacted"
+    #: lead statuses in funnel order: leadsync only moves a lead forward to mql_status (statuses not listed,
+    #: such as "Closed - Not Converted", are never touched)
+    status_order: list[str] = Field(
+        default_factory=lambda: ["Open - Not Contacted", "Working - Contacted", "Closed - Converted"]
+    )
     timeout_s: float = Field(default=30, gt=0)
+    max_retries: int = Field(default=6, ge=0)
+    #: optional cap on requests per rolling 10 s (Salesforce itself has none; off by default)
+    rate_limit_per_10s: int | None = Field(default=None, gt=0)
+    #: stop the run cleanly when fewer than this share of the org's daily API allocation is left
+    daily_reserve: float = Field(default=0.1, ge=0, lt=1)
+    #: full syncs of an object with more records than this use a Bulk API 2.0 query job
+    bulk_threshold: int = Field(default=10_000, ge=0)
+    #: which objects are scored
+    objects: list[TSalesforceObject] = Field(default_factory=lambda: list(SALESFORCE_OBJECTS), min_length=1)
+    #: read Tasks, Events and campaign responses of the records (three queries per 450 records)
+    read_activities: bool = True
+    activity_horizon_days: int | None = Field(default=365, gt=0)
+    #: optional autolaunched Flow run once per qualification (input variable `recordId`)
+    flow_api_name: str | None = None
+    #: optional platform event published once per qualification (fields Record_Id__c, Email__c)
+    platform_event: str | None = None
+
+    @model_validator(mode="after")
+    def _credentials(self) -> SalesforceConfig:
+        if self.mql_status and self.mql_status not in self.status_order:
+            raise ValueError(f"mql_status '{self.mql_status}' is not in status_order")
+        if self.flow_api_name and self.platform_event:
+            raise ValueError("set at most one of flow_api_name and platform_event")
+        jwt_flow = self.client_id and self.username and self.private_key_file
+        client_credentials = self.client_id and self.client_secret
+        token = self.access_token and self.instance_url
+        if not (jwt_flow or client_credentials or token):
+            raise ValueError(
+                "expected client_id + client_secret (client credentials), client_id + username + "
+                "private_key_file (JWT bearer), or access_token + instance_url"
+            )
+        return self
 
 
 class WritebackConfig(_Section):
@@ -202,7 +251,7 @@ class RunConfig(_Section):
     """The daemon process: HTTP endpoints, leases between replicas, shutdown."""
 
     #: /healthz, /readyz and /metrics (9464: the usual Prometheus exporter port); 0 picks a free port
-    port: int = Field(default=9464, ge=0, le=65535)
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     host: str = "0.0.0.0"
     #: on SIGTERM, finish or checkpoint the page in flight and exit within this many seconds
     shutdown_grace_s: float = Field(default=30, gt=0)

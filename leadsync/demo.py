@@ -1,4 +1,4 @@
-"""``leadsync demo``: the whole product against an in-process HubSpot sandbox, leaving nothing behind."""
+"""``leadsync demo``: the whole product against an in-process HubSpot or Salesforce sandbox, leaving nothing behind."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import heapq
 import random
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from connectors.sandbox.hubspot import HubSpotPortal, start_hubspot_sandbox
+from connectors.sandbox.salesforce import SalesforceOrg, start_salesforce_sandbox
 from leadsync.app import build_app
 from leadsync.config import parse_config
 from sync.pipeline import Progress, SyncSummary
@@ -57,8 +59,44 @@ def simulate_engagement(portal: HubSpotPortal, share: float, seed: int) -> int:
     return len(chosen)
 
 
-def run_demo(*, contacts: int = 2000, seed: int = 7, progress: ProgressRunner | None = None) -> dict[str, Any]:
+def simulate_salesforce_engagement(org: SalesforceOrg, share: float, seed: int) -> int:
+    """Log calls and meetings on a share of open leads and contacts, as sales would between two syncs."""
+    rng = random.Random(seed)
+    people = [r["Id"] for r in org.records("Lead") if not r.get("IsConverted")] + org.ids("Contact")
+    chosen = rng.sample(people, max(1, int(len(people) * share)))
+    today = datetime.now(UTC)
+    for person in chosen:
+        for _ in range(rng.randint(1, 3)):
+            org.create_record(
+                "Task",
+                {
+                    "WhoId": person,
+                    "Subject": "Call",
+                    "TaskSubtype": "Call",
+                    "Status": "Completed",
+                    "ActivityDate": today.date().isoformat(),
+                },
+            )
+        org.create_record(
+            "Event",
+            {
+                "WhoId": person,
+                "Subject": "Demo",
+                "StartDateTime": today.isoformat(),
+                "ActivityDateTime": today.isoformat(),
+                "EndDateTime": today.isoformat(),
+                "DurationInMinutes": 30,
+            },
+        )
+    return len(chosen)
+
+
+def run_demo(
+    *, contacts: int = 2000, seed: int = 7, progress: ProgressRunner | None = None, crm: str = "hubspot"
+) -> dict[str, Any]:
     """Seed a sandbox, sync, let some contacts engage, sync again; return what happened."""
+    if crm == "salesforce":
+        return run_salesforce_demo(records=contacts, seed=seed, progress=progress)
     # the sandbox speaks HubSpot's rate-limit protocol, at a local machine's pace (a real portal: 100-190)
     with (
         tempfile.TemporaryDirectory(prefix="leadsync-demo-") as tmp,
@@ -102,6 +140,66 @@ def run_demo(*, contacts: int = 2000, seed: int = 7, progress: ProgressRunner | 
     return {
         **totals,
         "contacts": contacts,
+        "seed": seed,
+        "engaged_between_passes": engaged,
+        "passes": passes,
+        "top_leads": top,
+        "sandbox": {"url": url, **stats},
+    }
+
+
+def run_salesforce_demo(
+    *, records: int = 2000, seed: int = 7, progress: ProgressRunner | None = None
+) -> dict[str, Any]:
+    """The same flow against the Salesforce sandbox: HTTPS with a throwaway CA, client-credentials login,
+    Leads and Contacts, Leadsync_*__c fields created through the Tooling API, a record-triggered Flow setup."""
+    leads = records * 3 // 5
+    with (
+        tempfile.TemporaryDirectory(prefix="leadsync-demo-") as tmp,
+        start_salesforce_sandbox(
+            leads=leads, contacts=records - leads, seed=seed, ca_file=Path(tmp) / "sandbox-ca.pem"
+        ) as server,
+    ):
+        config = parse_config(
+            {
+                "crm": "salesforce",
+                "salesforce": {
+                    "instance_url": server.instance_url,
+                    "login_url": server.url,
+                    "client_id": server.client_id,
+                    "client_secret": server.client_secret,
+                    "ca_file": server.ca_pem_path,
+                },
+                "state": {"url": f"sqlite:///{Path(tmp) / 'state.db'}"},
+                "sync": {"settle_s": 0},
+            },
+            source="<demo>",
+        )
+        application = build_app(config)
+        store = application.store()
+        try:
+
+            def one_pass(callback: Progress) -> SyncSummary:
+                return application.pipeline(store, callback).run_once()
+
+            def run() -> SyncSummary:
+                return progress(False, one_pass) if progress else one_pass(lambda event, n: None)
+
+            first = run()
+            engaged = simulate_salesforce_engagement(server.org, 0.05, seed)
+            second = run()
+            top = top_leads(store, 5)
+        finally:
+            store.close()
+        stats = server.stats()
+        url = server.url
+    passes = [first.as_dict(), second.as_dict()]
+    totals: dict[str, Any] = {key: sum(p[key] for p in passes) for key in SUMMARY_KEYS}
+    totals["duration_s"] = round(totals["duration_s"], 3)
+    return {
+        **totals,
+        "crm": "salesforce",
+        "contacts": records,
         "seed": seed,
         "engaged_between_passes": engaged,
         "passes": passes,

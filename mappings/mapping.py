@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -46,14 +47,27 @@ class MappingSpec(BaseModel):
 
     object_type: Literal["contact", "lead"] = "contact"
     fields: dict[str, FieldSpec]
+    #: per-object overrides of ``fields`` (Salesforce reads Leads and Contacts); ``null`` drops an attribute
+    objects: dict[Literal["contact", "lead"], dict[str, FieldSpec | None]] = Field(default_factory=dict)
 
     @field_validator("fields", mode="before")
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
         # `email: email` is shorthand for `email: {property: email}`
+        return _expand(value)
+
+    @field_validator("objects", mode="before")
+    @classmethod
+    def _object_shorthand(cls, value: Any) -> Any:
         if isinstance(value, Mapping):
-            return {k: {"property": v} if isinstance(v, str) else v for k, v in value.items()}
+            return {k: _expand(v) if v is not None else {} for k, v in value.items()}
         return value
+
+
+def _expand(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: {"property": v} if isinstance(v, str) else v for k, v in value.items()}
+    return value
 
 
 def _parse_datetime(text: str) -> datetime:
@@ -113,17 +127,35 @@ class LeadMapping:
     crm: str
     object_type: Literal["contact", "lead"]
     fields: Mapping[str, FieldSpec]
+    #: object type -> its complete field set, where it differs from ``fields`` (Salesforce Lead vs Contact)
+    objects: Mapping[str, Mapping[str, FieldSpec]] = dataclass_field(default_factory=dict)
+
+    def fields_for(self, object_type: str | None) -> Mapping[str, FieldSpec]:
+        """The fields read for records of ``object_type`` (``fields`` unless the mapping overrides it)."""
+        return self.objects.get(object_type or self.object_type, self.fields)
 
     @property
     def properties(self) -> list[str]:
-        """The CRM properties to request, in a stable order."""
-        return sorted({spec.property for spec in self.fields.values()})
+        """The CRM properties to request (every object's), in a stable order."""
+        specs = [*self.fields.values(), *(s for fields in self.objects.values() for s in fields.values())]
+        return sorted({spec.property for spec in specs})
 
-    def convert(self, record_id: str, attribute: str, raw: Any, on_bad_value: OnBadValue | None) -> Any:
+    def properties_for(self, object_type: str) -> list[str]:
+        """The CRM properties to request for one object type."""
+        return sorted({spec.property for spec in self.fields_for(object_type).values()})
+
+    def convert(
+        self,
+        record_id: str,
+        attribute: str,
+        raw: Any,
+        on_bad_value: OnBadValue | None,
+        spec: FieldSpec | None = None,
+    ) -> Any:
         """Convert one CRM value; an unreadable one becomes None and is reported, never fatal."""
-        if raw is None or (isinstance(raw, str) and raw == "" and self.fields[attribute].type != "present"):
-            return False if self.fields[attribute].type == "present" else None
-        spec = self.fields[attribute]
+        spec = spec or self.fields[attribute]
+        if raw is None or (isinstance(raw, str) and raw == "" and spec.type != "present"):
+            return False if spec.type == "present" else None
         if not isinstance(raw, str):
             raw = str(raw).lower() if isinstance(raw, bool) else str(raw)
         try:
@@ -138,12 +170,16 @@ class LeadMapping:
         record_id: str,
         properties: Mapping[str, Any],
         on_bad_value: OnBadValue | None = None,
+        object_type: str | None = None,
     ) -> Lead:
-        """Build the canonical lead of one CRM record."""
+        """Build the canonical lead of one CRM record (fields chosen by ``object_type``, default the mapping's)."""
         values: dict[str, Any] = {}
         extra: dict[str, Any] = {}
-        for attribute, spec in self.fields.items():
-            value = self.convert(record_id, attribute, properties.get(spec.property), on_bad_value)
+        kind: Literal["contact", "lead"] = self.object_type
+        if object_type in ("lead", "contact"):
+            kind = cast(Literal["contact", "lead"], object_type)
+        for attribute, spec in self.fields_for(kind).items():
+            value = self.convert(record_id, attribute, properties.get(spec.property), on_bad_value, spec)
             if attribute in LEAD_FIELDS:
                 if value is not None:
                     values[attribute] = value
@@ -151,12 +187,14 @@ class LeadMapping:
                 extra[attribute] = value
         for flag in ("opted_out", "bounced"):
             values[flag] = bool(values.get(flag, False))
-        return Lead(id=record_id, object_type=self.object_type, attributes=extra, **values)
+        return Lead(id=record_id, object_type=kind, attributes=extra, **values)
 
     def validate_against(self, schema: Mapping[str, str]) -> list[str]:
         """Problems of this mapping against the CRM's schema (property name -> type); empty when fine."""
         problems = []
         for attribute, spec in self.fields.items():
+            if "." in spec.property:
+                continue  # a relationship field (Account.Industry): describe lists only the object's own fields
             crm_type = schema.get(spec.property)
             if crm_type is None:
                 problems.append(f"mapping.fields.{attribute}: property '{spec.property}' does not exist in {self.crm}")
@@ -187,16 +225,23 @@ def load_mapping(crm: str, overrides: Mapping[str, Any] | None = None, *, source
     if overrides:
         if not isinstance(overrides, Mapping):
             raise MappingError(source, "expected a mapping with `fields:` (and optionally `object_type:`)")
-        unknown = set(overrides) - {"object_type", "fields"}
+        unknown = set(overrides) - {"object_type", "fields", "objects"}
         if unknown:
-            raise MappingError(f"{source}.{sorted(unknown)[0]}", "unknown key; expected `object_type` or `fields`")
+            raise MappingError(
+                f"{source}.{sorted(unknown)[0]}", "unknown key; expected `object_type`, `fields` or `objects`"
+            )
         fields = dict(data["fields"])
         for attribute, spec in (overrides.get("fields") or {}).items():
             if spec is None:
                 fields.pop(attribute, None)
             else:
                 fields[attribute] = spec
-        data = {**data, **{k: v for k, v in overrides.items() if k != "fields"}, "fields": fields}
+        objects = {k: dict(v or {}) for k, v in (data.get("objects") or {}).items()}
+        for object_type, per_object in (overrides.get("objects") or {}).items():
+            objects.setdefault(object_type, {}).update(per_object or {})
+        data = {**data, **{k: v for k, v in overrides.items() if k not in ("fields", "objects")}, "fields": fields}
+        if objects:
+            data["objects"] = objects
     try:
         spec = MappingSpec.model_validate(data)
     except ValidationError as exc:
@@ -205,7 +250,16 @@ def load_mapping(crm: str, overrides: Mapping[str, Any] | None = None, *, source
         raise MappingError(where, f"{first['msg']} (types: {', '.join(VALUE_TYPES)})") from None
     if "email" not in spec.fields:
         raise MappingError(f"{source}.fields.email", "the email attribute must be mapped")
-    return LeadMapping(crm=crm, object_type=spec.object_type, fields=spec.fields)
+    per_type: dict[str, dict[str, FieldSpec]] = {}
+    for object_type, per_object in spec.objects.items():
+        merged = dict(spec.fields)
+        for attribute, field_spec in per_object.items():
+            if field_spec is None:
+                merged.pop(attribute, None)
+            else:
+                merged[attribute] = field_spec
+        per_type[object_type] = merged
+    return LeadMapping(crm=crm, object_type=spec.object_type, fields=spec.fields, objects=per_type)
 
 
 def to_activities(lead_id: str, raw: Iterable[tuple[str, datetime, Mapping[str, Any]]]) -> list[Activity]:

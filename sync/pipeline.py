@@ -7,11 +7,13 @@ the whole window has been processed, and never past the moment the pass started.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -24,12 +26,34 @@ from sync.writeback import WritebackSettings, changed_properties, desired_proper
 
 log = structlog.get_logger("leadsync.sync")
 
+#: key, in the stored written values, of the record's modification time right after leadsync's write
+MODIFIED_KEY = "_crm_modified_at"
+#: records gathered before one activities read (HubSpot reads associations for 1,000 records a call)
+BATCH_SIZE = 1000
+
 #: called with (event, count): "read", "scored", "written"
 Progress = Callable[[str, int], None]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class PassInterrupted(Exception):
+    """Raised by a progress callback or a guarded connector to stop a pass between two commit points.
+
+    The daemon raises subclasses on shutdown and when its job lease is lost. The run is recorded as
+    ``stopped``; whatever was committed stays, and the next pass resumes from the same watermark.
+    """
+
+
+@runtime_checkable
+class DeliveryCheck(Protocol):
+    """A connector that can tell whether a workflow trigger reached the CRM (optional capability)."""
+
+    def trigger_delivered(self, record_id: str, email: str | None) -> bool | None:
+        """True when the CRM has the trigger, False when not, None when it cannot tell."""
+        ...
 
 
 @dataclass
@@ -46,6 +70,8 @@ class SyncSummary:
     leads_scored: int = 0
     leads_written: int = 0
     leads_unchanged: int = 0
+    #: records read back only because leadsync wrote them (their activities came from the cache)
+    own_writes_read_back: int = 0
     write_failures: int = 0
     qualified: int = 0
     newly_qualified: int = 0
@@ -115,6 +141,8 @@ class SyncPipeline:
         explicit_triggers: bool = False,
         clock: Callable[[], datetime] = utcnow,
         progress: Progress | None = None,
+        scoring_clock: Callable[[], datetime] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.connector = connector
         self.mapping = mapping
@@ -126,6 +154,12 @@ class SyncPipeline:
         self.explicit_triggers = explicit_triggers
         self.clock = clock
         self.progress = progress or (lambda event, n: None)
+        self.batch_size = BATCH_SIZE
+        #: the "now" scores are computed at (default: the pass start); pinned by tests so that runs made at
+        #: different times score alike (decay, qualified_at), while windows still follow the real clock
+        self.scoring_clock = scoring_clock
+        #: who claims outbox items (shown in the outbox when a delivery was interrupted)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self.stream = f"{connector.name}:{mapping.object_type}s"
 
     def read_properties(self) -> list[str]:
@@ -146,9 +180,12 @@ class SyncPipeline:
         started = time.monotonic()
         calls_before = self.connector.api_calls
         now = self.clock()
+        score_now = self.scoring_clock() if self.scoring_clock is not None else now
         summary = SyncSummary(crm=self.connector.name, full=full, dry_run=dry_run, rules_version=self.rules.version)
         run_id = None if dry_run else self.store.start_run("sync")
         summary.run_id = run_id
+        if run_id is not None:
+            structlog.contextvars.bind_contextvars(run_id=run_id)  # on every log line of this pass, retries included
         log.info("sync.start", run_id=run_id, full=full, dry_run=dry_run, rules_version=self.rules.version)
         try:
             if not dry_run:
@@ -156,10 +193,17 @@ class SyncPipeline:
             previous_rules = self._previous_rules_version()
             if not full and previous_rules is not None and previous_rules != self.rules.version:
                 log.info("sync.rules_changed", previous=previous_rules, current=self.rules.version)
-                self.rescore_from_cache(now, summary, dry_run=dry_run)
+                self.rescore_from_cache(score_now, summary, dry_run=dry_run)
             window = self.window(full=full, now=now)
+            # pages are gathered into batches so that activities are read for many records per call
+            batch: list[RawRecord] = []
             for page in self.connector.read_records(window, self.read_properties()):
-                self._process_page(page, now, summary, dry_run=dry_run)
+                batch.extend(page)
+                if len(batch) >= self.batch_size:
+                    self._process_page(batch, score_now, summary, dry_run=dry_run)
+                    batch = []
+            if batch:
+                self._process_page(batch, score_now, summary, dry_run=dry_run)
             if not dry_run:
                 self.store.set_watermark(self.stream, window.end)
                 summary.watermark = window.end.isoformat()
@@ -169,10 +213,13 @@ class SyncPipeline:
             summary.api_calls = self.connector.api_calls - calls_before
             summary.duration_s = round(time.monotonic() - started, 3)
             # the budget guard stops a pass on purpose: committed pages stay, the watermark does not move
-            status = "stopped" if isinstance(exc, BudgetExhausted) else "failed"
+            status = "stopped" if isinstance(exc, BudgetExhausted | PassInterrupted) else "failed"
             if run_id is not None:
                 self.store.finish_run(run_id, status, summary.as_dict(), error=str(exc))
-            log.error("sync.failed", run_id=run_id, error=str(exc), error_type=type(exc).__name__)
+            if isinstance(exc, PassInterrupted):
+                log.warning("sync.stopped", run_id=run_id, reason=str(exc))
+            else:
+                log.error("sync.failed", run_id=run_id, error=str(exc), error_type=type(exc).__name__)
             raise
         summary.api_calls = self.connector.api_calls - calls_before
         summary.duration_s = round(time.monotonic() - started, 3)
@@ -199,21 +246,17 @@ class SyncPipeline:
     ) -> None:
         """Score, diff, write and commit one page; ``cached_activities`` means the page comes from the cache."""
         from_cache = cached_activities is not None
+        ids = [r.id for r in page]
+        written = self.store.get_written(ids)
         if from_cache:
             activities = dict(cached_activities or {})
         else:
             summary.leads_read += len(page)
             self.progress("read", len(page))
-            raw_activities = self.connector.read_activities(page)
-            activities = {
-                r.id: [Activity(r.id, a.kind, a.timestamp, a.attributes) for a in raw_activities.get(r.id, [])]
-                for r in page
-            }
+            activities = self._activities(page, written, summary)
         on_bad = self._bad_value(summary)
-        leads = [self.mapping.to_lead(r.id, r.properties, on_bad) for r in page]
-        ids = [r.id for r in page]
+        leads = [self.mapping.to_lead(r.id, r.properties, on_bad, object_type=r.object_type) for r in page]
         previous = self.store.get_scores(ids)
-        written = self.store.get_written(ids)
         scores = self.rules.score_many(
             ((lead, activities[lead.id], _qualification(previous.get(lead.id))) for lead in leads), now
         )
@@ -232,9 +275,11 @@ class SyncPipeline:
                     summary.newly_qualified += 1
                     triggers.append((lead.id, lead.email, score.qualified_at))
             desired = desired_properties(score, lead, self.writeback)
-            baseline: Mapping[str, str | None] = written.get(lead.id) or {
-                k: by_id[lead.id].properties.get(k) for k in desired
-            }
+            # what leadsync last wrote wins; properties it never wrote (a fresh state store over a CRM that
+            # already holds values) fall back to the CRM's own, so they are not rewritten on every pass
+            baseline: Mapping[str, str | None] = {k: by_id[lead.id].properties.get(k) for k in desired} | (
+                written.get(lead.id) or {}
+            )
             changes = changed_properties(desired, baseline)
             if changes:
                 updates.append(RecordUpdate(lead.id, lead.object_type, changes))
@@ -267,7 +312,7 @@ class SyncPipeline:
         self.store.clear_failures(sorted(landed))
         self.store.commit_pass(
             scores=[stored_score(s, now) for s in scores],
-            written={i: dict(by_update[i].properties) for i in landed},
+            written={i: _written_values(by_update[i].properties, result.modified_at.get(i)) for i in landed},
             triggers=triggers,
             watermark=None,
         )
@@ -288,6 +333,32 @@ class SyncPipeline:
                 for r, lead in zip(page, leads, strict=True)
             ]
         )
+
+    def _activities(
+        self, page: Sequence[RawRecord], written: Mapping[str, Mapping[str, str]], summary: SyncSummary
+    ) -> dict[str, list[Activity]]:
+        """Activities of a page; records unchanged since leadsync's own write reuse the cached ones.
+
+        A write moves the record's modification time, so the next pass reads it back; re-reading its
+        activities too would cost calls for nothing (the storm PRODUCT.md warns about).
+        """
+        untouched = {
+            r.id
+            for r in page
+            if r.updated_at is not None and written.get(r.id, {}).get(MODIFIED_KEY) == _iso_utc(r.updated_at)
+        }
+        fresh = [r for r in page if r.id not in untouched]
+        raw = self.connector.read_activities(fresh) if fresh else {}
+        activities = {
+            r.id: [Activity(r.id, a.kind, a.timestamp, a.attributes) for a in raw.get(r.id, [])] for r in fresh
+        }
+        if untouched:
+            cached = self.store.get_leads(sorted(untouched))
+            for lead_id in untouched:
+                hit = cached.get(lead_id)
+                activities[lead_id] = activities_from_dicts(lead_id, hit.activities) if hit else []
+            summary.own_writes_read_back += len(untouched)
+        return activities
 
     def _previous_rules_version(self) -> str | None:
         for run in self.store.last_runs(20, job="sync"):
@@ -322,15 +393,28 @@ class SyncPipeline:
         summary.leads_written += len(result.succeeded)
 
     def _deliver_triggers(self, summary: SyncSummary) -> None:
-        """Drain the outbox: each qualification triggers the CRM's automation exactly once."""
+        """Drain the outbox: each qualification triggers the CRM's automation exactly once.
+
+        Each item is claimed (committed) before the CRM call and marked done after it. A crash between the
+        two leaves it claimed, and the CRM may or may not have received the call: the next attempt asks the
+        CRM (``DeliveryCheck``) before sending it again, so a crash or kill never fires a workflow twice.
+        """
+        check = self.connector if isinstance(self.connector, DeliveryCheck) else None
         while True:
             batch = self.store.pending_triggers(limit=100)
             if not batch:
                 return
             progressed = False
             for item in batch:
+                if not self.store.claim_trigger(item, self.owner):
+                    continue  # another process claimed or finished it since we read it
                 try:
-                    self.connector.trigger(item.lead_id, item.email)
+                    if item.claimed_at is not None and check is not None and check.trigger_delivered(
+                        item.lead_id, item.email
+                    ):
+                        log.info("trigger.already_delivered", lead=item.lead_id, claimed_by=item.claimed_by)
+                    else:
+                        self.connector.trigger(item.lead_id, item.email)
                 except RetriableError as exc:
                     self.store.mark_trigger_failed(item.id, str(exc), final=False)
                     log.warning("trigger.retry_later", lead=item.lead_id, error=str(exc))
@@ -349,6 +433,18 @@ class SyncPipeline:
                 return  # everything left is waiting for a transient error to clear: next pass
 
 
+def _iso_utc(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def _written_values(properties: Mapping[str, str], modified_at: datetime | None) -> dict[str, str]:
+    """What was written, plus the record's modification time after the write (under MODIFIED_KEY)."""
+    values = dict(properties)
+    if modified_at is not None:
+        values[MODIFIED_KEY] = _iso_utc(modified_at)
+    return values
+
+
 def _qualification(previous: StoredScore | None) -> QualificationState | None:
     if previous is None:
         return None
@@ -363,7 +459,7 @@ def score_cached(
     now: datetime,
 ) -> list[tuple[Lead, Score]]:
     """Score leads from the local cache (no CRM call): explain, preview and rescoring use it."""
-    leads = [mapping.to_lead(c.id, c.properties) for c in cached]
+    leads = [mapping.to_lead(c.id, c.properties, object_type=c.object_type) for c in cached]
     items = [
         (lead, activities_from_dicts(lead.id, c.activities), _qualification(previous.get(lead.id)))
         for lead, c in zip(leads, cached, strict=True)

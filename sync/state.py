@@ -153,6 +153,9 @@ class OutboxItem:
     last_error: str | None
     created_at: datetime
     done_at: datetime | None
+    #: set when a delivery attempt started: the CRM may have received it even if no outcome was recorded
+    claimed_at: datetime | None = None
+    claimed_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +298,8 @@ t_outbox = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("done_at", UTCDateTime, nullable=True),
+    Column("claimed_at", UTCDateTime, nullable=True),  # revision 0002
+    Column("claimed_by", String(255), nullable=True),
     UniqueConstraint("lead_id", "qualified_at"),
     CheckConstraint("status IN ('pending', 'done', 'failed')", name="status"),
     Index(None, "status", "id"),
@@ -926,7 +931,30 @@ class StateStore:
             last_error=r.last_error,
             created_at=r.created_at,
             done_at=r.done_at,
+            claimed_at=r.claimed_at,
+            claimed_by=r.claimed_by,
         )
+
+    def claim_trigger(self, item: OutboxItem, owner: str) -> bool:
+        """Mark a pending item as being delivered by ``owner``, before the CRM call.
+
+        A compare-and-set on the ``claimed_at`` the caller read: False when another process claimed or
+        finished it meanwhile (it must then not be sent). An item found already claimed was possibly
+        delivered by a process that died before recording it: check the CRM before sending it again.
+        """
+        with self._begin() as conn:
+            result = conn.execute(
+                update(t_outbox)
+                .where(
+                    t_outbox.c.id == item.id,
+                    t_outbox.c.status == "pending",
+                    t_outbox.c.claimed_at.is_(None)
+                    if item.claimed_at is None
+                    else t_outbox.c.claimed_at == item.claimed_at,
+                )
+                .values(claimed_at=self._now(), claimed_by=owner)
+            )
+            return bool(result.rowcount)
 
     def mark_triggered(self, item_id: int) -> None:
         with self._begin() as conn:
@@ -978,6 +1006,31 @@ class StateStore:
             self._enqueue_triggers(conn, triggers)
             if watermark is not None:
                 self._set_watermark(conn, watermark[0], watermark[1])
+
+    # ---- daemon support --------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """One round trip to the database (readiness checks). :raises sqlalchemy.exc.SQLAlchemyError:"""
+        with self._begin(write=False) as conn:
+            conn.execute(select(1))
+
+    def abandon_runs(self, job: str, *, keep: int | None = None) -> int:
+        """Mark ``running`` runs of ``job`` (except run ``keep``) as failed: their process died.
+
+        Called by the replica that takes the job's lease: nobody else may be running the job then.
+        """
+        query = update(t_runs).where(t_runs.c.job == job, t_runs.c.status == "running")
+        if keep is not None:
+            query = query.where(t_runs.c.id != keep)
+        with self._begin() as conn:
+            result = conn.execute(
+                query.values(
+                    status="failed",
+                    finished_at=self._now(),
+                    error="interrupted: the process running it stopped (crash, kill or lost lease)",
+                )
+            )
+            return int(result.rowcount)
 
     # ---- job leases (several replicas on one store) ------------------------------------------------
 

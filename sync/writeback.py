@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from connectors.base import PropertySpec
 from scoring import Lead, Score
@@ -33,14 +34,26 @@ class WritebackSettings:
         )
     )
 
+    #: "prefix": ``leadsync_score`` (HubSpot); "salesforce": ``Leadsync_Score__c`` (custom field API names)
+    style: Literal["prefix", "salesforce"] = "prefix"
+    #: object types the stage may be set on (None: all); Salesforce: only leads have a Status
+    stage_objects: frozenset[str] | None = None
+
     def name(self, suffix: str) -> str:
+        if self.style == "salesforce":
+            base = self.prefix.strip("_") or "leadsync"
+            words = [base, *suffix.split("_")]
+            return "_".join(w[:1].upper() + w[1:] for w in words) + "__c"
         return f"{self.prefix}{suffix}"
 
     def property_specs(self) -> list[PropertySpec]:
         """The custom properties leadsync needs in the CRM."""
         return [
             PropertySpec(
-                self.name("score"), "leadsync score", "number", "Lead score 0..100 (fit + engagement + penalties, penalties <= 0)"
+                self.name("score"),
+                "leadsync score",
+                "number",
+                "Lead score 0..100 (fit + engagement + penalties, penalties <= 0)",
             ),
             PropertySpec(self.name("fit"), "leadsync fit", "number", "Fit part of the score"),
             PropertySpec(self.name("engagement"), "leadsync engagement", "number", "Engagement part of the score"),
@@ -87,7 +100,9 @@ def desired_properties(score: Score, lead: Lead, settings: WritebackSettings) ->
         settings.name("qualified_at"): format_time(score.qualified_at) if score.qualified_at else "",
         settings.name("rules_version"): score.rules_version,
     }
-    if score.qualified and settings.stage_property and settings.stage_moves_forward(lead.lifecycle_stage):
+    stage_allowed = settings.stage_objects is None or lead.object_type in settings.stage_objects
+    moves = stage_allowed and settings.stage_moves_forward(lead.lifecycle_stage)
+    if score.qualified and settings.stage_property and moves:
         props[settings.stage_property] = str(settings.stage_on_qualify)
     return props
 

@@ -78,3 +78,26 @@ def test_validate_against_schema_lists_missing_and_mistyped() -> None:
     problems = mapping.validate_against(schema)
     assert any("'seats' does not exist" in p for p in problems)
     assert any("hs_email_optout" in p and "bool" in p for p in problems)
+
+
+def test_salesforce_mapping_picks_fields_by_object_type() -> None:
+    mapping = load_mapping("salesforce", {"objects": {"contact": {"country": "OtherCountry"}}})
+    props = {"Email": "a@acme.io", "Industry": "Banking", "Account.Industry": "Retail", "Status": "Working - Contacted"}
+    lead = mapping.to_lead("00Q1", props | {"Country": "France"}, object_type="lead")
+    contact = mapping.to_lead("0031", props | {"OtherCountry": "Spain"}, object_type="contact")
+    assert (lead.object_type, lead.industry, lead.lifecycle_stage, lead.country) == (
+        "lead",
+        "Banking",
+        "Working - Contacted",
+        "France",
+    )
+    assert (contact.object_type, contact.industry, contact.lifecycle_stage, contact.country) == (
+        "contact",
+        "Retail",
+        None,
+        "Spain",
+    )
+    assert {"Account.Industry", "Industry", "OtherCountry"} <= set(mapping.properties)
+    assert "Status" not in mapping.properties_for("contact")
+    # the one-object API keeps working
+    assert load_mapping("hubspot").to_lead("1", {"email": "a@b.co"}).object_type == "contact"

@@ -12,6 +12,8 @@ from sqlalchemy import inspect, text
 
 from sync.state import StateStore, StateStoreError, metadata, normalize_url
 
+#: the newest alembic revision (sync/migrations/versions/)
+HEAD = "0002"
 TABLES = {"runs", "watermarks", "leads", "scores", "written", "failed_writes", "outbox", "leases"}
 
 
@@ -30,12 +32,12 @@ def test_migrate_creates_every_table_and_is_idempotent(store_url: str) -> None:
         store.migrate()
         store.migrate()  # twice is fine
         assert set(inspect(store.engine).get_table_names()) == TABLES | {"alembic_version"}
-        assert store.schema_revision() == store.head_revision() == "0001"
+        assert store.schema_revision() == store.head_revision() == HEAD
     finally:
         store.close()
     reopened = StateStore.open(store_url)  # a restart migrates again: a no-op
     try:
-        assert reopened.schema_revision() == "0001"
+        assert reopened.schema_revision() == HEAD
     finally:
         reopened.close()
 
@@ -52,7 +54,7 @@ def test_migrate_works_from_any_cwd(store_url: str, tmp_path: Path, monkeypatch:
     monkeypatch.chdir(elsewhere)
     store = StateStore.open(store_url)
     try:
-        assert store.schema_revision() == "0001"
+        assert store.schema_revision() == HEAD
     finally:
         store.close()
 
@@ -76,7 +78,7 @@ def test_concurrent_migrate_from_two_replicas(store_url: str) -> None:
         t.join(timeout=30)
     try:
         assert errors == []
-        assert all(s.schema_revision() == "0001" for s in stores)
+        assert all(s.schema_revision() == HEAD for s in stores)
     finally:
         for s in stores:
             s.close()

@@ -1,0 +1,98 @@
+"""The outbox's crash window, in-process and deterministic: a trigger sent just before the process died is
+found delivered by the next pass (not sent again); one claimed but never sent is sent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.sandbox.hubspot import HubSpotSandboxServer
+from leadsync.app import build_app
+from leadsync.config import parse_config
+from sync.pipeline import SyncPipeline
+from sync.state import StateStore
+from tests.daemon._harness import SCORING_NOW, WORKFLOW_ID, enrollments
+
+Factory = Callable[..., HubSpotSandboxServer]
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs (BaseException, so that no handler records anything)."""
+
+
+def pipeline(server: HubSpotSandboxServer, state: Path) -> tuple[SyncPipeline, StateStore]:
+    config = parse_config(
+        {
+            "crm": "hubspot",
+            "hubspot": {"access_token": server.token, "base_url": server.url, "workflow_id": WORKFLOW_ID},
+            "sync": {"settle_s": 0, "overlap_s": 0},
+            "state": {"url": f"sqlite:///{state}"},
+        }
+    )
+    app = build_app(config)
+    store = app.store()
+    pipe = app.pipeline(store)
+    pipe.scoring_clock = lambda: SCORING_NOW
+    return pipe, store
+
+
+@pytest.mark.parametrize("dies", ["after_send", "before_send"])
+def test_a_trigger_interrupted_by_a_crash_fires_exactly_once(
+    hubspot_sandbox_factory: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dies: str
+) -> None:
+    server = hubspot_sandbox_factory(contacts=150, seed=9)
+    first, store = pipeline(server, tmp_path / "state.db")
+    connector: Any = first.connector
+    real_trigger = connector.trigger
+    calls = {"n": 0}
+
+    def dying_trigger(record_id: str, email: str | None) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            if dies == "after_send":
+                real_trigger(record_id, email)  # the CRM has it; the outcome is never recorded
+            raise Killed
+        real_trigger(record_id, email)
+
+    monkeypatch.setattr(connector, "trigger", dying_trigger)
+    with pytest.raises(Killed):
+        first.run_once()
+    store.close()
+    interrupted = [i for i in StateStore(f"sqlite:///{tmp_path / 'state.db'}").outbox_items() if i.claimed_at]
+    assert any(i.status == "pending" for i in interrupted)  # claimed, outcome unknown
+
+    second, store = pipeline(server, tmp_path / "state.db")  # the next process
+    checks: list[str] = []
+    real_check = second.connector.trigger_delivered  # type: ignore[attr-defined]
+    monkeypatch.setattr(second.connector, "trigger_delivered", lambda r, e: checks.append(r) or real_check(r, e))
+    summary = second.run_once()
+    store.close()
+
+    enrolled = enrollments(server)
+    assert enrolled and max(enrolled.values()) == 1
+    assert len(checks) == 1  # only the interrupted item was checked against the CRM
+    # the two delivered before the crash are done; the interrupted one is confirmed (sent or found) now
+    assert summary.workflows_triggered == len(enrolled) - 2
+    outbox = StateStore(f"sqlite:///{tmp_path / 'state.db'}").outbox_counts()
+    assert outbox == {"pending": 0, "done": len(enrolled), "failed": outbox["failed"]}
+
+
+def test_claims_are_compare_and_set(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    store = StateStore.open(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        store.enqueue_triggers([("1", "a@b.co", datetime(2025, 3, 1, tzinfo=UTC))])
+        item = store.pending_triggers()[0]
+        assert store.claim_trigger(item, "replica-a")
+        assert not store.claim_trigger(item, "replica-b")  # b read it before a's claim: b must not send
+        fresh = store.pending_triggers()[0]
+        assert fresh.claimed_by == "replica-a" and fresh.claimed_at is not None
+        assert store.claim_trigger(fresh, "replica-b")  # a died: b takes the claim over (and checks the CRM)
+        store.mark_triggered(fresh.id)
+        assert not store.claim_trigger(store.outbox_items()[0], "replica-c")  # done items are never claimed
+    finally:
+        store.close()
