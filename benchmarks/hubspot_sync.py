@@ -20,6 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,19 +83,54 @@ def full_sync_calls(contacts: int, tmp: Path, *, activities: bool) -> None:
 
 
 def rate_utilisation(contacts: int, tmp: Path) -> None:
-    with start_hubspot_sandbox(contacts=contacts, seed=2, rate_limit="100/10s", token="rate-bench") as server:
-        pipe, store = pipeline(server, tmp / "rate.db", rate=100)
+    """Utilisation of a 100/10 s limit, with the sandbox in its own process (a real CRM is remote too)."""
+    with sandbox_process(contacts, seed=2, token="rate-bench", extra=["--rate-limit", "100/10s"]) as url:
+        config = parse_config(
+            {
+                "crm": "hubspot",
+                "hubspot": {"access_token": "rate-bench", "base_url": url, "rate_limit_per_10s": 100},
+                "state": {"url": f"sqlite:///{tmp / 'rate.db'}"},
+                "sync": {"settle_s": 0},
+            },
+            source="<benchmark>",
+        )
+        app = build_app(config)
+        store = app.store()
+        pipe = app.pipeline(store)
         started = time.monotonic()
         summary = pipe.run_once()
         elapsed = time.monotonic() - started
         store.close()
-        stats = server.stats()
+        with urllib.request.urlopen(f"{url}/__sandbox/stats") as response:
+            stats = json.loads(response.read())
     achieved = stats["requests"] / elapsed
     print(
-        f"rate limit 100 req/10 s, full sync of {contacts:,}: {stats['requests']} requests in {elapsed:.1f} s = "
-        f"{achieved:.2f} req/s; utilisation {achieved / 10:.3f} of the allowed rate; "
-        f"429s served {stats['throttled']}; writes failed for good {summary.write_failures}"
+        f"rate limit 100 req/10 s, full sync of {contacts:,} (sandbox in its own process): {stats['requests']} "
+        f"requests in {elapsed:.1f} s = {achieved:.2f} req/s; utilisation {achieved / 10:.3f} of the allowed "
+        f"rate; 429s served {stats['throttled']}; writes failed for good {summary.write_failures}"
     )
+
+
+@contextmanager
+def sandbox_process(contacts: int, *, seed: int, token: str, extra: list[str] | None = None) -> Iterator[str]:
+    """`leadsync sandbox hubspot` in its own process; yields its base URL."""
+    args = ["sandbox", "hubspot", "--port", "0", "--token", token, "--contacts", str(contacts), "--seed", str(seed)]
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "leadsync", *args, *(extra or [])], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert sandbox.stdout is not None
+        url = None
+        while url is None:
+            line = sandbox.stdout.readline()
+            if not line:
+                raise RuntimeError("sandbox exited")
+            match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+            url = match.group(1) if match else None
+        yield url
+    finally:
+        sandbox.terminate()
+        sandbox.wait(30)
 
 
 def incremental_calls(contacts: int, tmp: Path) -> None:
@@ -123,64 +161,37 @@ def incremental_calls(contacts: int, tmp: Path) -> None:
 
 
 def peak_memory(contacts: int) -> float:
-    """Peak RSS (MB) of a `leadsync sync --once` process syncing `contacts` from a sandbox in another process."""
-    sandbox = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "leadsync",
-            "sandbox",
-            "hubspot",
-            "--port",
-            "0",
-            "--token",
-            "mem",
-            "--contacts",
-            str(contacts),
-            "--seed",
-            "4",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert sandbox.stdout is not None
-        url = None
-        while url is None:
-            line = sandbox.stdout.readline()
-            if not line:
-                raise RuntimeError("sandbox exited")
-            match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
-            url = match.group(1) if match else None
-        with tempfile.TemporaryDirectory() as tmp:
-            config = Path(tmp) / "leadsync.yaml"
-            config.write_text(
-                f"crm: hubspot\nhubspot: {{access_token: mem, base_url: '{url}', rate_limit_per_10s: 100000}}\n"
-                f"state: {{url: 'sqlite:///{tmp}/state.db'}}\n"
-            )
-            code = (
-                "import resource, runpy, sys;"
-                f"sys.argv=['leadsync','sync','--once','--json','--config',{str(config)!r}];"
-                "\ntry:\n runpy.run_module('leadsync', run_name='__main__')\n"
-                "except SystemExit: pass\n"
-                "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
-            )
-            done = subprocess.run(
-                [sys.executable, "-c", code],
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-                check=True,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-            )
-            peak_kb = int(re.search(r"PEAK_KB (\d+)", done.stderr).group(1))  # type: ignore[union-attr]
-            summary = json.loads(done.stdout)
-            assert summary["leads_read"] == contacts, summary
-            return peak_kb / 1024
-    finally:
-        sandbox.terminate()
-        sandbox.wait(30)
+    """Peak RSS (MB) of a `leadsync sync --once` process syncing `contacts` from a sandbox in another process.
+
+    Read from /proc/self/status VmHWM: getrusage's ru_maxrss survives exec on Linux, so a child would report
+    its parent's peak.
+    """
+    with sandbox_process(contacts, seed=4, token="mem") as url, tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "leadsync.yaml"
+        config.write_text(
+            f"crm: hubspot\nhubspot: {{access_token: mem, base_url: '{url}', rate_limit_per_10s: 100000}}\n"
+            f"state: {{url: 'sqlite:///{tmp}/state.db'}}\n"
+        )
+        code = (
+            "import re, runpy, sys\n"
+            f"sys.argv = ['leadsync', 'sync', '--once', '--json', '--config', {str(config)!r}]\n"
+            "try:\n    runpy.run_module('leadsync', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+            "print('PEAK_KB', hwm, file=sys.stderr)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        peak_kb = int(re.search(r"PEAK_KB (\d+)", done.stderr).group(1))  # type: ignore[union-attr]
+        summary = json.loads(done.stdout)
+        assert summary["leads_read"] == contacts, summary
+        return peak_kb / 1024
 
 
 def main() -> None:
