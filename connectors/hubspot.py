@@ -384,7 +384,18 @@ class HubSpotConnector:
                 raise exc
             return None, response.status_code, response.headers
 
-        self._call("POST /automation/v2/workflows/{id}/enrollments/contacts/{email}", enroll)
+        attempts = 0
+
+        def enroll_unless_delivered(_request_timeout: Any = None) -> tuple[None, int, Any]:
+            # a retry after a timeout or a dropped connection may follow an enrollment that did land:
+            # ask HubSpot first, so a retry never enrolls the contact twice
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 and self.trigger_delivered(record_id, email):
+                return None, 200, {}
+            return enroll(_request_timeout)
+
+        self._call("POST /automation/v2/workflows/{id}/enrollments/contacts/{email}", enroll_unless_delivered)
 
     def trigger_delivered(self, record_id: str, email: str | None) -> bool | None:
         """Whether the contact is enrolled in the configured workflow (None: no workflow, nothing to ask).

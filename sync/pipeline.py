@@ -409,8 +409,10 @@ class SyncPipeline:
                 if not self.store.claim_trigger(item, self.owner):
                     continue  # another process claimed or finished it since we read it
                 try:
-                    if item.claimed_at is not None and check is not None and check.trigger_delivered(
-                        item.lead_id, item.email
+                    if (
+                        item.claimed_at is not None
+                        and check is not None
+                        and check.trigger_delivered(item.lead_id, item.email)
                     ):
                         log.info("trigger.already_delivered", lead=item.lead_id, claimed_by=item.claimed_by)
                     else:
