@@ -37,8 +37,14 @@ sync:
   settle_s: 30                             # changes younger than this wait for the next pass (search lags writes)
   overlap_s: 60                            # and the minute before the watermark is read again, to be safe
 
-schedule:
-  sync: {every: 5m}
+schedule:                                  # used by `leadsync run`
+  sync: {every: 5m, jitter: 20s}
+  # full_sync: {cron: "0 3 * * *"}         # optional nightly full read
+
+run:
+  port: 9464                               # /healthz, /readyz, /metrics
+  shutdown_grace_s: 30                     # SIGTERM: finish the batch in flight, then exit
+  lease_ttl_s: 30                          # replicas on one PostgreSQL: a standby takes over after this
 
 state:
   url: sqlite:///leadsync-state.db         # or postgresql+psycopg://user@host/db
