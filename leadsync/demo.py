@@ -13,7 +13,7 @@ from typing import Any
 from connectors.sandbox.hubspot import HubSpotPortal, start_hubspot_sandbox
 from connectors.sandbox.salesforce import SalesforceOrg, start_salesforce_sandbox
 from leadsync.app import build_app
-from leadsync.config import parse_config
+from leadsync.config import Config, parse_config
 from sync.pipeline import Progress, SyncSummary
 
 #: runs one pass under a progress display: (quiet, work) -> summary
@@ -116,36 +116,11 @@ def run_demo(
             },
             source="<demo>",
         )
-        application = build_app(config)
-        store = application.store()
-        try:
-
-            def one_pass(callback: Progress) -> SyncSummary:
-                return application.pipeline(store, callback).run_once()
-
-            def run() -> SyncSummary:
-                return progress(False, one_pass) if progress else one_pass(lambda event, n: None)
-
-            first = run()
-            engaged = simulate_engagement(server.portal, 0.05, seed)
-            second = run()
-            top = top_leads(store, 5)
-        finally:
-            store.close()
-        stats = server.stats()
-        url = server.url
-    passes = [first.as_dict(), second.as_dict()]
-    totals: dict[str, Any] = {key: sum(p[key] for p in passes) for key in SUMMARY_KEYS}
-    totals["duration_s"] = round(totals["duration_s"], 3)
-    return {
-        **totals,
-        "contacts": contacts,
-        "seed": seed,
-        "engaged_between_passes": engaged,
-        "passes": passes,
-        "top_leads": top,
-        "sandbox": {"url": url, **stats},
-    }
+        first, second, engaged, top = _two_passes(
+            config, lambda: simulate_engagement(server.portal, 0.05, seed), progress
+        )
+        stats, url = server.stats(), server.url
+    return _result(first, second, engaged, top, stats, url, crm="hubspot", records=contacts, seed=seed)
 
 
 def run_salesforce_demo(
@@ -175,30 +150,53 @@ def run_salesforce_demo(
             },
             source="<demo>",
         )
-        application = build_app(config)
-        store = application.store()
-        try:
+        first, second, engaged, top = _two_passes(
+            config, lambda: simulate_salesforce_engagement(server.org, 0.05, seed), progress
+        )
+        stats, url = server.stats(), server.url
+    return _result(first, second, engaged, top, stats, url, crm="salesforce", records=records, seed=seed)
 
-            def one_pass(callback: Progress) -> SyncSummary:
-                return application.pipeline(store, callback).run_once()
 
-            def run() -> SyncSummary:
-                return progress(False, one_pass) if progress else one_pass(lambda event, n: None)
+def _two_passes(
+    config: Config, engage: Callable[[], int], progress: ProgressRunner | None
+) -> tuple[SyncSummary, SyncSummary, int, list[dict[str, Any]]]:
+    """Sync, let some people engage in the CRM, sync again; the hottest leads at the end."""
+    application = build_app(config)
+    store = application.store()
+    try:
 
-            first = run()
-            engaged = simulate_salesforce_engagement(server.org, 0.05, seed)
-            second = run()
-            top = top_leads(store, 5)
-        finally:
-            store.close()
-        stats = server.stats()
-        url = server.url
+        def one_pass(callback: Progress) -> SyncSummary:
+            return application.pipeline(store, callback).run_once()
+
+        def run() -> SyncSummary:
+            return progress(False, one_pass) if progress else one_pass(lambda event, n: None)
+
+        first = run()
+        engaged = engage()
+        second = run()
+        return first, second, engaged, top_leads(store, 5)
+    finally:
+        store.close()
+
+
+def _result(
+    first: SyncSummary,
+    second: SyncSummary,
+    engaged: int,
+    top: list[dict[str, Any]],
+    stats: dict[str, Any],
+    url: str,
+    *,
+    crm: str,
+    records: int,
+    seed: int,
+) -> dict[str, Any]:
     passes = [first.as_dict(), second.as_dict()]
     totals: dict[str, Any] = {key: sum(p[key] for p in passes) for key in SUMMARY_KEYS}
     totals["duration_s"] = round(totals["duration_s"], 3)
     return {
         **totals,
-        "crm": "salesforce",
+        "crm": crm,
         "contacts": records,
         "seed": seed,
         "engaged_between_passes": engaged,
