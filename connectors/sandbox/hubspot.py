@@ -2487,24 +2487,22 @@ class HubSpotSandbox(SandboxApp):
     def _batch_update(self, request: Request) -> Response:
         started = _iso_ms(time.time_ns() // 1_000_000)
         done, errors = self.portal.batch_update(self._body(request).get("inputs") or [])
-        results = []
-        for contact, item in done:
-            rendered = self._render(contact, self._names(list((item.get("properties") or {}).keys())))
-            if item.get("objectWriteTraceId"):
-                rendered["objectWriteTraceId"] = item["objectWriteTraceId"]
-            results.append(rendered)
-        return self._batch_body(200, results, errors, started)
+        return self._batch_body(200, self._written_results(done), errors, started)
 
     def _batch_create(self, request: Request) -> Response:
         started = _iso_ms(time.time_ns() // 1_000_000)
         done, errors = self.portal.batch_create(self._body(request).get("inputs") or [])
+        return self._batch_body(201, self._written_results(done), errors, started)
+
+    def _written_results(self, done: Sequence[tuple[Any, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+        """Batch-write results as HubSpot renders them: the written properties, and the caller's trace id."""
         results = []
         for contact, item in done:
             rendered = self._render(contact, self._names(list((item.get("properties") or {}).keys())))
             if item.get("objectWriteTraceId"):
                 rendered["objectWriteTraceId"] = item["objectWriteTraceId"]
             results.append(rendered)
-        return self._batch_body(201, results, errors, started)
+        return results
 
     def _batch_archive(self, request: Request) -> Response:
         inputs = self._body(request).get("inputs") or []
