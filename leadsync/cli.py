@@ -17,15 +17,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from connectors.errors import BudgetExhausted, ConnectorError
-from leadsync.app import build_app
+from leadsync.app import App, build_app
 from leadsync.config import ConfigError, load_config
 from leadsync.logs import configure_logging
 from leadsync.starter import TEMPLATES
 from mappings import MappingError
 from scoring import ScoringError
 from sync.lease import lease_name
+from sync.pipeline import Progress as ProgressCallback
+from sync.pipeline import SyncSummary
 from sync.schedule import DEFAULT_PORT
-from sync.state import StateStoreError
+from sync.state import StateStore, StateStoreError
 
 app = typer.Typer(
     name="leadsync",
@@ -183,15 +185,39 @@ def sync(
         application = build_app(load_config(config))
         store = application.store()
         try:
-            summary = _with_progress(
-                as_json, lambda progress: application.pipeline(store, progress).run_once(full=full, dry_run=dry_run)
-            )
+            summary = _with_progress(as_json, lambda progress: _one_pass(application, store, progress, full, dry_run))
         finally:
             store.close()
     if as_json:
         sys.stdout.write(json.dumps(summary.as_dict()) + "\n")
     else:
         print_summary(summary.as_dict(), "dry run (nothing written)" if dry_run else "sync")
+
+
+def _one_pass(
+    application: App, store: StateStore, progress: ProgressCallback, full: bool, dry_run: bool
+) -> SyncSummary:
+    """One pass under the job's lease, so a one-off sync never writes beside a running daemon."""
+    from sync.daemon import GuardedConnector
+    from sync.lease import LeaseKeeper, lease_name
+
+    pipeline = application.pipeline(store, progress)
+    if dry_run:
+        return pipeline.run_once(full=full, dry_run=True)  # writes nothing: no lease needed
+    keeper = LeaseKeeper(store, lease_name(pipeline.stream), pipeline.owner, application.config.run.lease_ttl_s)
+    keeper.start()
+    try:
+        if not keeper.held():
+            holder = store.lease_holder(keeper.name)
+            fail(
+                f"another leadsync ({holder[0] if holder else 'unknown'}) holds the lease of {pipeline.stream}: "
+                "stop it or let its pass finish, then try again",
+                1,
+            )
+        pipeline.connector = GuardedConnector(pipeline.connector, keeper.check)
+        return pipeline.run_once(full=full, dry_run=False)
+    finally:
+        keeper.stop()
 
 
 @app.command()

@@ -134,3 +134,30 @@ def test_score_csv_with_config_mapping_and_no_partial_output(tmp_path: Path) -> 
     missing = runner.invoke(app, ["score", "--input", str(other), "--output", str(tmp_path / "none.csv")])
     assert missing.exit_code == 2 and "no column 'email'" in missing.output
     assert not (tmp_path / "none.csv").exists() and not list(tmp_path.glob(".none.csv.*"))
+
+
+def test_sync_once_refuses_to_write_beside_a_daemon_holding_the_lease(
+    synced: tuple[Path, HubSpotSandboxServer],
+) -> None:
+    from datetime import timedelta
+
+    from sync.lease import lease_name
+
+    config, server = synced
+    application = build_app(load_config(config))
+    store = application.store()
+    try:
+        stream = application.pipeline(store).stream
+        assert store.acquire_lease(lease_name(stream), "daemon-on-host-a:42", timedelta(minutes=5))
+        writes_before = server.stats()["by_endpoint"].get("POST /crm/v3/objects/contacts/batch/update", 0)
+        result = runner.invoke(app, ["sync", "--once", "--full", "--config", str(config)])
+        assert result.exit_code == 1 and "daemon-on-host-a:42" in result.output
+        assert server.stats()["by_endpoint"].get("POST /crm/v3/objects/contacts/batch/update", 0) == writes_before
+        dry = runner.invoke(app, ["sync", "--once", "--dry-run", "--json", "--config", str(config)])
+        assert dry.exit_code == 0, dry.output  # a dry run writes nothing, so it needs no lease
+        store.release_lease(lease_name(stream), "daemon-on-host-a:42")
+        ok = runner.invoke(app, ["sync", "--once", "--json", "--config", str(config)])
+        assert ok.exit_code == 0, ok.output
+        assert store.lease_holder(lease_name(stream)) is None  # released after the pass
+    finally:
+        store.close()
