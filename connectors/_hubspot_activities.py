@@ -90,7 +90,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_hubspot_time(value: Any) -> datetime | None:
     """HubSpot datetimes: ISO-8601 (``Z``) or epoch milliseconds, as strings; datetimes from the SDK."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -234,15 +234,15 @@ class HubSpotActivityReader:
             for obj in self._objects_of(object_type, sorted(owners, key=_id_order), stats):
                 props = obj.get("properties") or {}
                 object_id = str(obj.get("id"))
-                at = _parse_time(props.get("hs_timestamp")) or _parse_time(obj.get("createdAt"))
+                at = parse_hubspot_time(props.get("hs_timestamp")) or parse_hubspot_time(obj.get("createdAt"))
                 if at is None:
-                    at = _parse_time(props.get("hs_createdate")) or self._clock()
+                    at = parse_hubspot_time(props.get("hs_createdate")) or self._clock()
                 if horizon is not None and at < horizon:
                     stats.too_old += 1
                     continue
                 kind, attrs = to_activity(object_type, props)
                 attrs["engagement_id"] = object_id
-                logged = _parse_time(props.get("hs_createdate")) or _parse_time(obj.get("createdAt"))
+                logged = parse_hubspot_time(props.get("hs_createdate")) or parse_hubspot_time(obj.get("createdAt"))
                 is_new = since is not None and logged is not None and logged >= since
                 for contact_id in owners.get(object_id, ()):
                     out.setdefault(contact_id, []).append(RawActivity(contact_id, kind, at, dict(attrs)))

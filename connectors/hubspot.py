@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -26,7 +26,13 @@ from hubspot.crm.contacts import (
 )
 from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
 
-from connectors._hubspot_activities import DEFAULT_ACTIVITY_TYPES, DEFAULT_HORIZON_DAYS, HubSpotActivityReader
+from connectors._batching import write_isolating
+from connectors._hubspot_activities import (
+    DEFAULT_ACTIVITY_TYPES,
+    DEFAULT_HORIZON_DAYS,
+    HubSpotActivityReader,
+    parse_hubspot_time,
+)
 from connectors._ratelimit import RollingWindowLimiter, shared_limiter
 from connectors._retry import retrying
 from connectors.base import (
@@ -65,15 +71,6 @@ def _ms(value: datetime, *, ceil: bool = False) -> str:
     micros = value.timestamp() * 1_000_000
     whole, part = divmod(round(micros), 1000)
     return str(whole + 1 if ceil and part else whole)
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str) and value:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
 
 
 def _header(headers: Any, name: str) -> str | None:
@@ -250,7 +247,7 @@ class HubSpotConnector:
 
     def _to_record(self, obj: Any) -> RawRecord:
         properties = dict(obj.properties or {})
-        updated = _parse_time(properties.get(CURSOR_PROPERTY)) or _parse_time(obj.updated_at)
+        updated = parse_hubspot_time(properties.get(CURSOR_PROPERTY)) or parse_hubspot_time(obj.updated_at)
         return RawRecord(id=str(obj.id), object_type="contact", properties=properties, updated_at=updated)
 
     def _list_all(self, props: list[str]) -> Iterator[list[RawRecord]]:
@@ -312,30 +309,19 @@ class HubSpotConnector:
     def write(self, updates: Sequence[RecordUpdate]) -> WriteResult:
         result = WriteResult()
         for start in range(0, len(updates), BATCH_SIZE):
-            result.extend(self._write_batch(list(updates[start : start + BATCH_SIZE])))
+            result.extend(write_isolating(list(updates[start : start + BATCH_SIZE]), self._send_batch))
         return result
 
-    def _write_batch(self, batch: list[RecordUpdate]) -> WriteResult:
+    def _send_batch(self, batch: list[RecordUpdate]) -> WriteResult:
+        # HubSpot rejects a whole batch for some validation errors (400): write_isolating splits it
         body = BatchInputSimplePublicObjectBatchInput(
             inputs=[SimplePublicObjectBatchInput(id=u.id, properties=dict(u.properties)) for u in batch]
         )
-        try:
-            data, status = self._call(
-                "POST /crm/v3/objects/contacts/batch/update",
-                self._contacts_batch.update_with_http_info,
-                batch_input_simple_public_object_batch_input=body,
-            )
-        except RequestRejected as exc:
-            # HubSpot rejects a whole batch for some validation errors: split until the bad record is alone
-            if len(batch) == 1:
-                return WriteResult(failed=[RecordFailure(batch[0].id, str(exc), retriable=False, status=exc.status)])
-            middle = len(batch) // 2
-            result = self._write_batch(batch[:middle])
-            result.extend(self._write_batch(batch[middle:]))
-            return result
-        except RetriableError as exc:
-            # retries are spent: keep the records for a later pass instead of failing the run
-            return WriteResult(failed=[RecordFailure(u.id, str(exc), retriable=True, status=exc.status) for u in batch])
+        data, status = self._call(
+            "POST /crm/v3/objects/contacts/batch/update",
+            self._contacts_batch.update_with_http_info,
+            batch_input_simple_public_object_batch_input=body,
+        )
         return self._batch_outcome(batch, data, status)
 
     @staticmethod
@@ -357,7 +343,9 @@ class HubSpotConnector:
                     failed[u.id] = RecordFailure(u.id, "HubSpot did not confirm this record", retriable=True)
         modified = {}
         for obj in getattr(data, "results", None) or []:
-            stamp = _parse_time((obj.properties or {}).get(CURSOR_PROPERTY)) or _parse_time(obj.updated_at)
+            stamp = parse_hubspot_time((obj.properties or {}).get(CURSOR_PROPERTY)) or parse_hubspot_time(
+                obj.updated_at
+            )
             if stamp is not None:
                 modified[str(obj.id)] = stamp
         return WriteResult(

@@ -34,6 +34,7 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
+from connectors._batching import write_isolating
 from connectors._ratelimit import RollingWindowLimiter, shared_limiter
 from connectors._retry import retrying
 from connectors._salesforce_auth import CAFileAdapter, SalesforceAuth, make_session
@@ -695,11 +696,8 @@ class SalesforceConnector:
         return stamps
 
     def _write_batch(self, batch: list[RecordUpdate]) -> WriteResult:
-        if not batch:
-            return WriteResult()
-        records = []
+        bodies: dict[str, dict[str, Any]] = {}
         unsendable: list[RecordFailure] = []
-        sendable: list[RecordUpdate] = []
         for u in batch:
             sobject = SOBJECTS.get(u.object_type, u.object_type)
             body: dict[str, Any] = {"attributes": {"type": sobject}, "id": u.id}
@@ -708,26 +706,17 @@ class SalesforceConnector:
             except ValueError as exc:  # a number field given text: Salesforce would reject the whole request
                 unsendable.append(RecordFailure(u.id, f"value cannot be sent to {sobject}: {exc}", status=400))
                 continue
-            records.append(body)
-            sendable.append(u)
-        if unsendable:
-            result = self._write_batch(sendable) if sendable else WriteResult()
-            result.failed.extend(unsendable)
-            return result
-        payload = {"allOrNone": False, "records": records}
-        try:
+            bodies[u.id] = body
+
+        def send(part: list[RecordUpdate]) -> WriteResult:
+            # a value the deserializer cannot bind fails the whole request (400): write_isolating splits it
+            payload = {"allOrNone": False, "records": [bodies[u.id] for u in part]}
             results = self._call(lambda sf: sf.restful("composite/sobjects", method="PATCH", json=payload))
-        except RequestRejected as exc:
-            # a value the deserializer cannot bind fails the whole request: split until the record is alone
-            if len(batch) == 1:
-                return WriteResult(failed=[RecordFailure(batch[0].id, str(exc), retriable=False, status=exc.status)])
-            middle = len(batch) // 2
-            result = self._write_batch(batch[:middle])
-            result.extend(self._write_batch(batch[middle:]))
-            return result
-        except RetriableError as exc:
-            return WriteResult(failed=[RecordFailure(u.id, str(exc), retriable=True, status=exc.status) for u in batch])
-        return self._collection_outcome(batch, results)
+            return self._collection_outcome(part, results)
+
+        result = write_isolating([u for u in batch if u.id in bodies], send)
+        result.failed.extend(unsendable)
+        return result
 
     @staticmethod
     def _collection_outcome(batch: list[RecordUpdate], results: Any) -> WriteResult:
