@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from connectors._salesforce_auth import SalesforceAuth
 from connectors.hubspot import HubSpotConnector
@@ -101,6 +102,12 @@ class App:
         )
 
 
+def load_scoring(section: Any, mapping: LeadMapping, *, source: str = "scoring") -> CompiledRules:
+    """Rules whose counters and event kinds are checked against what ``mapping`` provides, compiled once."""
+    attributes = {*mapping.fields, *(name for fields in mapping.objects.values() for name in fields)}
+    return compile_rules(load_rules(section, source=source, known_attributes=attributes))
+
+
 def build_app(config: Config) -> App:
     """Validate the mapping and rules of a config; errors name the config file and the key."""
     try:
@@ -108,7 +115,7 @@ def build_app(config: Config) -> App:
     except MappingError as exc:
         raise ConfigError(config.source, exc.where, exc.problem) from None
     try:
-        rules = compile_rules(load_rules(config.scoring, source="scoring"))
+        rules = load_scoring(config.scoring, mapping)
     except RulesError as exc:
         raise ConfigError(config.source, exc.where, exc.problem) from None
     wb = config.writeback

@@ -13,13 +13,14 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from connectors.errors import BudgetExhausted, ConnectorError
 from leadsync.app import App, build_app
 from leadsync.config import ConfigError, load_config
-from leadsync.logs import configure_logging
+from leadsync.logs import configure_logging, scrub
 from leadsync.starter import TEMPLATES
 from mappings import MappingError
 from scoring import ScoringError
@@ -51,13 +52,22 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """One line on stderr, every known secret scrubbed (whatever shape it takes in the message), then exit."""
+    err.print(f"[bold red]error:[/] {escape(scrub(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _os_problem(exc: OSError) -> str:
+    """``path: strerror`` (both paths of a rename), else the error's own text."""
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    if paths and exc.strerror:
+        return f"{' -> '.join(paths)}: {exc.strerror}"
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 @contextmanager
 def clean_errors() -> Iterator[None]:
-    """Bad input and CRM failures end a command with one message and a non-zero exit, no traceback."""
+    """Bad input, host and CRM failures end a command with one message and a non-zero exit, no traceback."""
     try:
         yield
     except ConfigError as exc:
@@ -68,6 +78,12 @@ def clean_errors() -> Iterator[None]:
         fail(str(exc), 4)
     except ConnectorError as exc:
         fail(str(exc), 3)
+    except StateStoreError as exc:
+        fail(str(exc), 2)
+    except OSError as exc:  # missing folder, read-only file system, full disk
+        fail(_os_problem(exc), 2)
+    except RecursionError:
+        fail("the input is nested too deeply to process", 2)
 
 
 #: the --log-level given on the command line (None: each command's default; `run` logs at info)
@@ -347,17 +363,15 @@ def preview(
     as_json: JsonOption = False,
 ) -> None:
     """Impact of a rules change before it goes live, from the local cache: grades, MQL crossings, examples."""
-    from leadsync.config import load_sections
+    from leadsync.app import load_scoring
+    from leadsync.config import load_rules_file
     from leadsync.inspect_cache import preview as preview_rules
-    from scoring import compile_rules, load_rules
 
     with clean_errors():
         application = build_app(load_config(config))
-        source, sections = load_sections(rules, ("scoring",))
-        if not sections:  # a bare rules file, without the `scoring:` key
-            source, sections = str(rules), {"scoring": load_sections_bare(rules)}
+        source, section = load_rules_file(rules)  # with or without the `scoring:` key
         try:
-            proposed = compile_rules(load_rules(sections["scoring"], source=f"{source}: scoring"))
+            proposed = load_scoring(section, application.mapping, source=source)
         except ScoringError as exc:
             fail(str(exc), 2)
         store = application.store()
@@ -394,12 +408,6 @@ def preview(
             out.print(table)
 
 
-def load_sections_bare(path: Path) -> Any:
-    from leadsync.config import _read_yaml, interpolate
-
-    return interpolate(_read_yaml(path), str(path), "scoring")
-
-
 @app.command()
 def score(
     input_path: Annotated[Path, typer.Option("--input", "-i", help="CSV with a header row.")],
@@ -407,10 +415,10 @@ def score(
     config: ConfigOption = None,
 ) -> None:
     """Score a CSV file with the configured rules, no CRM: input columns + score, fit, engagement, grade, reasons."""
+    from leadsync.app import load_scoring
     from leadsync.config import load_sections
     from leadsync.scorefile import score_csv
     from mappings import load_mapping
-    from scoring import compile_rules, load_rules
 
     with clean_errors():
         source, sections = load_sections(config, ("scoring", "csv"))
@@ -419,7 +427,7 @@ def score(
         except MappingError as exc:
             raise ConfigError(source, exc.where, exc.problem) from None
         try:
-            rules = compile_rules(load_rules(sections.get("scoring"), source="scoring"))
+            rules = load_scoring(sections.get("scoring"), mapping)
         except ScoringError as exc:
             raise ConfigError(source, getattr(exc, "where", "scoring"), getattr(exc, "problem", str(exc))) from None
         if not input_path.is_file():

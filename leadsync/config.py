@@ -1,16 +1,22 @@
-"""Loading ``leadsync.yaml``: ${ENV} interpolation, validation, and one clear message per mistake."""
+"""Loading ``leadsync.yaml``: one strict YAML loader, ${ENV} in connection settings only, validation, and
+one clear message per mistake."""
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import os
 import re
-from collections.abc import Mapping
+import string
+from collections.abc import Iterator, Mapping
+from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -19,7 +25,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
 
+from leadsync.logs import register_secret
 from sync.schedule import DEFAULT_PORT, crontab_trigger, parse_duration, parse_timezone
 
 CONFIG_ENV = "LEADSYNC_CONFIG"
@@ -37,36 +45,185 @@ class ConfigError(Exception):
         super().__init__(f"{where}: {expected}")
 
 
-#: ``${NAME}`` in the file; ``$${NAME}`` stays literal. Only the braced form, so regexes such as ``^vp$``
-#: in rules are left alone.
-_ENV_REFERENCE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-#: what a reference becomes before YAML parsing: a plain scalar that is valid in block and flow style alike
-#: (``{access_token: ${TOKEN}}`` is otherwise a YAML syntax error)
-_ESCAPED_DOLLAR = "__LEADSYNC_DOLLAR__"
-_PLACEHOLDER = re.compile(r"__LEADSYNC_ENV_([A-Za-z_][A-Za-z0-9_]*)__")
+#: how deep YAML may nest: far beyond any real config, and shallow enough that a hostile file is rejected
+#: at once instead of exhausting the parser's recursion
+MAX_DEPTH = 100
 
 
-def protect_references(text: str) -> str:
-    """Turn ``${NAME}`` into placeholders that YAML parses as plain text wherever they stand."""
-    text = _ENV_REFERENCE.sub(lambda m: f"__LEADSYNC_ENV_{m.group(1)}__", text)
-    return text.replace("$${", _ESCAPED_DOLLAR + "{")
+class _FromEnv:
+    """Marks a connection setting (token, secret, key, URL): the only values ``${NAME}`` is replaced in."""
+
+    def __repr__(self) -> str:
+        return "FROM_ENV"
 
 
-def interpolate(value: Any, path: str, key: str = "") -> Any:
-    """Replace every ``${VAR}`` (already protected as a placeholder) with the environment's value."""
-    if isinstance(value, dict):
-        return {k: interpolate(v, path, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [interpolate(v, path, f"{key}[{i}]") for i, v in enumerate(value)]
+FROM_ENV = _FromEnv()
+
+
+def _stripped(value: Any) -> Any:
+    """Secrets lose surrounding whitespace: a Kubernetes secret file ends with a newline."""
+    return value.strip() if isinstance(value, str) else value
+
+
+#: a token or secret: may be ``${NAME}``; stripped; never shown
+Secret = Annotated[SecretStr, FROM_ENV, BeforeValidator(_stripped)]
+OptionalSecret = Annotated[SecretStr | None, FROM_ENV, BeforeValidator(_stripped)]
+#: a URL, key or name of a connection: may be ``${NAME}``
+EnvText = Annotated[str, FROM_ENV]
+OptionalEnvText = Annotated[str | None, FROM_ENV]
+
+
+class _EnvTemplate(string.Template):
+    """string.Template with the braced form only, so that a bare ``$`` (``^vp$``) stays as it is;
+    ``$${`` is a literal ``${``."""
+
+    #: Template compiles this text itself (typeshed types the attribute as the compiled pattern)
+    pattern = r"""
+    \$(?:
+      (?P<escaped>\$(?=\{)) |
+      (?P<named>(?!)) |
+      \{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\} |
+      (?P<invalid>\{)
+    )"""  # type: ignore[assignment]
+
+
+#: ``${NAME}`` is written with these reserved characters during YAML parsing, so that it is plain text in
+#: flow style too (``{access_token: ${TOKEN}}`` is otherwise a YAML syntax error); one character for one,
+#: so that lines and columns in YAML messages stay right
+_RESERVED = "\ue000\ue001\ue002"
+_PROTECT = str.maketrans("${}", _RESERVED)
+_RESTORE = str.maketrans(_RESERVED, "${}")
+_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
+def _protect(text: str) -> str:
+    return _REFERENCE.sub(lambda m: m.group(0).translate(_PROTECT), text)
+
+
+def _restore(value: Any) -> Any:
     if isinstance(value, str):
-        value = protect_references(value) if "${" in value else value
-        if "__LEADSYNC_ENV_" in value:
-            for name in _PLACEHOLDER.findall(value):
-                if name not in os.environ:
-                    raise ConfigError(path, key, f"environment variable {name} is not set (used as ${{{name}}})")
-            value = _PLACEHOLDER.sub(lambda m: os.environ[m.group(1)], value)
-        return value.replace(_ESCAPED_DOLLAR, "$")
+        return value.translate(_RESTORE)
+    if isinstance(value, dict):
+        return {_restore(k): _restore(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore(v) for v in value]
     return value
+
+
+class _Loader(yaml.SafeLoader):
+    """The one YAML loader of every user file: safe, no duplicate keys, at most :data:`MAX_DEPTH` levels."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested deeper than {MAX_DEPTH} levels",
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in first:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {_restore(key)!r} (also at line {first[key]})", key_node.start_mark
+                )
+            first[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _read_yaml(resolved: Path) -> Any:
+    """Parse one user YAML file (config or rules) with :class:`_Loader`; every problem is a ConfigError."""
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(resolved, "", "file not found (create one with `leadsync init`)") from None
+    except OSError as exc:
+        raise ConfigError(resolved, "", f"cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(resolved, "", "cannot be read (expected UTF-8 text)") from None
+    if any(c in text for c in _RESERVED):
+        raise ConfigError(resolved, "", "contains U+E000..U+E002, characters leadsync reserves")
+    loader = _Loader(_protect(text))
+    try:
+        data = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(resolved, where, f"invalid YAML: {problem}") from None
+    finally:
+        loader.dispose()
+    return _restore(data)
+
+
+class _Interpolation:
+    """One pass over parsed config data: ``${NAME}`` is replaced in connection settings and rejected
+    anywhere else, so that a rule's label or points can never carry a token into the CRM."""
+
+    def __init__(self, source: str, *, resolve: bool = True) -> None:
+        self.source = source
+        #: False: check where references stand, but leave them (offline commands need no CRM token)
+        self.resolve = resolve
+        #: key -> the variables its value came from (messages say "the value of ${NAME}", never the value)
+        self.used: dict[str, list[str]] = {}
+
+    def walk(self, value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            return {k: self.walk(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.walk(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, str) and "$" in value:
+            return self._text(value, key)
+        return value
+
+    def _text(self, text: str, key: str) -> str:
+        template = _EnvTemplate(text)
+        names = template.get_identifiers()
+        if not template.is_valid():
+            raise ConfigError(
+                self.source, key, "expected `${NAME}` (letters, digits, _); write `$${` for a literal `${`"
+            )
+        if key not in env_keys():
+            if names:
+                raise ConfigError(
+                    self.source,
+                    key,
+                    f"`${{{names[0]}}}` is not replaced here: environment variables are read only in connection "
+                    f"settings ({', '.join(sorted(env_keys()))}); write `$${{` for a literal `${{`",
+                )
+            return template.substitute()
+        if not self.resolve or not names:
+            return text if names else template.substitute()
+        values: dict[str, str] = {}
+        for name in names:
+            raw = os.environ.get(name)
+            if raw is None:
+                raise ConfigError(self.source, key, f"environment variable {name} is not set (used as ${{{name}}})")
+            if key in secret_keys():
+                register_secret(raw)
+            values[name] = raw.strip()
+        self.used[key] = names
+        return template.substitute(values)
+
+
+def interpolate(data: Any, source: str) -> Any:
+    """``data`` with ``${NAME}`` replaced in connection settings; a ConfigError for one anywhere else."""
+    return _Interpolation(source).walk(data)
 
 
 class _Section(BaseModel):
@@ -74,8 +231,8 @@ class _Section(BaseModel):
 
 
 class HubSpotConfig(_Section):
-    access_token: SecretStr
-    base_url: str = "https://api.hubapi.com"
+    access_token: Secret
+    base_url: EnvText = "https://api.hubapi.com"
     #: requests allowed per rolling 10 s for this portal (HubSpot private apps: 100 or 190)
     rate_limit_per_10s: int = Field(default=100, gt=0)
     #: CRM search has its own lower limit (requests per second)
@@ -101,14 +258,14 @@ SALESFORCE_OBJECTS: tuple[TSalesforceObject, ...] = ("lead", "contact")
 
 
 class SalesforceConfig(_Section):
-    instance_url: str | None = None
-    login_url: str = "https://login.salesforce.com"
-    access_token: SecretStr | None = None
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
-    username: str | None = None
-    private_key_file: str | None = None
-    ca_file: str | None = None
+    instance_url: OptionalEnvText = None
+    login_url: EnvText = "https://login.salesforce.com"
+    access_token: OptionalSecret = None
+    client_id: OptionalEnvText = None
+    client_secret: OptionalSecret = None
+    username: OptionalEnvText = None
+    private_key_file: OptionalEnvText = None
+    ca_file: OptionalEnvText = None
     api_version: str = "59.0"
     mql_status: str = "Working - Contacted"
     #: lead statuses in funnel order: leadsync only moves a lead forward to mql_status (statuses not listed,
@@ -186,7 +343,7 @@ class SyncConfig(_Section):
 
 
 class StateConfig(_Section):
-    url: str = "sqlite:///leadsync-state.db"
+    url: EnvText = "sqlite:///leadsync-state.db"
 
 
 class JobScheduleConfig(_Section):
@@ -289,29 +446,90 @@ class Config(_Section):
         return self
 
 
-def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
+def _models(annotation: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in get_args(annotation):
+        yield from _models(arg)
+
+
+def _fields(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every field of ``model`` and of its nested sections, as (dotted key, FieldInfo)."""
+    for name, info in model.model_fields.items():
+        yield prefix + name, info
+        for nested in _models(info.annotation):
+            yield from _fields(nested, f"{prefix}{name}.")
+
+
+@cache
+def env_keys() -> frozenset[str]:
+    """The connection settings ``${NAME}`` is replaced in (fields marked FROM_ENV)."""
+    return frozenset(key for key, info in _fields(Config) if FROM_ENV in info.metadata)
+
+
+@cache
+def secret_keys() -> frozenset[str]:
+    """The settings that hold secrets: their values are registered with the scrubber, never shown."""
+    return frozenset(key for key, info in _fields(Config) if SecretStr in set(_leaf_types(info.annotation)))
+
+
+def _leaf_types(annotation: Any) -> Iterator[Any]:
+    yield annotation
+    for arg in get_args(annotation):
+        yield from _leaf_types(arg)
+
+
+def _describe(error: Mapping[str, Any], used: Mapping[str, list[str]]) -> tuple[str, str]:
     key = ".".join(str(p) for p in error["loc"])
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key (check the spelling; `leadsync init` writes every key with comments)"
     elif error["type"] == "missing":
         message = "required key is missing"
+    elif key in used:
+        message = f"{message} (got {' and '.join(f'the value of ${{{name}}}' for name in used[key])})"
+    elif key in secret_keys():
+        pass  # never echo what was given as a secret
     elif "input" in error and not isinstance(error["input"], dict | list):
         message = f"{message} (got {error['input']!r})"
     return key, message
 
 
-def parse_config(data: Any, source: str = "<memory>") -> Config:
-    """Validate already-parsed YAML data."""
+def _check_top_level(data: Any, source: str) -> dict[str, Any]:
+    """The same check for every command: a YAML mapping whose keys are all known sections."""
     if not isinstance(data, dict):
         raise ConfigError(source, "", "expected a YAML mapping at the top level (e.g. `crm: hubspot`)")
-    data = interpolate(data, source)
+    known = list(Config.model_fields)
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(source, str(key), f"unknown key ({hint}expected one of: {', '.join(known)})")
+    return data
+
+
+def _register_secrets(config: Config) -> None:
+    """Tell the one scrubber (logs and CLI messages) every secret of this config."""
+    for key in secret_keys():
+        section, _, name = key.partition(".")
+        value = getattr(getattr(config, section, None), name, None)
+        if isinstance(value, SecretStr):
+            register_secret(value.get_secret_value())
+    with contextlib.suppress(Exception):  # an unparsable URL fails later, with its own message
+        register_secret(make_url(config.state.url).password)
+
+
+def parse_config(data: Any, source: str = "<memory>") -> Config:
+    """Validate already-parsed YAML data."""
+    interpolation = _Interpolation(source)
+    data = interpolation.walk(_check_top_level(data, source))
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        key, message = _describe(exc.errors()[0])
+        key, message = _describe(exc.errors()[0], interpolation.used)
         raise ConfigError(source, key, message) from None
     config._source = source
+    _register_secrets(config)
     return config
 
 
@@ -329,32 +547,28 @@ def load_config(path: str | Path | None = None) -> Config:
 def load_sections(path: str | Path | None, keys: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
     """Only some sections of a config (no CRM needed), for offline commands such as ``leadsync score``.
 
-    Without ``--config`` and without a default file, returns no sections: the packaged defaults apply.
+    The whole file is checked as strictly as for ``load_config`` (one loader, known top-level keys,
+    ``${NAME}`` only in connection settings), but environment variables are not read and no CRM section is
+    required. Without ``--config`` and without a default file, returns no sections: the packaged defaults
+    apply.
     """
     resolved = resolve_path(path)
     if path is None and not resolved.exists():
         return "<defaults>", {}
-    data = _read_yaml(resolved)
-    if not isinstance(data, dict):
-        raise ConfigError(resolved, "", "expected a YAML mapping at the top level")
-    return str(resolved), {k: interpolate(data[k], str(resolved), k) for k in keys if data.get(k) is not None}
+    source = str(resolved)
+    data = _Interpolation(source, resolve=False).walk(_check_top_level(_read_yaml(resolved), source))
+    return source, {k: data[k] for k in keys if data.get(k) is not None}
 
 
-def _read_yaml(resolved: Path) -> Any:
-    try:
-        text = resolved.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(resolved, "", "file not found (create one with `leadsync init`)") from None
-    except OSError as exc:
-        raise ConfigError(resolved, "", f"cannot be read ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(protect_references(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(resolved, where, f"invalid YAML: {problem}") from None
-    return data
+def load_rules_file(path: Path) -> tuple[str, Any]:
+    """A proposed ``scoring:`` section (``leadsync preview --rules``): a config-like file with a
+    ``scoring:`` key, or a bare rules file; read and checked like a config. Returns (source, section)."""
+    source = str(path)
+    data = _read_yaml(path)
+    if isinstance(data, dict) and "scoring" in data:
+        checked = _Interpolation(source, resolve=False).walk(_check_top_level(data, source))
+        return f"{source}: scoring", checked["scoring"]
+    return source, _Interpolation(source, resolve=False).walk(data, "scoring")
 
 
 def secret(value: SecretStr | None) -> str:

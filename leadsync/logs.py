@@ -1,17 +1,21 @@
 """Structured JSON logs (structlog) on stderr, with secrets scrubbed before anything is written.
 
+The registry of known secrets here is the one the CLI's error messages are scrubbed with too.
+
 Libraries that log through the standard ``logging`` module (APScheduler, alembic, urllib3) go through the
 same JSON renderer and the same scrubber, so that a daemon's stderr is one JSON object per line.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 import threading
 from collections.abc import MutableMapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import structlog
 
@@ -20,6 +24,8 @@ _SECRET_VALUES = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+|((?:access_token|cl
 #: exact secret values known to this process (tokens, database passwords): scrubbed wherever they appear
 _known_secrets: set[str] = set()
 _known_lock = threading.Lock()
+#: the same, longest first (replaced whole, so that scrubbing never iterates a set another thread grows)
+_ordered: tuple[str, ...] = ()
 #: the handler configure_logging installed on the root logger (replaced when called again)
 _handler: logging.Handler | None = None
 #: shortest value register_secret accepts: shorter ones would redact ordinary words
@@ -46,20 +52,40 @@ class _CurrentStderr:
             sys.stderr.flush()
 
 
+def _forms(value: str) -> set[str]:
+    """The shapes a secret takes in text: as given, stripped, escaped as Python or JSON would print it
+    (``hs-x\\n``, ``b'Bearer hs-x\\n'``) and percent-encoded (in a URL)."""
+    forms: set[str] = set()
+    for form in (value, value.strip()):
+        forms |= {
+            form,
+            repr(form)[1:-1],
+            repr(form.encode("utf-8"))[2:-1],
+            json.dumps(form)[1:-1],
+            quote(form, safe=""),
+            quote_plus(form, safe=""),
+        }
+    return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
+
+
 def register_secret(value: str | None) -> None:
-    """Redact this exact value from every log line from now on (belt and braces for tokens and passwords).
+    """Redact this value, in each of its shapes, from every log line and CLI message from now on.
 
-    Key names and ``Bearer ...`` patterns catch most leaks; this catches a secret quoted verbatim inside
-    an exception message or a URL. Values shorter than :data:`MIN_SECRET_LENGTH` are ignored.
+    Key names and ``Bearer ...`` patterns catch most leaks; this one registry catches a secret quoted
+    verbatim inside an exception message or a URL. Values shorter than :data:`MIN_SECRET_LENGTH` (stripped)
+    are ignored: they would redact ordinary words.
     """
-    if value and len(value) >= MIN_SECRET_LENGTH:
+    global _ordered
+    if value and len(value.strip()) >= MIN_SECRET_LENGTH:
         with _known_lock:
-            _known_secrets.add(value)
+            _known_secrets.update(_forms(value))
+            _ordered = tuple(sorted(_known_secrets, key=len, reverse=True))
 
 
-def _scrub_text(text: str) -> str:
+def scrub(text: str) -> str:
+    """``text`` with every known secret and every ``Bearer``/``access_token=`` value redacted."""
     text = _SECRET_VALUES.sub(lambda m: (m.group(1) or m.group(3) or "") + "[redacted]", text)
-    for secret in _known_secrets:
+    for secret in _ordered:  # longest first: a secret's raw form before the shorter forms inside it
         if secret in text:
             text = text.replace(secret, "[redacted]")
     return text
@@ -67,7 +93,7 @@ def _scrub_text(text: str) -> str:
 
 def _scrub_value(value: Any) -> Any:
     if isinstance(value, str):
-        return _scrub_text(value)
+        return scrub(value)
     if isinstance(value, dict):
         return {k: "[redacted]" if _SECRET_KEYS.search(str(k)) else _scrub_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -34,6 +34,10 @@ ACTIVITY_KINDS = (
     "unsubscribe",
 )
 
+#: counters the CRMs keep on the record (mapped by the default HubSpot and CSV mappings): counter rules may
+#: use them whatever the mapping, alongside any attribute the mapping adds
+COUNTERS = ("page_views", "visits", "form_submissions", "email_opens", "email_clicks", "email_replies")
+
 
 @dataclass(frozen=True, slots=True)
 class Lead:

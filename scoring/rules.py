@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from functools import cache
 from importlib import resources
 from typing import Annotated, Any, Literal
@@ -37,7 +37,7 @@ from pydantic_core import PydanticCustomError
 from ._values import MAX_POINTS
 from .conditions import Cond, ConditionError, parse_condition, show, to_json
 from .errors import RulesError
-from .model import TPart
+from .model import ACTIVITY_KINDS, COUNTERS, TPart
 
 PARTS: tuple[TPart, ...] = ("fit", "engagement", "penalties")
 #: attributes computed by the engine (they take precedence over mapped attributes of the same name)
@@ -354,8 +354,15 @@ def default_rules() -> Rules:
 _SETTINGS = ("qualification", "grades", "caps", "decay", "emails", "activity", "reasons")
 
 
-def load_rules(data: Mapping[str, Any] | None, *, source: str = "scoring") -> Rules:
-    """Validate the ``scoring:`` section of a config; ``None`` or empty gives the packaged defaults."""
+def load_rules(
+    data: Mapping[str, Any] | None, *, source: str = "scoring", known_attributes: Collection[str] | None = None
+) -> Rules:
+    """Validate the ``scoring:`` section of a config; ``None`` or empty gives the packaged defaults.
+
+    ``known_attributes`` are the attributes the lead mapping provides. Given, every ``counter:`` must be one
+    of them or a canonical counter (:data:`COUNTERS`), and every event kind (and ``activity.ignore_kinds``)
+    one of :data:`ACTIVITY_KINDS`: a misspelled name would otherwise make a rule that silently never fires.
+    """
     if data is None or (isinstance(data, Mapping) and not data):
         return default_rules()
     if not isinstance(data, Mapping):
@@ -373,10 +380,10 @@ def load_rules(data: Mapping[str, Any] | None, *, source: str = "scoring") -> Ru
                 merged[key] = value
     else:
         merged = dict(data)
-    return _validate(merged, source)
+    return _validate(merged, source, known_attributes)
 
 
-def _validate(data: Mapping[str, Any], source: str) -> Rules:
+def _validate(data: Mapping[str, Any], source: str, known_attributes: Collection[str] | None = None) -> Rules:
     try:
         rules = Rules.model_validate(data)
     except ValidationError as exc:
@@ -386,6 +393,8 @@ def _validate(data: Mapping[str, Any], source: str) -> Rules:
         if len(errors) > 1:
             problem += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
         raise RulesError(where, problem) from None
+    if known_attributes is not None:
+        _check_names(rules, source, known_attributes)
     return _check_rules(rules, source)
 
 
@@ -500,6 +509,32 @@ def _check_rules(rules: Rules, source: str) -> Rules:
     off = set(rules.disable)
     return rules.model_copy(
         update={part: tuple(r for r in getattr(rules, part) if r.name not in off) for part in PARTS}
+    )
+
+
+def _check_names(rules: Rules, source: str, known_attributes: Collection[str]) -> None:
+    """Counters and event kinds must exist: ``page_veiws`` is a rule that never fires, not a rule."""
+    counters = sorted({*COUNTERS, *known_attributes})
+    for part, index, rule in rules.iter_rules():
+        where = f"{source}.{part}[{index}] (rule {rule.name!r})"
+        if rule.counter is not None and rule.counter not in counters:
+            raise RulesError(
+                f"{where}.counter",
+                f"unknown counter {rule.counter!r}{_did_you_mean(rule.counter, counters)}; expected a counter "
+                f"({', '.join(COUNTERS)}) or another attribute the mapping provides",
+            )
+        for kind in rule.event.kind if rule.event is not None else ():
+            if kind not in ACTIVITY_KINDS:
+                raise RulesError(f"{where}.event.kind", _unknown_kind(kind))
+    for i, kind in enumerate(rules.activity.ignore_kinds):
+        if kind not in ACTIVITY_KINDS:
+            raise RulesError(f"{source}.activity.ignore_kinds[{i}]", _unknown_kind(kind))
+
+
+def _unknown_kind(kind: str) -> str:
+    return (
+        f"unknown activity kind {kind!r}{_did_you_mean(kind, list(ACTIVITY_KINDS))}; "
+        f"expected one of: {', '.join(ACTIVITY_KINDS)}"
     )
 
 
