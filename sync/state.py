@@ -20,16 +20,19 @@ Rules every method follows:
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -65,13 +68,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "DEFAULT_STATE_URL",
+    "MAX_VALUE_CHARS",
     "OUTBOX_STATUSES",
     "RUN_STATUSES",
     "CachedLead",
@@ -90,10 +94,17 @@ SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 RUN_STATUSES: Final = ("running", "ok", "failed", "stopped")
 OUTBOX_STATUSES: Final = ("pending", "done", "failed")
 _MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
+#: longest string value kept in the lead cache unless the caller gives the CRM's own limit for the property
+#: (HubSpot text properties hold at most 65,536 characters); longer values are cut and counted
+MAX_VALUE_CHARS: Final = 65_536
+#: the SQLite file (and its -wal/-shm/-journal files) holds every lead's email and attributes: owner only
+SQLITE_FILE_MODE: Final = 0o600
+ABANDONED: Final = "abandoned"  # what `last_runs(lease=...)` reports for a run whose process is gone
 # pg_advisory_xact_lock key serialising concurrent `migrate()` calls of several replicas ("leadsync").
 _PG_MIGRATE_LOCK: Final = 0x6C65616473796E63
 
 T = TypeVar("T")
+log = structlog.get_logger("leadsync.state")
 
 
 class StateStoreError(Exception):
@@ -362,6 +373,75 @@ def _enable_wal(cursor: Any) -> None:
             time.sleep(0.02)
 
 
+def describe_store(url: URL) -> str:
+    """Where the store is, for messages: the SQLite file, or PostgreSQL host, port, database and user (no password)."""
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:") or url.query.get("mode") == "memory":
+            return "in-memory SQLite database"
+        return f"SQLite file {database}"
+    host = url.host or "the local socket"
+    port = f":{url.port}" if url.port else ""
+    user = f" as user {url.username}" if url.username else ""
+    return f"PostgreSQL database {url.database or '(default)'!r} on {host}{port}{user}"
+
+
+def _reason(exc: BaseException, url: URL) -> str:
+    """The driver's own message on one line, with the URL's password (should a driver echo it) masked."""
+    orig = getattr(exc, "orig", None) or exc
+    reason = " ".join(str(orig).split()) or type(orig).__name__
+    if url.password:
+        reason = reason.replace(str(url.password), "***")
+    return reason
+
+
+def _secure_sqlite_file(path: Path) -> None:
+    """Create the state file owner-only (0600) before SQLite does; tighten an existing one others can read.
+
+    SQLite gives the ``-wal``, ``-shm`` and ``-journal`` files it creates the database file's mode, so
+    creating the database 0600 covers them; existing ones with group/other bits are tightened too, with a
+    warning (a file we do not own cannot be tightened: that is a warning, not an error).
+    """
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE))
+    for candidate in (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))):
+        try:
+            info = candidate.stat()
+        except FileNotFoundError:
+            continue
+        mode = stat.S_IMODE(info.st_mode)
+        if not stat.S_ISREG(info.st_mode) or not mode & 0o077:
+            continue  # a folder or device given as the path is SQLite's to refuse, not ours to chmod
+        try:
+            os.chmod(candidate, mode & 0o700)
+        except OSError as exc:
+            log.warning("state.file_readable_by_others", path=str(candidate), mode=oct(mode), error=exc.strerror)
+        else:
+            log.warning("state.file_mode_tightened", path=str(candidate), mode=oct(mode), now=oct(mode & 0o700))
+
+
+def _bounded(value: Any, limit: int) -> tuple[Any, int]:
+    """``value`` with every string in it cut to ``limit`` characters, and how many were cut."""
+    if isinstance(value, str):
+        return (value[:limit], 1) if len(value) > limit else (value, 0)
+    if isinstance(value, dict):
+        cut = 0
+        items = {}
+        for key, item in value.items():
+            items[key], n = _bounded(item, limit)
+            cut += n
+        return items, cut
+    if isinstance(value, list):
+        cut = 0
+        elements = []
+        for item in value:
+            bounded, n = _bounded(item, limit)
+            elements.append(bounded)
+            cut += n
+        return elements, cut
+    return value, 0
+
+
 def normalize_url(url: str | URL) -> URL:
     """Parse a state URL; ``postgresql://`` / ``postgres://`` mean psycopg 3 (the driver leadsync ships)."""
     try:
@@ -391,7 +471,15 @@ class StateStore:
         self._url = normalize_url(url)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._migrate_lock = threading.Lock()
-        self._engine = self._create_engine(self._url)
+        self._counter_lock = threading.Lock()
+        #: string values cut to their bound by :meth:`upsert_leads` since this store was opened
+        self.values_truncated = 0
+        try:
+            self._engine = self._create_engine(self._url)
+        except OSError as exc:
+            raise StateStoreError(
+                f"cannot create the state store {self.where}: {exc.strerror or exc} ({exc.filename or ''})"
+            ) from exc
         self._dialect = self._engine.dialect.name
 
     @classmethod
@@ -415,6 +503,7 @@ class StateStore:
             in_memory = database in ("", ":memory:") or url.query.get("mode") == "memory"
             if not in_memory and not url.query.get("uri"):
                 Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                _secure_sqlite_file(Path(database))
             engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **json_kw)
 
             @event.listens_for(engine, "connect")
@@ -449,17 +538,28 @@ class StateStore:
         """The store's URL with any password masked (for logs and `leadsync status`)."""
         return self._url.render_as_string(hide_password=True)
 
+    @property
+    def where(self) -> str:
+        """The store's location for messages (file, or host and database; never the password)."""
+        return describe_store(self._url)
+
     def _now(self) -> datetime:
         return _aware(self._clock(), "clock")
 
     @contextmanager
-    def _begin(self, *, write: bool = True) -> Iterator[Connection]:
+    def _begin(self, *, write: bool = True, doing: str = "use") -> Iterator[Connection]:
+        """One transaction; a database that cannot be reached or used raises :class:`StateStoreError`.
+
+        Its message names the store (:attr:`where`) and the driver's reason on one line, never the password.
+        """
         try:
             with self._engine.connect() as conn:
                 if write:
                     conn.execution_options(leadsync_write=True)
                 with conn.begin():
                     yield conn
+        except (OperationalError, InterfaceError) as exc:
+            raise StateStoreError(f"cannot {doing} the state store at {self.where}: {_reason(exc, self._url)}") from exc
         except StatementError as exc:
             # a value refused while binding parameters (e.g. a naive datetime): raise the plain error
             if not isinstance(exc, DBAPIError) and isinstance(exc.orig, ValueError | TypeError):
@@ -492,15 +592,11 @@ class StateStore:
     def migrate(self) -> None:
         """``alembic upgrade head`` on this store; idempotent, safe to call from several replicas at once."""
         config = self._alembic_config()
-        with self._migrate_lock:
-            try:
-                with self._begin(write=True) as conn:
-                    if self._dialect == "postgresql":
-                        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATE_LOCK})
-                    config.attributes["connection"] = conn
-                    command.upgrade(config, "head")
-            except OperationalError as exc:
-                raise StateStoreError(f"cannot migrate the state store at {self.url}: {exc.orig or exc}") from exc
+        with self._migrate_lock, self._begin(write=True, doing="migrate") as conn:
+            if self._dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATE_LOCK})
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
 
     def schema_revision(self) -> str | None:
         """The alembic revision the database is at (None: never migrated)."""
@@ -533,13 +629,24 @@ class StateStore:
             if result.rowcount == 0:
                 raise KeyError(f"no run with id {run_id}")
 
-    def last_runs(self, limit: int = 10, *, job: str | None = None) -> list[RunRecord]:
+    def last_runs(self, limit: int = 10, *, job: str | None = None, lease: str | None = None) -> list[RunRecord]:
+        """The newest runs first.
+
+        With ``lease`` (the job lease these runs are made under), a run still ``running`` although nobody
+        holds that lease now, or whose holder took it after the run started, comes back with status
+        ``abandoned``: the process running it is gone (SIGKILL, crash, lost node) and its lease expired.
+        """
         query = select(t_runs).order_by(t_runs.c.id.desc()).limit(limit)
         if job is not None:
             query = query.where(t_runs.c.job == job)
         with self._begin(write=False) as conn:
             rows = conn.execute(query).all()
-        return [
+            held_since = None
+            if lease is not None:
+                held_since = conn.execute(
+                    select(t_leases.c.acquired_at).where(t_leases.c.name == lease, t_leases.c.expires_at > self._now())
+                ).scalar_one_or_none()
+        runs = [
             RunRecord(
                 id=r.id,
                 job=r.job,
@@ -550,6 +657,18 @@ class StateStore:
                 error=r.error,
             )
             for r in rows
+        ]
+        if lease is None:
+            return runs
+        return [
+            replace(
+                run,
+                status=ABANDONED,
+                error=f"abandoned: the process running it no longer holds the lease {lease!r} (killed or crashed)",
+            )
+            if run.status == "running" and (held_since is None or run.started_at < held_since)
+            else run
+            for run in runs
         ]
 
     # ---- watermarks --------------------------------------------------------------------------------
@@ -586,25 +705,43 @@ class StateStore:
 
     # ---- lead cache --------------------------------------------------------------------------------
 
-    def upsert_leads(self, leads: Sequence[CachedLead]) -> None:
-        """Insert or replace cached leads (properties and activities are replaced whole)."""
+    def upsert_leads(self, leads: Sequence[CachedLead], *, max_chars: Mapping[str, int] | None = None) -> int:
+        """Insert or replace cached leads (properties and activities are replaced whole).
+
+        Every string value is stored up to a bound: ``max_chars[property]`` (the CRM's own limit for the
+        property, when the caller knows it), else :data:`MAX_VALUE_CHARS`, so one hostile 20 MB value cannot
+        bloat the store. Returns how many values were cut (also added to :attr:`values_truncated`).
+        """
         if not leads:
-            return
+            return 0
         now = self._now()
         by_id = {lead.id: lead for lead in leads}  # last one wins; one statement must not hit a row twice
-        rows = [
-            {
-                "id": lead.id,
-                "object_type": lead.object_type,
-                "email": lead.email,
-                "email_lower": lead.email.strip().lower() if lead.email else None,
-                "properties": dict(lead.properties),
-                "activities": [dict(a) for a in lead.activities],
-                "updated_at": lead.updated_at,
-                "cached_at": now,
-            }
-            for lead in by_id.values()
-        ]
+        rows = []
+        truncated = 0
+        for lead in by_id.values():
+            properties: dict[str, Any] = {}
+            for name, value in lead.properties.items():
+                limit = (max_chars or {}).get(name, MAX_VALUE_CHARS)
+                properties[name], cut = _bounded(value, limit)
+                if cut:
+                    log.warning("state.value_truncated", lead_id=lead.id, property=name, max_chars=limit)
+                truncated += cut
+            activities, cut = _bounded([dict(a) for a in lead.activities], MAX_VALUE_CHARS)
+            if cut:
+                log.warning("state.value_truncated", lead_id=lead.id, property="activities", max_chars=MAX_VALUE_CHARS)
+            truncated += cut
+            rows.append(
+                {
+                    "id": lead.id,
+                    "object_type": lead.object_type,
+                    "email": lead.email,
+                    "email_lower": lead.email.strip().lower() if lead.email else None,
+                    "properties": properties,
+                    "activities": activities,
+                    "updated_at": lead.updated_at,
+                    "cached_at": now,
+                }
+            )
         ins = self._insert(t_leads)
         stmt = ins.on_conflict_do_update(
             index_elements=[t_leads.c.id],
@@ -613,6 +750,9 @@ class StateStore:
         with self._begin() as conn:
             for chunk in _chunks(rows, 1000):
                 conn.execute(stmt, list(chunk))
+        with self._counter_lock:
+            self.values_truncated += truncated
+        return truncated
 
     @staticmethod
     def _lead(row: Row[*tuple[Any, ...]]) -> CachedLead:
@@ -1010,8 +1150,8 @@ class StateStore:
     # ---- daemon support --------------------------------------------------------------------------
 
     def ping(self) -> None:
-        """One round trip to the database (readiness checks). :raises sqlalchemy.exc.SQLAlchemyError:"""
-        with self._begin(write=False) as conn:
+        """One round trip to the database (readiness checks, `leadsync check`). :raises StateStoreError:"""
+        with self._begin(write=False, doing="reach") as conn:
             conn.execute(select(1))
 
     def abandon_runs(self, job: str, *, keep: int | None = None) -> int:
