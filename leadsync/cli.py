@@ -136,9 +136,26 @@ def check(config: ConfigOption = None) -> None:
             err.print(
                 f"[yellow]missing properties[/] (created by the first sync): {', '.join(missing)}", highlight=False
             )
+        _check_state_store(application)
         out.print(f"rules version {application.rules.version}")
         if problems:
             raise typer.Exit(1)
+
+
+def _check_state_store(application: App) -> None:
+    """Connect to the state store (without migrating it) and say which one it is, or fail naming it (exit 2)."""
+    store = StateStore(application.config.state.url)
+    try:
+        store.ping()
+        revision, head = store.schema_revision(), store.head_revision()
+    except StateStoreError as exc:
+        fail(str(exc), 2)
+    finally:
+        store.close()
+    schema = f"schema {revision}" if revision else "empty (the first sync creates the schema)"
+    if revision and revision != head:
+        schema += f", {head} available (the next sync or `leadsync migrate` upgrades it)"
+    out.print(f"[green]ok[/] state store {store.where} reachable; {schema}", highlight=False)
 
 
 def _progress_bar() -> Progress:
@@ -243,8 +260,8 @@ def status(config: ConfigOption = None, as_json: JsonOption = False, limit: int 
         application = build_app(load_config(config))
         store = application.store()
         try:
-            runs = store.last_runs(limit)
             stream = f"{application.config.crm}:{application.mapping.object_type}s"
+            runs = store.last_runs(limit, lease=lease_name(stream))  # a killed run shows as abandoned
             watermark = store.get_watermark(stream)
             failures = store.failed_writes()
             outbox = store.outbox_counts()

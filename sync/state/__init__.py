@@ -1,0 +1,51 @@
+"""The state store: SQLite or PostgreSQL via SQLAlchemy, one module per table family on one engine helper.
+
+May import sqlalchemy, alembic and structlog only (no other leadsync package); sync/migrations/ holds its schema.
+"""
+
+from sync.state.engine import DEFAULT_STATE_URL, StateStoreError, describe_store, normalize_url
+from sync.state.leads import MAX_VALUE_CHARS
+from sync.state.records import CachedLead, FailedWrite, OutboxItem, RunRecord, StoredScore
+from sync.state.runs import ABANDONED
+from sync.state.schema import (
+    OUTBOX_STATUSES,
+    RUN_STATUSES,
+    UTCDateTime,
+    metadata,
+    t_failed_writes,
+    t_leads,
+    t_leases,
+    t_outbox,
+    t_runs,
+    t_scores,
+    t_watermarks,
+    t_written,
+)
+from sync.state.store import StateStore
+
+__all__ = [
+    "ABANDONED",
+    "DEFAULT_STATE_URL",
+    "MAX_VALUE_CHARS",
+    "OUTBOX_STATUSES",
+    "RUN_STATUSES",
+    "CachedLead",
+    "FailedWrite",
+    "OutboxItem",
+    "RunRecord",
+    "StateStore",
+    "StateStoreError",
+    "StoredScore",
+    "UTCDateTime",
+    "describe_store",
+    "metadata",
+    "normalize_url",
+    "t_failed_writes",
+    "t_leads",
+    "t_leases",
+    "t_outbox",
+    "t_runs",
+    "t_scores",
+    "t_watermarks",
+    "t_written",
+]

@@ -1,0 +1,160 @@
+"""The lead cache: every lead read, so a rules change rescores without reading the CRM; values are bounded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Final
+
+from sqlalchemy import delete, func, select
+
+from sync.state.engine import Database, chunks, log, unique
+from sync.state.records import CachedLead, from_row
+from sync.state.schema import t_failed_writes, t_leads, t_scores, t_written
+
+#: longest string value kept in the lead cache unless the caller gives the CRM's own limit for the property
+#: (HubSpot text properties hold at most 65,536 characters); longer values are cut and counted
+MAX_VALUE_CHARS: Final = 65_536
+
+
+def _bounded(value: Any, limit: int) -> tuple[Any, int]:
+    """``value`` with every string in it cut to ``limit`` characters, and how many were cut."""
+    if isinstance(value, str):
+        return (value[:limit], 1) if len(value) > limit else (value, 0)
+    if isinstance(value, dict):
+        cut = 0
+        items = {}
+        for key, item in value.items():
+            items[key], n = _bounded(item, limit)
+            cut += n
+        return items, cut
+    if isinstance(value, list):
+        cut = 0
+        elements = []
+        for item in value:
+            bounded, n = _bounded(item, limit)
+            elements.append(bounded)
+            cut += n
+        return elements, cut
+    return value, 0
+
+
+class LeadCache(Database):
+    """The local copy of every lead read (raw CRM properties and activities)."""
+
+    def upsert_leads(self, leads: Sequence[CachedLead], *, max_chars: Mapping[str, int] | None = None) -> int:
+        """Insert or replace cached leads (properties and activities are replaced whole).
+
+        Every string value is stored up to a bound: ``max_chars[property]`` (the CRM's own limit for the
+        property, when the caller knows it), else :data:`MAX_VALUE_CHARS`, so one hostile 20 MB value cannot
+        bloat the store. Returns how many values were cut (also added to :attr:`values_truncated`).
+        """
+        if not leads:
+            return 0
+        now = self._now()
+        by_id = {lead.id: lead for lead in leads}  # last one wins; one statement must not hit a row twice
+        rows = []
+        truncated = 0
+        for lead in by_id.values():
+            properties: dict[str, Any] = {}
+            for name, value in lead.properties.items():
+                limit = (max_chars or {}).get(name, MAX_VALUE_CHARS)
+                properties[name], cut = _bounded(value, limit)
+                if cut:
+                    log.warning("state.value_truncated", lead_id=lead.id, property=name, max_chars=limit)
+                truncated += cut
+            activities, cut = _bounded([dict(a) for a in lead.activities], MAX_VALUE_CHARS)
+            if cut:
+                log.warning("state.value_truncated", lead_id=lead.id, property="activities", max_chars=MAX_VALUE_CHARS)
+            truncated += cut
+            rows.append(
+                {
+                    "id": lead.id,
+                    "object_type": lead.object_type,
+                    "email": lead.email,
+                    "email_lower": lead.email.strip().lower() if lead.email else None,
+                    "properties": properties,
+                    "activities": activities,
+                    "updated_at": lead.updated_at,
+                    "cached_at": now,
+                }
+            )
+        ins = self._insert(t_leads)
+        stmt = ins.on_conflict_do_update(
+            index_elements=[t_leads.c.id],
+            set_={name: ins.excluded[name] for name in rows[0] if name != "id"},
+        )
+        with self._begin() as conn:
+            for chunk in chunks(rows, 1000):
+                conn.execute(stmt, list(chunk))
+        with self._counter_lock:
+            self.values_truncated += truncated
+        return truncated
+
+    _LEAD_COLUMNS: Final = (
+        t_leads.c.id,
+        t_leads.c.object_type,
+        t_leads.c.email,
+        t_leads.c.properties,
+        t_leads.c.activities,
+        t_leads.c.updated_at,
+    )
+
+    def iter_leads(self, chunk_size: int = 1000) -> Iterator[list[CachedLead]]:
+        """Every cached lead, in chunks of at most ``chunk_size``, ordered by id.
+
+        Keyset pagination (``WHERE id > last ORDER BY id LIMIT n``), one short transaction per chunk:
+        memory stays bounded by one chunk and no read transaction is held while the caller works, so
+        the caller may write to the store between chunks.
+        """
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1")
+        last: str | None = None
+        while True:
+            query = select(*self._LEAD_COLUMNS).order_by(t_leads.c.id).limit(chunk_size)
+            if last is not None:
+                query = query.where(t_leads.c.id > last)
+            with self._begin(write=False) as conn:
+                chunk = [from_row(CachedLead, r) for r in conn.execute(query)]
+            if not chunk:
+                return
+            yield chunk
+            if len(chunk) < chunk_size:
+                return
+            last = chunk[-1].id
+
+    def find_lead(self, id_or_email: str) -> CachedLead | None:
+        """A lead by exact id, else by email (case-insensitive; the most recently updated if several)."""
+        key = id_or_email.strip()
+        with self._begin(write=False) as conn:
+            row = conn.execute(select(*self._LEAD_COLUMNS).where(t_leads.c.id == key)).first()
+            if row is None and key:
+                row = conn.execute(
+                    select(*self._LEAD_COLUMNS)
+                    .where(t_leads.c.email_lower == key.lower())
+                    .order_by(t_leads.c.updated_at.desc().nulls_last(), t_leads.c.id)
+                    .limit(1)
+                ).first()
+        return None if row is None else from_row(CachedLead, row)
+
+    def get_leads(self, lead_ids: Sequence[str]) -> dict[str, CachedLead]:
+        found: dict[str, CachedLead] = {}
+        with self._begin(write=False) as conn:
+            for chunk in chunks(unique(lead_ids)):
+                for row in conn.execute(select(*self._LEAD_COLUMNS).where(t_leads.c.id.in_(chunk))):
+                    found[row.id] = from_row(CachedLead, row)
+        return found
+
+    def count_leads(self) -> int:
+        with self._begin(write=False) as conn:
+            return int(conn.execute(select(func.count()).select_from(t_leads)).scalar_one())
+
+    def delete_leads(self, lead_ids: Sequence[str]) -> None:
+        """Forget leads (deleted or merged away in the CRM): cache, score, written state, failures.
+
+        The outbox keeps its history.
+        """
+        with self._begin() as conn:
+            for chunk in chunks(unique(lead_ids)):
+                conn.execute(delete(t_leads).where(t_leads.c.id.in_(chunk)))
+                for table in (t_scores, t_written, t_failed_writes):
+                    conn.execute(delete(table).where(table.c.lead_id.in_(chunk)))

@@ -1,0 +1,106 @@
+"""The sync pipeline's state store: SQLite (file, the default) or PostgreSQL, schema managed by alembic.
+
+What lives here: run history, per-stream watermarks, the local lead cache (so a rules change can rescore
+every lead without reading the CRM), the last score and the last properties written to the CRM per lead
+(diff before write), per-record write failures, the workflow-trigger outbox (exactly one item per
+qualification) and job leases (several replicas on one PostgreSQL store do not double-process).
+
+Rules every method follows:
+
+- ``StateStore(url)`` never creates tables; call :meth:`StateStore.migrate` (``alembic upgrade head``)
+  or use :meth:`StateStore.open`, which migrates and returns the store.
+- Every public method is one transaction: a multi-row write lands whole or not at all.
+  :meth:`StateStore.commit_pass` puts a whole pass's commit point in one transaction.
+- Datetimes going in must be timezone-aware (a naive one raises ``ValueError``: its meaning is ambiguous);
+  datetimes coming out are always aware UTC, on both backends.
+- JSON columns hold what ``json`` can encode; ``datetime``/``date`` values nested inside them are stored
+  as ISO-8601 strings and come back as strings.
+
+Each table family is a mixin in its own module (leads, scores, outbox, runs, failures) on one
+:class:`~sync.state.engine.Database`; :class:`StateStore` puts them together with the schema's migrations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Final, Self
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import select, text
+
+from sync.state.engine import DEFAULT_STATE_URL
+from sync.state.failures import FailedWrites
+from sync.state.leads import LeadCache
+from sync.state.outbox import Outbox
+from sync.state.records import StoredScore
+from sync.state.runs import RunsLeasesWatermarks
+from sync.state.scores import Scores
+
+_MIGRATIONS_DIR: Final = Path(__file__).resolve().parent.parent / "migrations"  # sync/migrations
+# pg_advisory_xact_lock key serialising concurrent `migrate()` calls of several replicas ("leadsync").
+_PG_MIGRATE_LOCK: Final = 0x6C65616473796E63
+
+
+class StateStore(LeadCache, Scores, Outbox, FailedWrites, RunsLeasesWatermarks):
+    """The pipeline's persistent state. Thread-safe (one engine, a connection per call)."""
+
+    @classmethod
+    def open(cls, url: str = DEFAULT_STATE_URL) -> Self:
+        """A store with its schema migrated to the latest revision."""
+        store = cls(url)
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @staticmethod
+    def _alembic_config() -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS_DIR).replace("%", "%%"))
+        config.set_main_option("path_separator", "os")
+        return config
+
+    def migrate(self) -> None:
+        """``alembic upgrade head`` on this store; idempotent, safe to call from several replicas at once."""
+        config = self._alembic_config()
+        with self._migrate_lock, self._begin(write=True, doing="migrate") as conn:
+            if self._dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATE_LOCK})
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def schema_revision(self) -> str | None:
+        """The alembic revision the database is at (None: never migrated)."""
+        with self._begin(write=False) as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head_revision(self) -> str | None:
+        return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+
+    def commit_pass(
+        self,
+        *,
+        scores: Sequence[StoredScore],
+        written: Mapping[str, Mapping[str, str]],
+        triggers: Sequence[tuple[str, str | None, datetime]],
+        watermark: tuple[str, datetime] | None,
+    ) -> None:
+        """Save scores, merge written properties, enqueue triggers and move the watermark: all or nothing."""
+        with self._begin() as conn:
+            self._save_scores(conn, scores)
+            self._record_written(conn, written)
+            self._enqueue_triggers(conn, triggers)
+            if watermark is not None:
+                self._set_watermark(conn, watermark[0], watermark[1])
+
+    def ping(self) -> None:
+        """One round trip to the database (readiness checks, `leadsync check`). :raises StateStoreError:"""
+        with self._begin(write=False, doing="reach") as conn:
+            conn.execute(select(1))
