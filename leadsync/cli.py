@@ -428,15 +428,32 @@ def preview(
 @app.command()
 def score(
     input_path: Annotated[Path, typer.Option("--input", "-i", help="CSV with a header row.")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Scored CSV (default: stdout).")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Scored CSV (default or '-': stdout); a FIFO or device is written as a stream."
+        ),
+    ] = None,
     config: ConfigOption = None,
+    max_record_lines: Annotated[
+        int,
+        typer.Option(
+            "--max-record-lines",
+            min=1,
+            help="A quoted field spanning more lines than this is a stray quote: that record is skipped.",
+        ),
+    ] = 20,  # leadsync.scorefile.MAX_RECORD_LINES
 ) -> None:
-    """Score a CSV file with the configured rules, no CRM: input columns + score, fit, engagement, grade, reasons."""
+    """Score a CSV file with the configured rules, no CRM: input columns + score, fit, engagement, grade, reasons.
+
+    Exit 1 when rows were rejected (each is reported with its line), 2 when the input or output is unusable.
+    """
     from leadsync.app import load_scoring
     from leadsync.config import load_sections
-    from leadsync.scorefile import score_csv
+    from leadsync.scorefile import ScoreFileError, Terminated, score_csv
     from mappings import load_mapping
 
+    to_stdout = output is None or str(output) == "-"
     with clean_errors():
         source, sections = load_sections(config, ("scoring", "csv"))
         try:
@@ -454,20 +471,28 @@ def score(
                 input_path,
                 rules,
                 mapping,
-                output if output is not None else sys.stdout,
+                sys.stdout if to_stdout or output is None else output,
                 on_problem=lambda p: err.print(f"[yellow]skipped[/] {input_path}: {p}", highlight=False),
+                max_record_lines=max_record_lines,
             )
+        except ScoreFileError as exc:
+            fail(str(exc), 2)
+        except Terminated as exc:
+            fail(f"stopped by {exc}; no partial output file is left", 128 + exc.signum)
+        except (UnicodeDecodeError, csv.Error) as exc:  # before ValueError, which UnicodeDecodeError is
+            fail(f"{input_path}: not a readable CSV file ({exc})", 2)
         except ValueError as exc:
             fail(str(exc), 2)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            fail(f"{input_path}: not a readable CSV file ({exc})", 2)
     grades = ", ".join(f"{g} {n}" for g, n in result.grades.items())
+    broken = f" ({result.broken_records} broken records)" if result.broken_records else ""
     err.print(
         f"scored {result.scored} of {result.rows} rows ({grades}; {result.qualified} qualified)"
-        + (f"; {len(result.problems)} malformed rows skipped" if result.problems else "")
-        + (f"; wrote {output}" if output else ""),
+        + (f"; {result.rejected} rejected rows skipped{broken}" if result.rejected else "")
+        + ("" if to_stdout else f"; wrote {output}"),
         highlight=False,
     )
+    if result.rejected:
+        raise typer.Exit(1)
 
 
 @app.command()

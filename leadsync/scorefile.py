@@ -1,51 +1,189 @@
 """``leadsync score``: score a CSV file with the configured rules, no CRM involved.
 
 Rows are streamed in chunks (memory does not grow with the file); a malformed row is reported with its
-line number and skipped while the rest are scored; the output appears complete or not at all.
+line number and skipped while the rest are scored. A quoted field that never closes (it runs past the end
+of the file or over more than ``max_record_lines`` lines) is a broken record: it is reported at the line it
+starts on and skipped, and reading resumes on the next line, so one stray quote costs one row, not the rest
+of the file. A regular output file appears complete or not at all (written beside it, then renamed, also on
+SIGINT, SIGTERM and SIGHUP); a FIFO, a character device or stdout is written to as a stream.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-import tempfile
+import secrets
+import signal
+import stat
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from types import FrameType
+from typing import IO, Any
 
 from mappings import LeadMapping
 from scoring import CompiledRules, Lead
 
 OUTPUT_COLUMNS = ("score", "fit", "engagement", "penalties", "grade", "qualified", "reasons")
 CHUNK = 5_000
+#: a quoted field spanning more lines than this is taken for a stray quote (``--max-record-lines``)
+MAX_RECORD_LINES = 20
+#: signals that stop ``score`` cleanly (temporary file removed, exit 128 + the signal) instead of killing it
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class ScoreFileError(ValueError):
+    """The input cannot be read or the output cannot be written: one message, exit 2."""
+
+
+class Terminated(BaseException):
+    """A stop signal arrived while writing; raised so that the temporary output file is removed on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 @dataclass
 class RowProblem:
     line: int
-    column: str
+    column: str | None
     problem: str
 
     def __str__(self) -> str:
-        return f"line {self.line}: column '{self.column}': {self.problem}"
+        where = f"line {self.line}: column '{self.column}'" if self.column is not None else f"line {self.line}"
+        return f"{where}: {self.problem}"
 
 
 @dataclass
 class ScoreFileResult:
     rows: int = 0
     scored: int = 0
+    rejected: int = 0
+    broken_records: int = 0
     problems: list[RowProblem] = field(default_factory=list)
     grades: dict[str, int] = field(default_factory=lambda: {"hot": 0, "warm": 0, "cold": 0})
     qualified: int = 0
 
 
-def _rows(handle: IO[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    reader = csv.DictReader(handle)
-    for row in reader:
-        yield reader.line_num, row
+class _Lines:
+    """The file's physical lines, fed to ``csv.reader`` one at a time and numbered.
+
+    The lines of the record being read are kept (at most ``limit`` of them), so that a broken record can be
+    dropped and its other lines read again as records of their own.
+    """
+
+    def __init__(self, handle: IO[str], source: Path, limit: int) -> None:
+        self._handle = handle
+        self._source = source
+        self._limit = limit
+        self._pending: deque[tuple[int, str]] = deque()
+        self._next_number = 1
+        self.record: list[tuple[int, str]] = []
+        self.past_end = False  #: the reader asked for a line after the last one, inside a record
+        self.over_limit = False  #: the reader asked for more than ``limit`` lines for one record
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if len(self.record) >= self._limit:
+            self.over_limit = True
+            raise StopIteration
+        if self._pending:
+            item = self._pending.popleft()
+        else:
+            try:
+                text = self._handle.readline()
+            except OSError as exc:
+                raise ScoreFileError(f"{self._source}: cannot read: {exc.strerror or exc}") from None
+            if not text:
+                self.past_end = True
+                raise StopIteration
+            item = (self._next_number, text)
+            self._next_number += 1
+        self.record.append(item)
+        return item[1]
+
+    def start_record(self) -> None:
+        self.record.clear()
+        self.past_end = self.over_limit = False
+
+    def reread_after_first(self) -> None:
+        """Drop the first line of the record just read; its other lines come again."""
+        self._pending.extendleft(reversed(self.record[1:]))
+
+
+@dataclass
+class _Record:
+    line: int  #: the line the record starts on
+    cells: list[str]
+    broken: str | None = None  #: why the record is broken, None when it is sound
+
+
+def _records(lines: _Lines, columns: int | None) -> Iterator[_Record]:
+    """The CSV records of ``lines``; a broken record is yielded (flagged) once and reading resumes after its first line.
+
+    Broken: a quoted field still open at the end of the file, one spanning more lines than allowed, or a
+    record spanning lines whose cell count differs from the header's (a stray quote that closed on a later
+    quote). ``columns`` is the header's cell count (None while reading the header).
+    """
+    reader = csv.reader(lines)
+    while True:
+        lines.start_record()
+        try:
+            cells = next(reader)
+        except StopIteration:
+            if not lines.over_limit:
+                return
+            cells = []  # the reader gave up on the record at the limit
+        if not lines.record:
+            return
+        start, span = lines.record[0][0], len(lines.record)
+        broken = None
+        if lines.over_limit:
+            broken = f"a quoted field opened here is still open after {span} lines (the most a record may span)"
+        elif lines.past_end:
+            broken = "a quoted field opened here runs past the end of the file"
+        elif span > 1 and columns is not None and len(cells) != columns:
+            broken = (
+                f"a record spanning lines {start}-{start + span - 1} has {len(cells)} cells, the header "
+                f"{columns} (a stray quote?)"
+            )
+        if broken is not None:
+            yield _Record(start, cells, broken)
+            lines.reread_after_first()
+            reader = csv.reader(lines)  # the old reader is mid-record; start afresh on the next line
+        elif cells:  # blank lines are not records
+            yield _Record(start, cells)
+
+
+class _Sink:
+    """Passes writes on to the output; an OSError (full disk, closed pipe) becomes one message naming it."""
+
+    def __init__(self, handle: IO[str], name: Path | str) -> None:
+        self._handle = handle
+        self._name = name
+
+    def write(self, text: str) -> int:
+        try:
+            return self._handle.write(text)
+        except OSError as exc:
+            raise ScoreFileError(_cannot_write(self._name, exc)) from None
+
+    def flush(self) -> None:
+        try:
+            self._handle.flush()
+        except OSError as exc:
+            raise ScoreFileError(_cannot_write(self._name, exc)) from None
+
+
+def _cannot_write(name: Path | str, exc: OSError) -> str:
+    return f"{name}: cannot write the scored CSV: {exc.strerror or exc}"
 
 
 def score_csv(
@@ -56,45 +194,175 @@ def score_csv(
     *,
     now: datetime | None = None,
     on_problem: Callable[[RowProblem], None] | None = None,
+    max_record_lines: int = MAX_RECORD_LINES,
 ) -> ScoreFileResult:
-    """Score every row of ``source``; write input columns + score columns to ``output`` (a path is atomic)."""
+    """Score every row of ``source``; write input columns + score columns to ``output`` (see ``open_output``)."""
+    if max_record_lines < 1:
+        raise ValueError(f"max_record_lines: expected at least 1, got {max_record_lines}")
     now = now or datetime.now(UTC)
     result = ScoreFileResult()
-    with source.open(newline="", encoding="utf-8-sig") as handle:
-        header = next(csv.reader(handle), None)
-        if not header:
-            raise ValueError(f"{source}: the file is empty (expected a header row)")
-        handle.seek(0)
+    try:
+        handle = source.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise ScoreFileError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    with handle:
+        lines = _Lines(handle, source, max_record_lines)
+        header = _header(source, lines)
         if mapping.fields["email"].property not in header:
-            raise ValueError(
+            raise ScoreFileError(
                 f"{source}: no column '{mapping.fields['email'].property}' for the email "
                 f"(columns: {', '.join(header)}); map it under `csv: fields:` in the config"
             )
         columns = [*header, *(c for c in OUTPUT_COLUMNS if c not in header)]
+        records = _records(lines, len(header))
         if isinstance(output, Path):
-            with _atomic_output(output) as out:
-                _score_rows(handle, out, columns, rules, mapping, now, result, on_problem)
+            with open_output(output) as out:
+                _score_rows(records, header, out, columns, rules, mapping, now, result, on_problem)
+        elif output is not None:
+            sink = _Sink(output, getattr(output, "name", "the output"))
+            _score_rows(records, header, sink, columns, rules, mapping, now, result, on_problem)
+            sink.flush()
         else:
-            _score_rows(handle, output, columns, rules, mapping, now, result, on_problem)
+            _score_rows(records, header, None, columns, rules, mapping, now, result, on_problem)
     return result
 
 
+def _header(source: Path, lines: _Lines) -> list[str]:
+    """The header row: it must be sound and name each column once (a repeated name would overwrite data)."""
+    record = next(_records(lines, None), None)
+    if record is None:
+        raise ScoreFileError(f"{source}: the file is empty (expected a header row)")
+    if record.broken is not None:
+        raise ScoreFileError(f"{source}: line {record.line}: the header row is broken: {record.broken}")
+    first: dict[str, int] = {}
+    for position, name in enumerate(record.cells, start=1):
+        if name in first:
+            raise ScoreFileError(
+                f"{source}: line {record.line}: column '{name}' appears twice in the header (columns "
+                f"{first[name]} and {position}); rename one, so that neither overwrites the other"
+            )
+        first[name] = position
+    return record.cells
+
+
 @contextmanager
-def _atomic_output(target: Path) -> Iterator[IO[str]]:
-    """Write to a temporary file beside the target and move it into place only when complete."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+def open_output(path: Path) -> Iterator[_Sink]:
+    """Where the scored CSV goes: regular files (also through a symlink) atomically, FIFOs and devices as streams.
+
+    A path through an open descriptor (``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``) is a stream too,
+    even when the descriptor is a regular file (a shell's ``>>`` must not be replaced). Any other kind of
+    file (a directory, a socket, a block device) is refused: it is never replaced.
+    """
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            yield handle
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        mode: int | None = os.stat(path).st_mode  # follows every link, /dev/stdout's included
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise ScoreFileError(_cannot_write(path, exc)) from None
+    if mode is not None and (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or (stat.S_ISREG(mode) and _via_fd(path))):
+        with _stream_output(path) as sink:
+            yield sink
+    elif mode is None or stat.S_ISREG(mode):
+        with _atomic_output(path, Path(os.path.realpath(path)), mode) as sink:
+            yield sink
+    else:
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file, FIFO or character device"
+        raise ScoreFileError(f"{path}: cannot write the scored CSV there: it is {kind}")
+
+
+def _via_fd(path: Path) -> bool:
+    """Whether ``path`` is, or links through, a file descriptor's name (/dev/fd/N, /dev/stdout, /proc/PID/fd/N)."""
+    hop = Path(os.path.abspath(path))
+    for _ in range(40):  # the kernel's own limit on a chain of links
+        if hop.parent == Path("/dev/fd") or hop in _STD_NAMES or (hop.parts[1:2] == ("proc",) and "fd" in hop.parts):
+            return True
+        if not hop.is_symlink():
+            return False
+        hop = Path(os.path.abspath(hop.parent / os.readlink(hop)))
+    return False
+
+
+_STD_NAMES = frozenset(Path(f"/dev/{name}") for name in ("stdin", "stdout", "stderr"))
+
+
+@contextmanager
+def _stream_output(path: Path) -> Iterator[_Sink]:
+    try:
+        handle = path.open("a", newline="", encoding="utf-8")  # "a": never truncate what a descriptor holds
+    except OSError as exc:
+        raise ScoreFileError(_cannot_write(path, exc)) from None
+    try:
+        sink = _Sink(handle, path)
+        yield sink
+        sink.flush()
+    finally:
+        with suppress(OSError):  # the error that matters was raised by the write or flush above
+            handle.close()
+
+
+@contextmanager
+def _atomic_output(path: Path, target: Path, replaced_mode: int | None) -> Iterator[_Sink]:
+    """Write to a hidden file beside ``target`` and rename it into place only when complete.
+
+    The new file gets the mode of the file it replaces, else the usual 0666 less the umask (not tempfile's
+    0600); on any error or stop signal the hidden file is removed.
+    """
+    if not target.parent.exists():
+        raise ScoreFileError(f"{path}: cannot write the scored CSV: the folder {target.parent} does not exist")
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
+    with _stop_signals_raise():
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except OSError as exc:
+            raise ScoreFileError(f"{path}: cannot create a file in {target.parent}: {exc.strerror or exc}") from None
+        try:
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+                if replaced_mode is not None:
+                    os.fchmod(handle.fileno(), stat.S_IMODE(replaced_mode))
+                sink = _Sink(handle, path)
+                yield sink
+                sink.flush()
+                os.fsync(handle.fileno())  # complete on disk before it takes the target's name
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ScoreFileError(_cannot_write(path, exc)) from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+@contextmanager
+def _stop_signals_raise() -> Iterator[None]:
+    """While writing, a stop signal raises ``Terminated`` (cleanup runs) instead of killing the process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        raise Terminated(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _collect_into(problems: list[RowProblem], line: int) -> Callable[[str, str, Any, str], None]:
+    """The mapping's bad-value callback for one row: each bad cell becomes a problem at that row's line."""
+
+    def collect(_id: str, column: str, raw: Any, problem: str) -> None:
+        problems.append(RowProblem(line, column, f"{problem}, got {raw!r}"))
+
+    return collect
 
 
 def _score_rows(
-    handle: IO[str],
-    out: IO[str] | None,
+    records: Iterator[_Record],
+    header: list[str],
+    out: _Sink | None,
     columns: list[str],
     rules: CompiledRules,
     mapping: LeadMapping,
@@ -128,23 +396,33 @@ def _score_rows(
                 )
         chunk.clear()
 
-    for line, row in _rows(handle):
+    def report(problems: list[RowProblem]) -> None:
+        result.rejected += 1
+        for problem in problems:
+            result.problems.append(problem)
+            if on_problem is not None:
+                on_problem(problem)
+
+    for record in records:
         result.rows += 1
+        line = record.line
+        if record.broken is not None:
+            result.broken_records += 1
+            report([RowProblem(line, None, f"broken record: {record.broken}; reading on at line {line + 1}")])
+            continue
         problems: list[RowProblem] = []
-        if None in row:  # more cells than the header has columns
-            problems.append(RowProblem(line, "(extra cells)", f"{len(row[None])} more cells than header columns"))  # type: ignore[index]
+        if len(record.cells) > len(header):
+            problems.append(
+                RowProblem(line, "(extra cells)", f"{len(record.cells) - len(header)} more cells than header columns")
+            )
+        row = dict(zip(header, record.cells, strict=False))  # a short row leaves its last columns empty
         lead = mapping.to_lead(
             row.get("id") or f"line-{line}",
             row,
-            lambda _id, column, raw, problem, line=line, problems=problems: problems.append(
-                RowProblem(line, column, f"{problem}, got {raw!r}")
-            ),
+            _collect_into(problems, line),
         )
         if problems:
-            for problem in problems:
-                result.problems.append(problem)
-                if on_problem is not None:
-                    on_problem(problem)
+            report(problems)
             continue
         chunk.append((row, lead))
         if len(chunk) >= CHUNK:

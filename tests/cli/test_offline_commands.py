@@ -112,7 +112,7 @@ def test_score_csv_streams_rows_and_reports_bad_lines(tmp_path: Path) -> None:
     source, output = tmp_path / "leads.csv", tmp_path / "scored.csv"
     write_csv(source, rows)
     result = runner.invoke(app, ["score", "--input", str(source), "--output", str(output)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # rows were rejected
     assert "line 4: column 'employees'" in result.output and "line 5: column 'visits'" in result.output
     scored = list(csv.DictReader(output.open()))
     assert [r["email"] for r in scored] == ["ana@acme-robotics.com", "ana@gmail.com"]
