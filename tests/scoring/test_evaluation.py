@@ -201,7 +201,7 @@ def test_rule_contributions_rank_the_rules_that_carry_converters() -> None:
 
 def test_results_are_frozen_and_serialise() -> None:
     s, y = synthetic(2000, seed=10)
-    dates = np.datetime64("2025-01-01") + np.arange(2000) * np.timedelta64(3, "h")
+    dates = np.datetime64("2025-01-01") + np.arange(2000) * np.timedelta64(2, "h")
     result = evaluate(s, y, threshold=60, dates=dates, objective="capacity:100/week", n_boot=100)
     data = json.loads(result.to_json())
     assert {"n", "positives", "auc", "threshold", "recommendation", "deciles", "grades", "drift"} <= data.keys()
