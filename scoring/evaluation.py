@@ -623,7 +623,7 @@ def _drift(
     """Leads by week (spans up to half a year) or by month of their date: is the score moving?"""
     known = ~np.isnat(days)
     d, s, y = days[known], s[known], y[known]
-    span = int((d.max() - d.min()).astype(np.int64)) if len(d) else 0
+    span = int((d.max() - d.min()) // np.timedelta64(1, "D")) if len(d) else 0
     if span <= 183:
         period = "week"
         day_no = d.astype("datetime64[D]").astype(np.int64)
