@@ -183,7 +183,15 @@ def chart_threshold(ev: Evaluation) -> Figure:
     if rec.threshold is not None:
         ax.axvline(rec.threshold, color=RECOMMENDED, ls="-", lw=1.2, label=f"recommended {rec.threshold:g}")
     lines, labels = ax.get_legend_handles_labels()
-    ax.legend([*lines, v_line], [*labels, str(v_line.get_label())], frameon=False, fontsize=8, loc="center right")
+    ax.legend(
+        [*lines, v_line],
+        [*labels, str(v_line.get_label())],
+        frameon=False,
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.2),
+        ncol=3,
+    )
     ax.set_title("Precision, recall and MQL volume by threshold")
     return fig
 
@@ -224,39 +232,37 @@ def chart_drift(ev: Evaluation) -> Figure:
     ax2.spines["right"].set_visible(True)
     step = max(1, len(rows) // 8)
     ax.set_xticks(xs[::step], [r.period for r in rows][::step], rotation=30, ha="right", fontsize=8)
-    ax.legend([line, rate, mql], ["mean score", "converted", "share MQL"], frameon=False, fontsize=8, loc="best")
+    ax.legend(
+        [line, rate, mql],
+        ["mean score", "converted (right axis)", "share MQL (right axis)"],
+        frameon=False,
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.25),
+        ncol=3,
+    )
     return fig
 
 
 def chart_challenger(run: EvaluationRun) -> Figure:
+    """Cumulative gains: share of leads taken by score (best first) vs share of converters found."""
     assert run.candidate is not None
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    champ, cand = run.champion.deciles, run.candidate.deciles
-    n = min(len(champ), len(cand))
-    xs = range(n)
-    _mark(
-        ax.bar(
-            [x - 0.2 for x in xs],
-            [r.capture for r in champ[:n]],
-            0.4,
-            color=CONVERTED,
-            label=f"configured rules (AUC {run.champion.auc.value:.3f})",
-        ),
-        "champ",
-    )
-    _mark(
-        ax.bar(
-            [x + 0.2 for x in xs],
-            [r.capture for r in cand[:n]],
-            0.4,
-            color=CANDIDATE,
-            label=f"candidate (AUC {run.candidate.auc.value:.3f})",
-        ),
-        "cand",
-    )
-    ax.set_xticks(list(xs), [f"top {10 * (i + 1)}%" for i in xs], fontsize=8)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot([0, 1], [0, 1], color=NOT_CONVERTED, ls=":", lw=1, label="random")
+    for name, ev, color in (("configured rules", run.champion, CONVERTED), ("candidate", run.candidate, CANDIDATE)):
+        points = sorted((p.mqls / ev.n, p.recall) for p in ev.curve)
+        xs, ys = [0.0] + [x for x, _ in points], [0.0] + [y for _, y in points]
+        (line,) = ax.plot(xs, ys, color=color, lw=2, label=f"{name} (AUC {ev.auc.value:.3f})")
+        _mark(line, f"gains-{name}")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
-    ax.set(ylabel="share of converters found", title="Configured rules vs candidate: converters found in the top")
+    ax.set(
+        xlabel="leads taken, highest scores first",
+        ylabel="converters found",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title="Configured rules vs candidate",
+    )
     ax.legend(frameon=False, fontsize=8, loc="lower right")
     return fig
 
@@ -286,9 +292,9 @@ def summary_text(run: EvaluationRun) -> str:
     quality = (
         "separates converters well"
         if a.value >= 0.75
-        else "separates converters somewhat"
+        else "separate converters somewhat"
         if a.value >= 0.6
-        else "barely separates converters from the rest"
+        else "barely separate converters from the rest"
     )
     top = ev.deciles[0] if ev.deciles else None
     t = ev.threshold
@@ -364,7 +370,8 @@ def render_report(run: EvaluationRun, *, generated: datetime | None = None) -> s
         _figure(
             "decile",
             lambda: chart_groups(ev, "decile"),
-            "Leads sorted by score into ten equal groups (tied scores stay together): conversion should fall "
+            "Leads sorted by score into ten groups of about equal size (tied scores stay together, so a "
+            "group may be larger or missing): conversion should fall "
             "from D1 to D10; a flat profile means the score does not rank buyers.",
         ),
         _figure(
@@ -401,8 +408,8 @@ def render_report(run: EvaluationRun, *, generated: datetime | None = None) -> s
             _figure(
                 "challenger",
                 lambda: chart_challenger(run),
-                "Share of all converters found in the top 10%, 20%, ... of each rule set's scores, on "
-                "the same leads: the taller bars find buyers sooner. The ROC chart above shows both.",
+                "Working down each rule set's scores from the top, the share of all converters found on the "
+                "same leads: the higher curve finds buyers sooner. The ROC chart above shows both.",
             )
         )
     rejected = ""
