@@ -668,3 +668,139 @@ def demo(
     calls = result["sandbox"]["by_endpoint"]
     out.print("API calls by endpoint: " + ", ".join(f"{k} {v}" for k, v in sorted(calls.items())), highlight=False)
     out.print("[green]done[/]: sandbox stopped, temporary state removed")
+
+
+InputOption = Annotated[
+    Path | None, typer.Option("--input", "-i", help="Labeled CSV: lead columns (as for `score`) plus the label.")
+]
+LabelOption = Annotated[
+    str | None, typer.Option("--label", help="Column with the outcome: 0/1, true/false, yes/no (empty = unlabeled).")
+]
+CandidateOption = Annotated[
+    Path | None, typer.Option("--rules", help="Candidate rules (a `scoring:` section) to compare with the configured.")
+]
+ObjectiveOption = Annotated[
+    str, typer.Option("--objective", help="f1, precision:P (e.g. precision:0.4) or capacity:N/week (needs dates).")
+]
+DateOption = Annotated[
+    str | None,
+    typer.Option("--date", help="Date column for MQLs a week and drift (default: the mapped created_at column)."),
+]
+AsOfOption = Annotated[
+    datetime | None,
+    typer.Option("--as-of", help="When the CSV's columns were taken (decay is computed from it; default now)."),
+]
+
+
+def _labeled_run(
+    input_path: Path | None,
+    label: str | None,
+    config: Path | None,
+    rules: Path | None,
+    objective: str,
+    date: str | None,
+    as_of: datetime | None,
+) -> Any:
+    """Score the labeled CSV with the configured (and candidate) rules and evaluate; bad input exits 2."""
+    from leadsync.evaluate_cmd import InputError, load_candidate, load_labeled, load_rules_and_mapping, run_evaluation
+    from scoring.evaluation import parse_objective
+
+    if input_path is None or label is None:
+        fail("give --input labeled.csv --label COL (outcomes read from the CRM are not supported yet)", 2)
+    try:
+        parse_objective(objective)
+        _, compiled, mapping = load_rules_and_mapping(config)
+        candidate = load_candidate(rules) if rules is not None else None
+        now = (as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)) if as_of is not None else _now()
+        data = load_labeled(
+            input_path,
+            label,
+            compiled,
+            mapping,
+            candidate=candidate,
+            date_column=date,
+            now=now,
+            on_problem=lambda p: err.print(f"[yellow]skipped[/] {input_path}: {p}", highlight=False),
+        )
+        return run_evaluation(data, objective)
+    except InputError as exc:
+        fail(str(exc), 2)
+
+
+@app.command()
+def evaluate(
+    input_path: InputOption = None,
+    label: LabelOption = None,
+    config: ConfigOption = None,
+    rules: CandidateOption = None,
+    objective: ObjectiveOption = "f1",
+    date: DateOption = None,
+    as_of: AsOfOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Scores vs outcomes: AUC, lift by grade and decile, a recommended MQL threshold, champion vs candidate."""
+    with clean_errors():
+        result = _labeled_run(input_path, label, config, rules, objective, date, as_of)
+    data = result.as_dict()
+    if as_json:
+        sys.stdout.write(json.dumps(data) + "\n")
+        return
+    ev = result.champion
+    auc = ev.auc
+    out.print(
+        f"{ev.n} labeled leads ({data['unlabeled']} unlabeled, {data['rows_rejected']} unreadable left out), "
+        f"{ev.positives} converted ({ev.base_rate:.1%})",
+        highlight=False,
+    )
+    out.print(f"AUC {auc.value:.3f} (95% CI {auc.ci_low:.3f} to {auc.ci_high:.3f})", highlight=False)
+    for title, rows in (("by grade", ev.grades), ("by score decile", ev.deciles)):
+        table = Table(
+            "group", "scores", "leads", "converted", "rate", "lift", "capture", title=title, title_justify="left"
+        )
+        for r in rows:
+            table.add_row(
+                r.label, f"{r.min_score:g}-{r.max_score:g}", str(r.n), str(r.positives), f"{r.rate:.1%}",
+                f"{r.lift:.2f}", f"{r.capture:.0%}",
+            )
+        out.print(table)
+    t = ev.threshold
+    weekly = f", {t.mqls_per_week:.1f} a week" if t.mqls_per_week is not None else ""
+    precision = "n/a" if t.precision is None else f"{t.precision:.1%}"
+    out.print(
+        f"threshold {t.threshold:g}: {t.mqls} MQLs{weekly}, precision {precision}, recall {t.recall:.1%}",
+        highlight=False,
+    )
+    rec = ev.recommendation
+    if rec.change is not None:
+        out.print(
+            f"recommended ({rec.objective}): {rec.threshold:g}, {rec.reason}; {rec.change.summary}", highlight=False
+        )
+    else:
+        out.print(f"[yellow]no recommended threshold[/] ({rec.objective}): {rec.reason}", highlight=False)
+    if result.comparison is not None:
+        out.print(result.comparison.summary, highlight=False)
+
+
+@app.command()
+def report(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")],
+    input_path: InputOption = None,
+    label: LabelOption = None,
+    config: ConfigOption = None,
+    rules: CandidateOption = None,
+    objective: ObjectiveOption = "f1",
+    date: DateOption = None,
+    as_of: AsOfOption = None,
+) -> None:
+    """One self-contained HTML report (opens offline): distributions, lift, ROC, thresholds, rules, drift."""
+    from leadsync.report import render_report
+    from leadsync.scorefile import _atomic_output
+
+    with clean_errors():
+        result = _labeled_run(input_path, label, config, rules, objective, date, as_of)
+        page = render_report(result)
+    if not output.parent.is_dir():
+        fail(f"--output: the folder {output.parent} does not exist", 2)
+    with _atomic_output(output) as handle:
+        handle.write(page)
+    err.print(f"wrote {output} ({len(page) // 1024} KiB); open it in any browser", highlight=False)
