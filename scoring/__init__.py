@@ -1,13 +1,5 @@
-"""Lead scoring: YAML rules -> score, grade, qualification and a per-rule explanation.
-
-Pure: no I/O except reading the packaged default rules, and no imports from the rest of leadsync.
-
-    rules = load_rules(config.get("scoring"), source="leadsync.yaml: scoring")
-    engine = compile_rules(rules)
-    score = engine.score(lead, activities, now, previous)          # one lead (explanations)
-    scores = engine.score_many(items, now)                         # many leads, same results
-    columns = engine.score_batch(LeadBatch.from_items(items), now) # columnar numpy path, same results
-"""
+"""Lead scoring, pure: rules -> score, grade, qualification, explanation (rules, compiler, engine, batch, explain).
+Imports only stdlib, numpy, pydantic, yaml and email-domain lists: nothing of leadsync, sync, connectors, mappings."""
 
 from __future__ import annotations
 

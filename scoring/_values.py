@@ -128,6 +128,11 @@ def datetime_of_micros(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
 
 
+def as_aware(value: datetime) -> datetime:
+    """A datetime with a timezone: a naive one is read as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
 def age_days(now_us: int, at_us: int) -> int:
     """Age in UTC calendar days: 0 today, 1 yesterday, ... (the future counts as today).
 

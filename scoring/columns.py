@@ -24,8 +24,10 @@ I64: TypeAlias = npt.NDArray[np.int64]
 F64: TypeAlias = npt.NDArray[np.float64]
 Bools: TypeAlias = npt.NDArray[np.bool_]
 
-_NO_TIME = np.iinfo(np.int64).min
-_LEAD_FIELDS = frozenset(Lead.__dataclass_fields__) - {"attributes"}
+#: the instant that stands for "no time" in int64 microsecond columns
+NO_TIME = np.iinfo(np.int64).min
+#: the attributes a ``Lead`` holds as fields (the rest live in ``Lead.attributes``)
+LEAD_FIELDS = frozenset(Lead.__dataclass_fields__) - {"attributes"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +189,9 @@ class Column:
                 self._cats = [None if math.isnan(x) else x for x in uniq.tolist()]
                 self._codes = inverse.astype(np.int64).reshape(-1)
             elif self._objects is None and self._micros is not None and self._ok is not None:
-                keyed = np.where(self._ok, self._micros, _NO_TIME)
+                keyed = np.where(self._ok, self._micros, NO_TIME)
                 uniq, inverse = np.unique(keyed, return_inverse=True)
-                self._cats = [None if m == _NO_TIME else datetime_of_micros(m) for m in uniq.tolist()]
+                self._cats = [None if m == NO_TIME else datetime_of_micros(m) for m in uniq.tolist()]
                 self._codes = inverse.astype(np.int64).reshape(-1)
             else:
                 self._cats, self._codes = _factorize(self.objects())
@@ -331,7 +333,7 @@ class LeadBatch:
             leads = self._leads
             if leads is None:
                 col = Column.empty(self.n)
-            elif name in _LEAD_FIELDS:
+            elif name in LEAD_FIELDS:
                 col = Column.of([getattr(lead, name) for lead in leads])
             else:
                 col = Column.of([lead.attributes.get(name) for lead in leads])
