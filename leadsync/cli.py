@@ -794,13 +794,14 @@ def report(
 ) -> None:
     """One self-contained HTML report (opens offline): distributions, lift, ROC, thresholds, rules, drift."""
     from leadsync.report import render_report
-    from leadsync.scorefile import _atomic_output
+    from leadsync.scorefile import ScoreFileError, open_output
 
     with clean_errors():
         result = _labeled_run(input_path, label, config, rules, objective, date, as_of)
         page = render_report(result)
-    if not output.parent.is_dir():
-        fail(f"--output: the folder {output.parent} does not exist", 2)
-    with _atomic_output(output) as handle:
-        handle.write(page)
+    try:
+        with open_output(output) as handle:  # the same output rules as `score`: atomic, links followed
+            handle.write(page)
+    except ScoreFileError as exc:
+        fail(str(exc), 2)
     err.print(f"wrote {output} ({len(page) // 1024} KiB); open it in any browser", highlight=False)

@@ -111,7 +111,7 @@ def test_adjacent_references_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_os_and_state_store_failures_are_one_line_and_exit_2(tmp_path: Path) -> None:
     missing = tmp_path / "no" / "such" / "folder" / "scored.csv"
     result = runner.invoke(app, ["score", "--input", str(leads_csv(tmp_path)), "--output", str(missing)])
-    assert result.exit_code == 2 and "No such file or directory" in result.output
+    assert result.exit_code == 2 and "does not exist" in result.output
     assert str(missing.parent) in result.output and not isinstance(result.exception, OSError)
     config = write(tmp_path, "crm: hubspot\nhubspot: {access_token: x}\nstate: {url: 'mysql://u:pw@h/db'}\n")
     status = runner.invoke(app, ["status", "--config", str(config)])
