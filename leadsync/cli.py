@@ -513,10 +513,7 @@ def run(
         configure_logging("info")  # a daemon says what it is doing unless told to be quiet
     with clean_errors():
         application = build_app(load_config(config))
-        try:
-            code = run_daemon(application, port=port, host=host)
-        except StateStoreError as exc:
-            fail(str(exc), 2)
+        code = run_daemon(application, port=port, host=host)
     raise typer.Exit(code)
 
 
@@ -527,10 +524,7 @@ def migrate(config: ConfigOption = None) -> None:
 
     with clean_errors():
         application = build_app(load_config(config))
-        try:
-            before, after = migrate_store(application)
-        except StateStoreError as exc:
-            fail(str(exc), 1)
+        before, after = migrate_store(application)  # an unreachable store: clean_errors, exit 2
     if before == after:
         out.print(f"state store at revision {after}: up to date")
     else:
