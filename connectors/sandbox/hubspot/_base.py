@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response
 from connectors.sandbox._server import (
     json_response,
 )
+from connectors.sandbox.synthetic import LIFECYCLE_STAGES
 
 #: search answers 400 when paging reaches this many results
 SEARCH_RESULT_CAP = 10_000
@@ -37,16 +38,8 @@ DEFAULT_PROPERTIES: tuple[str, ...] = (
 )
 #: returned whatever the request asks for
 ALWAYS_RETURNED_PROPERTIES: tuple[str, ...] = ("createdate", "hs_object_id", "lastmodifieddate")
-#: the default lifecycle order; ``other`` sits outside it
-LIFECYCLE_ORDER: tuple[str, ...] = (
-    "subscriber",
-    "lead",
-    "marketingqualifiedlead",
-    "salesqualifiedlead",
-    "opportunity",
-    "customer",
-    "evangelist",
-)
+#: the default lifecycle order (the synthetic people's stages); ``other`` sits outside it
+LIFECYCLE_ORDER: tuple[str, ...] = LIFECYCLE_STAGES
 #: ``hubspot-api-client`` takes ``objectType`` as a name or as HubSpot's type id
 _CONTACT_TYPES = frozenset({"contacts", "contact", "0-1"})
 

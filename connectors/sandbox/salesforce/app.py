@@ -31,7 +31,7 @@ What is emulated, and where the emulator chose a behaviour Salesforce does not d
   optional rolling ``rate_limit``) 403 ``REQUEST_LIMIT_EXCEEDED`` (Salesforce has no 429). The token
   endpoint and ``GET /services/data`` are not counted.
 * Objects Lead, Contact, Account, Task, Event, Campaign, CampaignMember, User (see
-  :mod:`connectors.sandbox.salesforce.coerce`); describe, describeGlobal, record GET/PATCH/DELETE/POST.
+  :mod:`connectors.sandbox.salesforce.schema`); describe, describeGlobal, record GET/PATCH/DELETE/POST.
 * SOQL ``query``/``queryAll`` (subset: :mod:`connectors.sandbox.salesforce.soql`), batches of 2000 or
   ``Sforce-Query-Options: batchSize`` (200..2000), ``nextRecordsUrl`` cursors over a stable snapshot.
 * sObject Collections ``PATCH``/``POST /composite/sobjects`` (<= 200 records, SaveResults in order,

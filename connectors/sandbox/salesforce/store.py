@@ -43,7 +43,7 @@ from connectors.sandbox.salesforce.schema import (
     standard_objects,
     to_18,
 )
-from connectors.sandbox.synthetic import _CAMPAIGNS, _FORMS, SyntheticPerson
+from connectors.sandbox.synthetic import _CAMPAIGNS, _FORMS, SyntheticPerson, anchor
 
 if TYPE_CHECKING:
     from connectors.sandbox.salesforce.bulk import BulkJob
@@ -224,7 +224,7 @@ class OrgStore:
     ) -> None:
         self.lock = threading.RLock()
         self.seed = seed
-        self.anchor = _anchor(now)
+        self.anchor = anchor(now)
         rng = random.Random(f"salesforce-ids:{seed}")
         self._id_base = 10_000_000 + rng.randrange(1_000_000) * 1000
         self._next: dict[str, int] = {}
@@ -514,12 +514,3 @@ class OrgStore:
             return None
 
     # schema: custom fields
-
-
-def _anchor(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    if now.tzinfo is None:
-        msg = "now must be timezone-aware"
-        raise ValueError(msg)
-    return now.astimezone(UTC)
