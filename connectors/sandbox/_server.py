@@ -599,3 +599,54 @@ class SandboxServer:
 def retry_after_header(seconds: float) -> str:
     """``Retry-After`` in whole seconds, rounded up and at least 1."""
     return str(max(1, math.ceil(seconds)))
+
+
+# rate-limit building blocks both CRMs' gates use -----------------------------------------------------------
+
+
+def rolling_limiter(value: str | int | RateLimit | None, *, window_s: float = 10.0) -> RollingWindowLimiter | None:
+    """The limiter a sandbox's ``rate_limit`` option asks for (see :func:`parse_rate_limit`), or None when off."""
+    limit = parse_rate_limit(value, default_window_s=window_s)
+    return RollingWindowLimiter(limit.limit, limit.window_s) if limit else None
+
+
+class DailyBudget:
+    """A day's API allowance per key (HubSpot counts per token, Salesforce per org), thread-safe.
+
+    The day never ends in a sandbox: tests move the counter with :meth:`set_used` instead.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._used: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def used(self, key: str = "") -> int:
+        with self._lock:
+            return self._used.get(key, 0)
+
+    def set_used(self, used: int, key: str = "") -> None:
+        with self._lock:
+            self._used[key] = used
+
+    def exhausted(self, key: str = "") -> bool:
+        with self._lock:
+            return self._used.get(key, 0) >= self.limit
+
+    def spend(self, key: str = "") -> int:
+        """Count one request whatever the budget says; returns the count after it."""
+        with self._lock:
+            used = self._used[key] = self._used.get(key, 0) + 1
+            return used
+
+    def try_spend(self, key: str = "", also: Callable[[], bool] | None = None) -> tuple[bool, int]:
+        """Count one request unless the budget is spent or ``also`` (checked under the same lock) refuses.
+
+        Returns (allowed, the count after this request).
+        """
+        with self._lock:
+            used = self._used.get(key, 0)
+            allowed = used < self.limit and (also is None or also())
+            if allowed:
+                used = self._used[key] = used + 1
+            return allowed, used

@@ -39,6 +39,7 @@ __all__ = [
     "SyntheticCompany",
     "SyntheticEvent",
     "SyntheticPerson",
+    "anchor",
     "employee_bucket",
     "generate_events",
     "generate_people",
@@ -815,7 +816,8 @@ def _person(
     )
 
 
-def _anchor(now: datetime | None) -> datetime:
+def anchor(now: datetime | None) -> datetime:
+    """The moment synthetic dates count back from: ``now``, or today's midnight UTC (one seed, one portal all day)."""
     if now is None:
         # midnight UTC: the same seed gives the same portal all day long
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -831,12 +833,12 @@ def iter_people(count: int, *, seed: int = 0, now: datetime | None = None) -> It
     if count < 0:
         msg = "count must be >= 0"
         raise ValueError(msg)
-    anchor = _anchor(now)
+    anchor_at = anchor(now)
     rng = random.Random(seed)
     companies = _make_companies(rng, max(12, count // 6))
     book = _EmailBook()
     for index in range(count):
-        yield _person(rng, index, companies, book, anchor)
+        yield _person(rng, index, companies, book, anchor_at)
 
 
 def generate_people(count: int, *, seed: int = 0, now: datetime | None = None) -> list[SyntheticPerson]:

@@ -34,14 +34,14 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from connectors.sandbox import _soql as soql
-from connectors.sandbox._salesforce_schema import make_id, to_18
 from connectors.sandbox.salesforce import (
     API_VERSIONS,
     SalesforceSandboxServer,
     ca_session,
+    soql,
     start_salesforce_sandbox,
 )
+from connectors.sandbox.salesforce.schema import make_id, to_18
 from connectors.sandbox.synthetic import generate_people
 from tests.conftest import SANDBOX_NOW
 

@@ -23,7 +23,7 @@ Grammar (keywords case-insensitive)::
     date_literal := TODAY | YESTERDAY | TOMORROW | LAST_N_DAYS:n | NEXT_N_DAYS:n | N_DAYS_AGO:n
     order      := field [ASC | DESC] [NULLS (FIRST | LAST)]
 
-This module knows nothing about objects or fields: :mod:`connectors.sandbox._salesforce_org` resolves
+This module knows nothing about objects or fields: :mod:`connectors.sandbox.salesforce.query` resolves
 names against the org's schema (``INVALID_FIELD``, ``INVALID_TYPE``) and evaluates the tree.
 """
 

@@ -1,0 +1,99 @@
+"""The base of the HubSpot route classes: reading request bodies, choosing properties, rendering records."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.wrappers import Request, Response
+
+from connectors.sandbox._server import (
+    Abort,
+    SandboxApp,
+    json_response,
+)
+from connectors.sandbox.hubspot._base import (
+    _CONTACT_TYPES,
+    ALWAYS_RETURNED_PROPERTIES,
+    DEFAULT_PROPERTIES,
+    PortalError,
+    _error_body,
+    _iso_ms,
+)
+
+if TYPE_CHECKING:
+    from connectors.sandbox.hubspot.portal import HubSpotPortal
+    from connectors.sandbox.hubspot.store import View, _Contact
+
+
+class HubSpotRoutes(SandboxApp):
+    """What every family's handlers use; the handlers themselves live with their API family."""
+
+    portal: HubSpotPortal
+
+    @staticmethod
+    def _body(request: Request) -> dict[str, Any]:
+        raw = request.get_data(cache=True)
+        if not raw:
+            return {}
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Abort(json_response(_error_body("VALIDATION_ERROR", f"Invalid input JSON: {exc}"), 400)) from None
+        if not isinstance(body, dict):
+            raise Abort(json_response(_error_body("VALIDATION_ERROR", "Invalid input JSON: expected an object"), 400))
+        return body
+
+    def _names(self, requested: Iterable[Any] | None) -> list[str]:
+        """Properties to render: the requested ones (or the defaults) that exist, plus the always-returned."""
+        wanted: list[str] = []
+        if requested:
+            for item in requested:
+                wanted.extend(n.strip() for n in str(item).split(",") if n.strip())
+        else:
+            wanted = list(DEFAULT_PROPERTIES)
+        names = dict.fromkeys(n for n in wanted if n in self.portal.properties)
+        names.update(dict.fromkeys(ALWAYS_RETURNED_PROPERTIES))
+        return list(names)
+
+    @staticmethod
+    def _render(contact: _Contact, names: Sequence[str], view: View | None = None) -> dict[str, Any]:
+        props = view if view is not None else contact.properties
+        body: dict[str, Any] = {
+            "id": str(contact.id),
+            "properties": {n: props.get(n) for n in names},
+            "createdAt": props.get("createdate") or _iso_ms(contact.created_ms),
+            "updatedAt": props.get("lastmodifieddate") or _iso_ms(contact.updated_ms),
+            "archived": contact.archived_ms is not None,
+        }
+        if contact.archived_ms is not None:
+            body["archivedAt"] = _iso_ms(contact.archived_ms)
+        return body
+
+    @staticmethod
+    def _object_type(object_type: str) -> None:
+        if object_type not in _CONTACT_TYPES:
+            raise PortalError(400, "VALIDATION_ERROR", f"Unable to infer object type from: {object_type}")
+
+    @staticmethod
+    def _flag(request: Request, name: str) -> bool:
+        return request.args.get(name, "false").lower() == "true"
+
+    def _batch_body(
+        self, status: int, results: list[dict[str, Any]], errors: list[dict[str, Any]], started: str
+    ) -> Response:
+        body: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": started,
+            "completedAt": _iso_ms(time.time_ns() // 1_000_000),
+        }
+        if errors:
+            body["numErrors"] = len(errors)
+            body["errors"] = errors
+            status = 207
+        return json_response(body, status)
+
+    # contacts

@@ -1,0 +1,477 @@
+"""Activity objects (engagements): create, read, list, batch, and what logging one does to its contact."""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from connectors.sandbox._server import (
+    gc_paused,
+    json_response,
+)
+from connectors.sandbox.hubspot._base import (
+    _CONTACT_TYPES,
+    LIST_DEFAULT_LIMIT,
+    LIST_MAX_LIMIT,
+    PortalError,
+    _check_batch_size,
+    _count,
+    _error_details,
+    _int_id,
+    _int_param,
+    _iso_ms,
+    _missing_error,
+    _ms_of,
+    _not_found,
+    _parse_ms,
+    _problem,
+    _standard_error,
+    _validation_message,
+)
+from connectors.sandbox.hubspot.activity_types import (
+    _ENGAGEMENT_COMMON,
+    _ENGAGEMENT_DATETIMES,
+    _ENGAGEMENT_NUMBERS,
+    _ENGAGEMENT_READ_ONLY,
+    _KIND_OBJECTS,
+    COUNTER_KINDS,
+    ENGAGEMENT_DEFAULT_PROPERTIES,
+    ENGAGEMENT_TYPES,
+    EngagementType,
+    _Engagement,
+    engagement_type,
+    seeded_engagements,
+)
+from connectors.sandbox.hubspot.objects import ObjectsRoutes
+from connectors.sandbox.hubspot.store import (
+    PortalStore,
+    _Contact,
+)
+
+
+class EngagementsPortal(PortalStore):
+    """Activity objects, built lazily for seeded contacts, and what logging one does to the contact."""
+
+    def _materialize(self, contact_id: int) -> None:
+        pending = self._lazy_people.pop(contact_id, None)
+        if pending is None:
+            return
+        start, size, person = pending
+        for k, (ms, spec, props) in enumerate(seeded_engagements(person)):
+            engagement_id = start + k if k < size else self._take_engagement_id()
+            self._store_engagement(_Engagement(engagement_id, spec, props, ms, ms, [contact_id]), ms)
+
+    def _materialize_all(self) -> None:
+        with gc_paused():
+            for contact_id in list(self._lazy_people):
+                self._materialize(contact_id)
+
+    def _store_engagement(self, engagement: _Engagement, ms: int) -> None:
+        props = engagement.properties
+        props.setdefault("hs_timestamp", _iso_ms(ms))
+        props["hs_createdate"] = _iso_ms(engagement.created_ms)
+        props["hs_lastmodifieddate"] = _iso_ms(engagement.updated_ms)
+        props["hs_object_id"] = str(engagement.id)
+        self._engagements[engagement.id] = engagement
+        for contact_id in engagement.contacts:
+            ids = self._activity.setdefault(contact_id, {}).setdefault(engagement.spec.name, [])
+            if not ids or ids[-1] < engagement.id:
+                ids.append(engagement.id)
+            else:
+                bisect.insort(ids, engagement.id)
+
+    def _engagement(self, engagement_id: int | None) -> _Engagement | None:
+        if engagement_id is None:
+            return None
+        found = self._engagements.get(engagement_id)
+        if found is None and self._lazy_people:
+            i = bisect.bisect_right(self._lazy_starts, engagement_id) - 1
+            if i >= 0:
+                self._materialize(self._lazy_owners[i])
+                found = self._engagements.get(engagement_id)
+        return found
+
+    @staticmethod
+    def _spec(object_type: str) -> EngagementType:
+        spec = engagement_type(object_type)
+        if spec is None:
+            raise PortalError(400, "VALIDATION_ERROR", f"Unable to infer object type from: {object_type}")
+        return spec
+
+    def engagement(self, engagement_id: str | int) -> dict[str, str] | None:
+        """A copy of an activity object's properties, or None."""
+        with self.lock:
+            found = self._engagement(_int_id(engagement_id))
+            return dict(found.properties) if found else None
+
+    def engagements(self, contact_id: str | int, object_type: str | None = None) -> list[dict[str, Any]]:
+        """Ground truth for tests: the contact's activity objects ``{"id", "type", "properties"}`` by id."""
+        with self.lock:
+            key = _int_id(contact_id)
+            if key is None:
+                return []
+            self._materialize(key)
+            by_type = self._activity.get(key, {})
+            names = [self._spec(object_type).name] if object_type else list(ENGAGEMENT_TYPES)
+            ids = sorted(i for name in names for i in by_type.get(name, []))
+            return [
+                {
+                    "id": str(i),
+                    "type": self._engagements[i].spec.name,
+                    "properties": dict(self._engagements[i].properties),
+                }
+                for i in ids
+            ]
+
+    def _engagement_values(self, spec: EngagementType, properties: Any) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        """Normalized values and problems of an activity object's input (``hs_timestamp`` is required)."""
+        if not isinstance(properties, Mapping):
+            return {}, [_problem("properties", "INVALID_INPUT", "properties must be an object")]
+        known = set(_ENGAGEMENT_COMMON) | set(spec.properties)
+        values: dict[str, str] = {}
+        problems: list[dict[str, Any]] = []
+        for name, raw in properties.items():
+            if name not in known:
+                problems.append(_problem(name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist'))
+                continue
+            if name in _ENGAGEMENT_READ_ONLY:
+                problems.append(
+                    _problem(name, "READ_ONLY_VALUE", f"{name} is a read only property; its value cannot be set.")
+                )
+                continue
+            value = "" if raw is None else ("true" if raw else "false") if isinstance(raw, bool) else str(raw)
+            if not value:
+                continue
+            if name in _ENGAGEMENT_DATETIMES:
+                ms = _parse_ms(value)
+                if ms is None:
+                    problems.append(_problem(name, "INVALID_DATE", f"{value} is not a valid date or datetime"))
+                    continue
+                value = _iso_ms(ms)
+            elif name in _ENGAGEMENT_NUMBERS:
+                try:
+                    float(value)
+                except ValueError:
+                    problems.append(_problem(name, "INVALID_FLOAT", f"{value} was not a valid number."))
+                    continue
+            elif name in spec.enums and value not in spec.enums[name]:
+                allowed = ", ".join(sorted(spec.enums[name]))
+                problems.append(
+                    _problem(name, "INVALID_OPTION", f"{value} was not one of the allowed options: [{allowed}]")
+                )
+                continue
+            values[name] = value
+        if not values.get("hs_timestamp") and not any(p["name"] == "hs_timestamp" for p in problems):
+            problems.append(_problem("hs_timestamp", "REQUIRED_FIELD", 'Property "hs_timestamp" is required'))
+        return values, problems
+
+    def _association_targets(self, spec: EngagementType, associations: Any) -> list[_Contact]:
+        """The contacts a create request associates the new activity with.
+
+        :raises PortalError: 400 for an unknown contact or an association type other than the default.
+        """
+        if associations is None:
+            return []
+        if not isinstance(associations, list):
+            raise PortalError(400, "VALIDATION_ERROR", "associations must be a list")
+        targets: list[_Contact] = []
+        for item in associations:
+            to = (item.get("to") or {}) if isinstance(item, Mapping) else {}
+            contact = self._get(str(to.get("id", "")))
+            if contact is None:
+                raise PortalError(
+                    400,
+                    "VALIDATION_ERROR",
+                    f"One or more associations are invalid: no contact with id {to.get('id')!r}",
+                    subCategory="crm.associations.INVALID_OBJECT_IDS",
+                )
+            for kind in item.get("types") or []:
+                category = str(kind.get("associationCategory") or "")
+                type_id = kind.get("associationTypeId")
+                if category != "HUBSPOT_DEFINED" or str(type_id) != str(spec.to_contact):
+                    raise PortalError(
+                        400,
+                        "VALIDATION_ERROR",
+                        f"One or more associations are invalid: {category} {type_id} is not an association type "
+                        f"from {spec.singular} to contact (HUBSPOT_DEFINED {spec.to_contact})",
+                        subCategory="crm.associations.INVALID_ASSOCIATION_TYPE",
+                    )
+            if contact not in targets:
+                targets.append(contact)
+        return targets
+
+    def _new_engagement(
+        self, spec: EngagementType, values: Mapping[str, str], contacts: Sequence[_Contact]
+    ) -> _Engagement:
+        ms = self._tick()
+        for contact in contacts:
+            self._materialize(contact.id)  # seeded ids first, so the new one stays the newest
+        engagement = _Engagement(self._take_engagement_id(), spec, dict(values), ms, ms, [c.id for c in contacts])
+        self._store_engagement(engagement, ms)
+        for contact in contacts:
+            self._log_activity(contact, engagement)
+        return engagement
+
+    def _log_activity(self, contact: _Contact, engagement: _Engagement) -> None:
+        """What HubSpot does to a contact when an activity is logged on it: the record is modified.
+
+        ``notes_last_updated`` (last activity) and, for calls, meetings and sent emails,
+        ``notes_last_contacted`` move forward; an incoming email counts as a reply (``hs_email_replied``).
+        """
+        props, spec = contact.properties, engagement.spec
+        at = engagement.properties["hs_timestamp"]
+        at_ms = _parse_ms(at) or 0
+        updates: dict[str, str] = {}
+
+        def later(name: str) -> None:
+            current = _parse_ms(props.get(name, ""))
+            if current is None or current < at_ms:
+                updates[name] = at
+
+        later("notes_last_updated")
+        incoming = spec.name == "emails" and engagement.properties.get("hs_email_direction") == "INCOMING_EMAIL"
+        if spec.name in ("calls", "meetings") or (spec.name == "emails" and not incoming):
+            later("notes_last_contacted")
+        if incoming:
+            updates["hs_email_replied"] = str(_count(props.get("hs_email_replied")) + 1)
+            later("hs_sales_email_last_replied")
+        if not self._apply(contact, updates):
+            self._note_change(contact)
+            self._stamp(contact, self._tick())
+
+    def _track_counters(self, contact: _Contact, kind: str, at: str) -> None:
+        """A counter-only event (see :data:`COUNTER_KINDS`): counters move, the contact is modified."""
+        props = contact.properties
+        at_ms = _parse_ms(at) or 0
+        updates: dict[str, str] = {}
+
+        def bump(name: str, floor: int = 0) -> int:
+            value = max(_count(props.get(name)) + 1, floor)
+            updates[name] = str(value)
+            return value
+
+        def later(name: str) -> None:
+            current = _parse_ms(props.get(name, ""))
+            if current is None or current < at_ms:
+                updates[name] = at
+
+        if kind == "email_open":
+            bump("hs_email_open")
+            later("hs_email_last_open_date")
+        elif kind == "email_click":
+            clicks = bump("hs_email_click")
+            if _count(props.get("hs_email_open")) < clicks:  # a click implies an open
+                updates["hs_email_open"] = str(clicks)
+        elif kind in ("visit", "page_view"):
+            if kind == "visit" or not _count(props.get("hs_analytics_num_visits")):
+                bump("hs_analytics_num_visits")
+            bump("hs_analytics_num_page_views")
+            later("hs_analytics_last_visit_timestamp")
+            if not props.get("hs_analytics_first_timestamp"):
+                updates["hs_analytics_first_timestamp"] = at
+        elif kind == "form_submission":
+            bump("num_conversion_events")
+        if not self._apply(contact, updates):
+            self._note_change(contact)
+            self._stamp(contact, self._tick())
+
+    def add_engagement(
+        self,
+        contact_id: str | int,
+        kind: str,
+        timestamp: datetime | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """Log an activity on a contact, as a rep or HubSpot's tracking would; returns the new object's id.
+
+        ``kind``: an activity object type (``emails``, ``calls``, ``meetings``, ``notes``, ``tasks``, or its
+        singular), a canonical kind that makes one (``email_sent``, ``email_reply``, ``call``, ``meeting``,
+        ``note``, ``task``, with sensible default properties), or a counter-only kind
+        (:data:`COUNTER_KINDS`: no object, returns None). Either way the contact's ``lastmodifieddate``
+        moves and its counters stay consistent. ``timestamp`` (default: now) becomes ``hs_timestamp``.
+
+        :raises PortalError: 404 for an unknown contact, 400 for an unknown kind or invalid properties.
+        """
+        with self.lock:
+            contact = self._get(contact_id)
+            if contact is None:
+                raise _not_found(str(contact_id))
+            at = _iso_ms(_ms_of(timestamp) if timestamp is not None else time.time_ns() // 1_000_000)
+            name = kind.strip().lower()
+            if name in COUNTER_KINDS:
+                self._track_counters(contact, name, at)
+                return None
+            object_type, defaults = _KIND_OBJECTS.get(name, (name, {}))
+            spec = self._spec(object_type)
+            values, problems = self._engagement_values(spec, {"hs_timestamp": at, **defaults, **(properties or {})})
+            if problems:
+                raise PortalError(
+                    400, "VALIDATION_ERROR", _validation_message(problems), errors=_error_details(problems)
+                )
+            return str(self._new_engagement(spec, values, [contact]).id)
+
+    def create_engagement(self, object_type: str, body: Mapping[str, Any]) -> _Engagement:
+        """``POST /crm/v3/objects/{objectType}``: properties plus ``associations`` to contacts.
+
+        :raises PortalError: 400 for invalid properties, associations or object type.
+        """
+        with self.lock:
+            spec = self._spec(object_type)
+            values, problems = self._engagement_values(spec, body.get("properties") or {})
+            if problems:
+                raise PortalError(
+                    400, "VALIDATION_ERROR", _validation_message(problems), errors=_error_details(problems)
+                )
+            return self._new_engagement(spec, values, self._association_targets(spec, body.get("associations")))
+
+    def batch_create_engagements(
+        self, object_type: str, inputs: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[_Engagement], list[dict[str, Any]]]:
+        """Create per record: (created objects, HubSpot error objects); more than 100 inputs is a 400."""
+        with self.lock:
+            spec = self._spec(object_type)
+            _check_batch_size(inputs)
+            done: list[_Engagement] = []
+            errors: list[dict[str, Any]] = []
+            for n, item in enumerate(inputs):
+                values, problems = self._engagement_values(spec, item.get("properties") or {})
+                if problems:
+                    errors.append(
+                        _standard_error("VALIDATION_ERROR", _validation_message(problems), [str(n)], problems)
+                    )
+                    continue
+                try:
+                    targets = self._association_targets(spec, item.get("associations"))
+                except PortalError as exc:
+                    errors.append(_standard_error(exc.category, exc.message, [str(n)]))
+                    continue
+                done.append(self._new_engagement(spec, values, targets))
+            return done, errors
+
+    def batch_read_engagements(
+        self, object_type: str, inputs: Sequence[Mapping[str, Any]]
+    ) -> tuple[EngagementType, list[_Engagement], list[str]]:
+        """(type, found objects in input order, missing ids); more than 100 inputs is a 400."""
+        with self.lock:
+            spec = self._spec(object_type)
+            _check_batch_size(inputs)
+            found: list[_Engagement] = []
+            missing: list[str] = []
+            for item in inputs:
+                key = str(item.get("id", ""))
+                engagement = self._engagement(_int_id(key))
+                if engagement is None or engagement.spec is not spec:
+                    missing.append(key)
+                else:
+                    found.append(engagement)
+            return spec, found, missing
+
+    def list_engagements(
+        self, object_type: str, *, limit: int, after: str | None
+    ) -> tuple[EngagementType, list[_Engagement], str | None]:
+        """One page of an activity type in id order from cursor ``after`` (an id, as for contacts)."""
+        with self.lock:
+            spec = self._spec(object_type)
+            self._materialize_all()
+            ids = sorted(e.id for e in self._engagements.values() if e.spec is spec)
+            start = 0
+            if after:
+                cursor = _int_id(after)
+                if cursor is None:
+                    raise PortalError(400, "VALIDATION_ERROR", f"Invalid after value: {after}")
+                start = bisect.bisect_left(ids, cursor)
+            chunk = ids[start : start + limit]
+            nxt = str(ids[start + limit]) if start + limit < len(ids) else None
+            return spec, [self._engagements[i] for i in chunk], nxt
+
+
+class EngagementsRoutes(ObjectsRoutes):
+    """``/crm/v3/objects/{objectType}`` for activity types (contacts fall through to their own routes)."""
+
+    def _engagement_names(self, spec: EngagementType, requested: Iterable[Any] | None) -> list[str]:
+        """Requested properties the type has (unknown ones are left out, as HubSpot does), plus the defaults."""
+        known = set(_ENGAGEMENT_COMMON) | set(spec.properties)
+        wanted: list[str] = []
+        for item in requested or []:
+            wanted.extend(n.strip() for n in str(item).split(",") if n.strip())
+        names = dict.fromkeys(n for n in wanted if n in known)
+        names.update(dict.fromkeys(ENGAGEMENT_DEFAULT_PROPERTIES))
+        return list(names)
+
+    @staticmethod
+    def _render_engagement(
+        engagement: _Engagement, names: Sequence[str], *, associations: bool = False
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": str(engagement.id),
+            "properties": {n: engagement.properties.get(n) for n in names},
+            "createdAt": _iso_ms(engagement.created_ms),
+            "updatedAt": _iso_ms(engagement.updated_ms),
+            "archived": False,
+        }
+        if associations and engagement.contacts:
+            kind = f"{engagement.spec.singular}_to_contact"
+            body["associations"] = {
+                "contacts": {"results": [{"id": str(c), "type": kind} for c in engagement.contacts]}
+            }
+        return body
+
+    def _wants_contacts(self, request: Request) -> bool:
+        wanted = {n.strip().lower() for a in request.args.getlist("associations") for n in a.split(",")}
+        return bool(wanted & _CONTACT_TYPES)
+
+    def _list_engagements(self, request: Request, objectType: str) -> Response:
+        if objectType.lower() in _CONTACT_TYPES:
+            return self._list(request)
+        limit = _int_param(request.args.get("limit"), "limit", LIST_DEFAULT_LIMIT)
+        if not 1 <= limit <= LIST_MAX_LIMIT:
+            raise PortalError(400, "VALIDATION_ERROR", f"limit must be between 1 and {LIST_MAX_LIMIT}, got {limit}")
+        spec, page, nxt = self.portal.list_engagements(objectType, limit=limit, after=request.args.get("after"))
+        names = self._engagement_names(spec, request.args.getlist("properties"))
+        with_contacts = self._wants_contacts(request)
+        body: dict[str, Any] = {
+            "results": [self._render_engagement(e, names, associations=with_contacts) for e in page]
+        }
+        if nxt is not None:
+            link = f"{request.host_url.rstrip('/')}{request.path}?limit={limit}&after={nxt}"
+            body["paging"] = {"next": {"after": nxt, "link": link}}
+        return json_response(body)
+
+    def _read_engagement(self, request: Request, objectType: str, objectId: str) -> Response:
+        if objectType.lower() in _CONTACT_TYPES:
+            return self._read(request, objectId)
+        spec, found, _missing = self.portal.batch_read_engagements(objectType, [{"id": objectId}])
+        if not found:
+            raise _not_found(objectId)
+        names = self._engagement_names(spec, request.args.getlist("properties"))
+        return json_response(self._render_engagement(found[0], names, associations=self._wants_contacts(request)))
+
+    def _create_engagement(self, request: Request, objectType: str) -> Response:
+        if objectType.lower() in _CONTACT_TYPES:
+            return self._create(request)
+        engagement = self.portal.create_engagement(objectType, self._body(request))
+        names = self._engagement_names(engagement.spec, list(engagement.properties))
+        return json_response(self._render_engagement(engagement, names), 201)
+
+    def _batch_create_engagements(self, request: Request, objectType: str) -> Response:
+        if objectType.lower() in _CONTACT_TYPES:
+            return self._batch_create(request)
+        started = _iso_ms(time.time_ns() // 1_000_000)
+        done, errors = self.portal.batch_create_engagements(objectType, self._body(request).get("inputs") or [])
+        results = [self._render_engagement(e, self._engagement_names(e.spec, list(e.properties))) for e in done]
+        return self._batch_body(201, results, errors, started)
+
+    def _batch_read_engagements(self, request: Request, objectType: str) -> Response:
+        if objectType.lower() in _CONTACT_TYPES:
+            return self._batch_read(request)
+        started = _iso_ms(time.time_ns() // 1_000_000)
+        body = self._body(request)
+        spec, found, missing = self.portal.batch_read_engagements(objectType, body.get("inputs") or [])
+        names = self._engagement_names(spec, body.get("properties"))
+        errors = [_missing_error(missing, spec.singular.upper())] if missing else []
+        return self._batch_body(200, [self._render_engagement(e, names) for e in found], errors, started)
