@@ -154,4 +154,4 @@ def test_leadsync_migrate_command(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("crm: hubspot\nhubspot: {access_token: t}\nstate: {url: 'mysql://x@y/z'}\n")
     failed = runner.invoke(app, ["migrate", "--config", str(bad)])
-    assert failed.exit_code == 1 and "unsupported database" in failed.output
+    assert failed.exit_code == 2 and "unsupported database" in failed.output
