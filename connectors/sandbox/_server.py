@@ -70,7 +70,8 @@ RESET_STATS_PATH = "/__sandbox/reset-stats"
 #: (but correct) response, or a socket closed without any response
 FAULT_KINDS: tuple[str, ...] = ("500", "502", "503", "slow", "drop")
 #: faults in a 200's body: ``corrupt`` (the real body truncated: malformed JSON or CSV), ``html`` (a gateway's
-#: text/html error page, the handler never runs), ``drip`` (the correct body trickled, by default 64 bytes/s)
+#: text/html error page, the handler never runs), ``drip`` (the correct body trickled, by default 64 bytes/s
+#: in small writes, so that a per-read timeout never trips)
 PAYLOAD_FAULT_KINDS: tuple[str, ...] = ("corrupt", "html", "drip")
 #: every kind ``fault_kinds`` and :meth:`FaultInjector.schedule` accept
 ALL_FAULT_KINDS: tuple[str, ...] = FAULT_KINDS + PAYLOAD_FAULT_KINDS
@@ -336,7 +337,7 @@ class FaultInjector:
         self.kinds = _check_kinds(kinds)
         self.rate = rate
         self.slow_s = slow_s
-        #: how fast a ``drip`` fault sends the body (in chunks of up to 64 bytes)
+        #: how fast a ``drip`` fault sends the body (about 20 writes a second, of up to 64 bytes each)
         self.drip_bytes_per_s = drip_bytes_per_s
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -522,7 +523,7 @@ class SandboxApp:
         """The same answer, its body sent slowly (the declared Content-Length is the full one)."""
         body = response.get_data()
         rate = max(self.faults.drip_bytes_per_s, 1.0)
-        chunk = max(1, min(64, int(rate)))
+        chunk = max(1, min(64, int(rate / 20)))  # about 20 writes a second: no socket read ever waits long
         stopping = self.stopping
 
         def trickle() -> Iterator[bytes]:
