@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+import structlog
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceAuthenticationFailed,
@@ -61,6 +62,7 @@ from connectors.errors import (
 )
 
 T = TypeVar("T")
+log = structlog.get_logger("leadsync.connectors")
 
 #: sObject Collections take at most this many records per request
 COLLECTION_SIZE = 200
@@ -597,10 +599,24 @@ class SalesforceConnector:
         engaged: Mapping[str, datetime] | None = None,
     ) -> Iterator[list[RawRecord]]:
         # the query cursor is a snapshot: records stamped while we page (our own writes) neither loop nor skip
-        soql = f"SELECT {', '.join(fields)} FROM {sobject} WHERE {where} ORDER BY Id"
-        for rows in self._query_pages(soql):
-            if rows:
-                yield [self._to_record(object_type, r, engaged) for r in rows]
+        last_id: str | None = None
+        restarts = 0
+        while True:
+            after = f" AND Id > {_quote(last_id)}" if last_id else ""
+            soql = f"SELECT {', '.join(fields)} FROM {sobject} WHERE {where}{after} ORDER BY Id"
+            try:
+                for rows in self._query_pages(soql):
+                    if rows:
+                        yield [self._to_record(object_type, r, engaged) for r in rows]
+                        last_id, restarts = str(rows[-1].get("Id") or last_id or ""), 0
+                return
+            except RequestRejected as exc:
+                # a retried page (after a malformed answer) may find its cursor closed, as Salesforce closes
+                # it after the last batch: go on from the last id read (ORDER BY Id), a few times at most
+                if "INVALID_QUERY_LOCATOR" not in str(exc) or restarts >= 3:
+                    raise
+                restarts += 1
+                log.warning("salesforce.query_restarted", sobject=sobject, after_id=last_id, error=str(exc))
 
     def _read_bulk(self, object_type: str, sobject: str, fields: list[str], where: str) -> Iterator[list[RawRecord]]:
         """Bulk API 2.0 query job, streamed as CSV pages; a failed job is re-run, skipping rows already yielded."""
@@ -617,10 +633,11 @@ class SalesforceConnector:
                         yield part
                         yielded.update(r.id for r in part)
                 return
-            except RetriableError:
+            except RetriableError as exc:
                 attempts += 1
                 if attempts > 3:
                     raise
+                log.warning("salesforce.bulk_rerun", sobject=sobject, attempt=attempts, error=str(exc))
 
     def _bulk_pages(self, sobject: str, soql: str) -> Iterator[list[dict[str, Any]]]:
         def run(sf: Salesforce) -> Iterator[str | int]:

@@ -20,14 +20,20 @@ import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+import connectors.salesforce as salesforce_module
 from connectors.errors import MalformedResponse, RetriableError
+from connectors.salesforce import _bulk_rows
+from connectors.sandbox._server import GATEWAY_PAGE
 from connectors.sandbox.hubspot import HubSpotSandboxServer
+from connectors.sandbox.salesforce import SalesforceSandboxServer, start_salesforce_sandbox
 from sync.pipeline import SyncPipeline
 from sync.state import StateStore
 from tests.sync.test_hubspot_robustness import pipeline_for
 from tests.sync.test_hubspot_sync import all_contacts
+from tests.sync.test_salesforce_sync import make_pipeline, rows
 
 Factory = Callable[..., HubSpotSandboxServer]
+SfFactory = Callable[..., SalesforceSandboxServer]
 LIST = "GET /crm/v3/objects/contacts"
 SEARCH = "POST /crm/v3/objects/contacts/search"
 ACTIVITY_READ = "POST /crm/v3/objects/{objectType}/batch/read"
@@ -195,3 +201,122 @@ def test_contacts_without_an_id_are_skipped_and_counted_never_written(
     assert summary.leads_read == 147 and summary.write_failures == 0
     assert proxy.writes and all(i and i.strip() and i != "None" for i in proxy.writes)
     assert len(cached) == 147 and not {"", "None"} & cached
+
+
+# Salesforce: SOQL pages and Bulk API results ------------------------------------------------------------
+
+QUERY_MORE = "GET /services/data/v{version}/query/{cursor}"
+BULK_RESULTS = "GET /services/data/v{version}/jobs/query/{job_id}/results"
+
+
+@pytest.fixture
+def sf_orgs() -> Iterator[SfFactory]:
+    started: list[SalesforceSandboxServer] = []
+
+    def start(**options: Any) -> SalesforceSandboxServer:
+        started.append(start_salesforce_sandbox(**options))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def small_soql_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SOQL pages of 200 (the smallest batchSize), so that a small org needs several pages."""
+    monkeypatch.setattr(salesforce_module, "QUERY_PAGE_SIZE", 200)
+
+
+def _sf_pipeline(server: SalesforceSandboxServer, tmp_path: Path, **salesforce: Any) -> tuple[SyncPipeline, StateStore]:
+    options = {"max_retries": 3, "read_activities": False} | salesforce
+    return make_pipeline(server, f"sqlite:///{tmp_path / 'sf.db'}", **options)
+
+
+def _sf_people(server: SalesforceSandboxServer) -> int:
+    """Open leads and contacts: what a full pass reads."""
+    return len(rows(server, "Lead", ["IsConverted"], "WHERE IsConverted = false")) + len(
+        rows(server, "Contact", ["Email"])
+    )
+
+
+def _sf_unscored(server: SalesforceSandboxServer) -> list[str]:
+    leads = rows(server, "Lead", ["Leadsync_Score__c"], "WHERE IsConverted = false")
+    contacts = rows(server, "Contact", ["Leadsync_Score__c"])
+    return [i for i, r in (leads | contacts).items() if r["Leadsync_Score__c"] is None]
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "html"])
+@pytest.mark.usefixtures("small_soql_pages")
+def test_salesforce_transient_bad_soql_page_is_retried(sf_orgs: SfFactory, tmp_path: Path, kind: str) -> None:
+    server = sf_orgs(leads=300, contacts=250, seed=11)
+    pipe, store = _sf_pipeline(server, tmp_path)
+    rule = server.sandbox.faults.schedule(kind, QUERY_MORE, nth=1)
+    try:
+        summary = pipe.run_once(full=True)
+    finally:
+        store.close()
+    assert rule.fired == 1
+    assert summary.leads_read == _sf_people(server)
+    assert _sf_unscored(server) == []
+
+
+@pytest.mark.usefixtures("small_soql_pages")
+def test_salesforce_persistently_corrupt_soql_page_fails_the_pass_then_a_clean_one_scores_everyone(
+    sf_orgs: SfFactory, tmp_path: Path
+) -> None:
+    server = sf_orgs(leads=300, contacts=250, seed=11)
+    pipe, store = _sf_pipeline(server, tmp_path)
+    server.sandbox.faults.schedule("corrupt", QUERY_MORE, nth=1, times=None)
+    try:
+        with pytest.raises(MalformedResponse, match="malformed JSON"):
+            pipe.run_once(full=True)
+        assert store.last_runs(1)[0].status == "failed"
+        assert store.get_watermark(pipe.stream) is None
+        server.sandbox.faults.clear_schedule()
+        pipe.run_once()
+    finally:
+        store.close()
+    assert _sf_unscored(server) == []
+
+
+def test_salesforce_truncated_bulk_results_are_refetched(sf_orgs: SfFactory, tmp_path: Path) -> None:
+    server = sf_orgs(leads=400, contacts=50, seed=3)
+    pipe, store = _sf_pipeline(server, tmp_path, bulk_threshold=100)
+    pipe.connector.bulk_poll_s = 0.05  # type: ignore[attr-defined]
+    rule = server.sandbox.faults.schedule("corrupt", BULK_RESULTS, nth=1)
+    try:
+        summary = pipe.run_once(full=True)
+    finally:
+        store.close()
+    assert rule.fired == 1
+    assert server.stats()["by_endpoint"]["POST /services/data/v{version}/jobs/query"] == 3  # Lead, Contact, Lead again
+    assert summary.leads_read == _sf_people(server)
+    assert _sf_unscored(server) == []
+
+
+def test_salesforce_bulk_rows_are_checked_whole() -> None:
+    good = "Id,Email\n00Q1,a@x.io\n00Q2,b@x.io\n"
+    assert [r["Id"] for r in _bulk_rows("Lead", good, 2)] == ["00Q1", "00Q2"]
+    for text, expected, problem in (
+        (good[: good.rindex(",")], 2, "cut short"),  # truncated mid-row
+        (good.rsplit("\n", 2)[0] + "\n", 2, "1 rows, 2 announced"),  # truncated at a row boundary
+        (GATEWAY_PAGE.decode(), None, "no Id column"),
+    ):
+        with pytest.raises(MalformedResponse, match=problem):
+            _bulk_rows("Lead", text, expected)
+
+
+@pytest.mark.usefixtures("small_soql_pages")
+def test_salesforce_drip_fed_page_is_cut_off_at_timeout_s(sf_orgs: SfFactory, tmp_path: Path) -> None:
+    server = sf_orgs(leads=300, contacts=0, seed=11)
+    pipe, store = _sf_pipeline(server, tmp_path, timeout_s=0.5, max_retries=1)
+    server.sandbox.faults.schedule("drip", QUERY_MORE, nth=1, times=None)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RetriableError, match=r"no complete answer within salesforce.timeout_s=0.5s"):
+            pipe.run_once(full=True)
+        assert store.get_watermark(pipe.stream) is None
+    finally:
+        store.close()
+    assert time.monotonic() - started < 15  # two attempts of 0.5 s (plus login and describe), not minutes
