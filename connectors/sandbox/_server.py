@@ -7,6 +7,10 @@ server (the class ``werkzeug.serving.make_server(..., threaded=True)`` builds), 
 its connection threads so that :meth:`SandboxServer.stop` leaves no thread running: it shuts their
 sockets down and joins them, and an injected slow response ends at once instead of outliving the server.
 
+Faults come at a seeded random rate (``fault_rate``/``fault_kinds``) or scheduled, deterministically:
+``app.faults.schedule("corrupt", "GET /crm/v3/objects/contacts", nth=2)`` gives the 2nd request to that
+endpoint a truncated 200 body (``html``: a gateway's 200 error page; ``drip``: the right body, trickled).
+
 Every sandbox serves ``GET /__sandbox/stats`` (no auth, never counted, never throttled or faulted)::
 
     {"requests": total, "by_endpoint": {"METHOD /path/{template}": n}, "throttled": n429, "faults": n}
