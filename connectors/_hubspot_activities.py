@@ -22,7 +22,6 @@ so every associated activity is read again, within a recency horizon and a per-t
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ from hubspot.crm.associations.v4 import (
 )
 from hubspot.crm.objects import BatchReadInputSimplePublicObjectId, SimplePublicObjectId
 
+from connectors._validate import check_hubspot_collection, parse_json_body
 from connectors.base import RawActivity, RawRecord
 from connectors.errors import ConnectorError
 
@@ -328,7 +328,11 @@ def _raw(method: Callable[..., Any]) -> Callable[..., tuple[Any, int, Any]]:
     def call(**kwargs: Any) -> tuple[Any, int, Any]:
         response = method(_preload_content=False, **kwargs)
         try:
-            body = json.loads(response.data or b"{}")
+            target = kwargs.get("object_type") or kwargs.get("to_object_type")
+            what = f"{method.__name__.removesuffix('_with_http_info')} ({target})"
+            status, content_type = int(response.status), response.headers.get("Content-Type")
+            body = parse_json_body("HubSpot", what, status, content_type, response.data)
+            check_hubspot_collection(what, body)
         finally:
             response.release_conn()
         return body, int(response.status), response.headers

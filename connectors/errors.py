@@ -2,6 +2,7 @@
 
 ConnectorError
 ├── RetriableError      429, 5xx, timeouts, dropped connections (carries retry_after)
+│   └── MalformedResponse a 2xx whose body is not what the API documents (truncated JSON, a gateway's HTML)
 └── FatalError
     ├── AuthError       401/403: the token is wrong, expired or lacks a scope
     ├── RequestRejected any other 4xx: the request itself is wrong; retrying cannot help
@@ -25,6 +26,14 @@ class RetriableError(ConnectorError):
     def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
+
+
+class MalformedResponse(RetriableError):
+    """A success status with a body that cannot be trusted: never read as "no more records".
+
+    A truncated JSON page or a proxy's HTML error page answered with 200 would otherwise end a read early
+    and silently; treated as transient, it is retried like a 5xx and fails the pass when it persists.
+    """
 
 
 class FatalError(ConnectorError):

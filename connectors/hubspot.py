@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -25,8 +26,11 @@ from hubspot.crm.contacts import (
     SimplePublicObjectBatchInput,
 )
 from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
+from hubspot.discovery.discovery_base import DiscoveryBase
 
 from connectors._batching import write_isolating
+from connectors._deadline import install as install_deadline
+from connectors._deadline import request_deadline
 from connectors._hubspot_activities import (
     DEFAULT_ACTIVITY_TYPES,
     DEFAULT_HORIZON_DAYS,
@@ -35,6 +39,7 @@ from connectors._hubspot_activities import (
 )
 from connectors._ratelimit import RollingWindowLimiter, shared_limiter
 from connectors._retry import retrying
+from connectors._validate import check_hubspot_collection, parse_json_body
 from connectors.base import (
     PropertySpec,
     RawActivity,
@@ -44,7 +49,14 @@ from connectors.base import (
     Window,
     WriteResult,
 )
-from connectors.errors import AuthError, BudgetExhausted, ConnectorError, RequestRejected, RetriableError
+from connectors.errors import (
+    AuthError,
+    BudgetExhausted,
+    ConnectorError,
+    MalformedResponse,
+    RequestRejected,
+    RetriableError,
+)
 
 T = TypeVar("T")
 
@@ -100,6 +112,8 @@ def _error_message(body: Any, fallback: str) -> str:
 
 def map_error(exc: Exception) -> ConnectorError:
     """Turn an SDK or transport exception into the connector's error tree (the one place that does it)."""
+    if isinstance(exc, ConnectorError):
+        return exc
     status = getattr(exc, "status", None)
     if isinstance(status, int):
         message = _error_message(getattr(exc, "body", None), getattr(exc, "reason", None) or str(status))
@@ -117,6 +131,39 @@ def map_error(exc: Exception) -> ConnectorError:
     if isinstance(exc, urllib3.exceptions.HTTPError | requests.RequestException | ConnectionError | TimeoutError):
         return RetriableError(f"HubSpot unreachable: {type(exc).__name__}: {exc}")
     return ConnectorError(f"HubSpot call failed: {type(exc).__name__}: {exc}")
+
+
+#: the endpoint label of the call in progress on this thread, for the messages of malformed answers
+_calling = threading.local()
+
+
+def _strict(deserialize: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Wrap an SDK ``ApiClient.deserialize``: the body must be JSON of the documented shape.
+
+    The SDK falls back to the raw text when a body does not parse and then builds an empty model from it,
+    so a truncated page or a gateway's HTML read as "no results, no next page". Here such an answer raises
+    ``MalformedResponse`` (retriable) instead; collection and batch answers must carry a ``results`` list.
+    """
+
+    def strict(response: Any, response_type: Any) -> Any:
+        if isinstance(response_type, str) and response_type not in ("file", "bytes"):
+            what = getattr(_calling, "label", None) or response_type
+            data = parse_json_body("HubSpot", what, response.status, response.getheader("content-type"), response.data)
+            if response_type.startswith(("CollectionResponse", "BatchResponse")):
+                check_hubspot_collection(what, data)
+        return deserialize(response, response_type)
+
+    return strict
+
+
+def _api_factory(api_client_package: Any, api_name: str, config: Any) -> Any:
+    """The SDK's own factory (``api_factory`` is its extension point), plus strict bodies and a deadline
+    on every whole request (``connectors._deadline``)."""
+    api = DiscoveryBase._default_api_factory(api_client_package, api_name, config)
+    client = api.api_client
+    client.deserialize = _strict(client.deserialize)
+    install_deadline(client.rest_client.pool_manager)
+    return api
 
 
 class HubSpotConnector:
@@ -148,6 +195,7 @@ class HubSpotConnector:
             host=base_url,
             base_url=base_url,
             retry=urllib3.util.Retry(total=0, redirect=0, raise_on_status=False),
+            api_factory=_api_factory,
         )
         self._contacts_basic = self._client.crm.contacts.basic_api
         self._contacts_batch = self._client.crm.contacts.batch_api
@@ -158,7 +206,9 @@ class HubSpotConnector:
         self.limiter = shared_limiter(("hubspot", account), rate_limit_per_10s, RATE_WINDOW_S)
         self.search_limiter = shared_limiter(("hubspot-search", account), max(1, int(search_rate_per_s)), 1.0)
         self._retrying = retrying("hubspot", max_retries, initial=backoff_initial_s)
+        #: per socket operation (urllib3); ``timeout_s`` bounds the whole request through a deadline
         self._timeout = (min(10.0, timeout_s), timeout_s)
+        self.timeout_s = timeout_s
         self._workflow_id = workflow_id
         self._group = group
         self._calls = 0
@@ -205,17 +255,29 @@ class HubSpotConnector:
             limiter.acquire()
         self._calls += 1
         status: int | None = None
+        _calling.label = label
         try:
-            data, status, headers = fn(_request_timeout=self._timeout, **kwargs)
+            with request_deadline(self.timeout_s) as deadline:
+                try:
+                    data, status, headers = fn(_request_timeout=self._timeout, **kwargs)
+                except Exception as exc:
+                    if deadline.expired:  # the watchdog cut the request off: say so, not "connection reset"
+                        raise RetriableError(
+                            f"HubSpot {label}: no complete answer within hubspot.timeout_s={self.timeout_s:g}s "
+                            f"(the whole request, body included; {type(exc).__name__})"
+                        ) from exc
+                    raise
         except Exception as exc:  # mapped below: SDK, urllib3 and socket errors all land here
             error = map_error(exc)
-            status = error.status
-            if status == 429:
+            # a malformed 200 is no usable answer: metrics count it with the timeouts, as status "none"
+            status = None if isinstance(error, MalformedResponse) else error.status
+            if status == 429 and isinstance(error, RetriableError):
                 self.throttled += 1
                 if error.retry_after:
                     limiters[-1].pause(error.retry_after)
             raise error from exc
         finally:
+            _calling.label = None
             for callback in self._on_call:
                 callback(label, status)
         self._observe(headers)
@@ -248,7 +310,9 @@ class HubSpotConnector:
     def _to_record(self, obj: Any) -> RawRecord:
         properties = dict(obj.properties or {})
         updated = parse_hubspot_time(properties.get(CURSOR_PROPERTY)) or parse_hubspot_time(obj.updated_at)
-        return RawRecord(id=str(obj.id), object_type="contact", properties=properties, updated_at=updated)
+        # a null id stays empty (never the string "None"): the pipeline skips and counts such records
+        record_id = "" if obj.id is None else str(obj.id).strip()
+        return RawRecord(id=record_id, object_type="contact", properties=properties, updated_at=updated)
 
     def _list_all(self, props: list[str]) -> Iterator[list[RawRecord]]:
         after: str | None = None
@@ -294,7 +358,10 @@ class HubSpotConnector:
             if not records:
                 return
             yield records
-            next_id = int(records[-1].id)
+            numeric = [r.id for r in records if r.id.isdigit()]
+            if not numeric:  # keyset paging needs an id: a page without one cannot say where to go on
+                raise MalformedResponse(f"HubSpot search returned a page of {len(records)} records without ids")
+            next_id = int(numeric[-1])
             if next_id <= last_id:  # ids must strictly increase, or the window would loop
                 raise ConnectorError(f"HubSpot search returned id {next_id} after {last_id}")
             last_id = next_id

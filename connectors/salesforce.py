@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+import structlog
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceAuthenticationFailed,
@@ -35,9 +36,12 @@ from simple_salesforce.exceptions import (
 )
 
 from connectors._batching import write_isolating
+from connectors._deadline import install as install_deadline
+from connectors._deadline import request_deadline
 from connectors._ratelimit import RollingWindowLimiter, shared_limiter
 from connectors._retry import retrying
 from connectors._salesforce_auth import CAFileAdapter, SalesforceAuth, make_session
+from connectors._validate import require
 from connectors.base import (
     PropertySpec,
     RawActivity,
@@ -47,9 +51,18 @@ from connectors.base import (
     Window,
     WriteResult,
 )
-from connectors.errors import AuthError, BudgetExhausted, ConnectorError, FatalError, RequestRejected, RetriableError
+from connectors.errors import (
+    AuthError,
+    BudgetExhausted,
+    ConnectorError,
+    FatalError,
+    MalformedResponse,
+    RequestRejected,
+    RetriableError,
+)
 
 T = TypeVar("T")
+log = structlog.get_logger("leadsync.connectors")
 
 #: sObject Collections take at most this many records per request
 COLLECTION_SIZE = 200
@@ -166,24 +179,51 @@ def map_error(exc: Exception) -> ConnectorError:
         return RequestRejected(text, status=status)
     if isinstance(exc, SalesforceOperationError):
         return RetriableError(f"Salesforce job failed: {exc}")
+    if isinstance(exc, json.JSONDecodeError):  # requests' JSONDecodeError is one too: a 2xx that does not parse
+        return MalformedResponse(f"Salesforce answered with malformed JSON: {exc}")
+    if isinstance(exc, csv.Error):
+        return MalformedResponse(f"Salesforce Bulk API answered with malformed CSV: {exc}")
     if isinstance(exc, requests.RequestException | ConnectionError | TimeoutError | json.JSONDecodeError):
         return RetriableError(f"Salesforce unreachable: {type(exc).__name__}: {exc}")
     return ConnectorError(f"Salesforce call failed: {type(exc).__name__}: {exc}")
 
 
 class _TimeoutAdapter(CAFileAdapter):
-    """Default timeout for every request (simple-salesforce sets none) and optional CA trust."""
+    """``timeout_s`` for every whole request (simple-salesforce sets no timeout) and optional CA trust.
+
+    requests' timeout applies to each socket read, so a body trickled a few bytes a second would never
+    trip it: the body is read here, inside a deadline that shuts the socket down (``connectors._deadline``).
+    """
 
     def __init__(self, ca_file: str | None, timeout_s: float) -> None:
         super().__init__(ca_file or "")
         self.timeout_s = timeout_s
 
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        install_deadline(self.poolmanager)
+
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = (min(10.0, self.timeout_s), self.timeout_s)
-        if not self.ca_file:
-            return super(CAFileAdapter, self).send(request, *args, **kwargs)
-        return super().send(request, *args, **kwargs)
+        with request_deadline(self.timeout_s) as deadline:
+            try:
+                if not self.ca_file:
+                    response = super(CAFileAdapter, self).send(request, *args, **kwargs)
+                else:
+                    response = super().send(request, *args, **kwargs)
+                if not kwargs.get("stream"):
+                    _ = response.content  # the whole body, inside the deadline
+            except requests.RequestException as exc:
+                if deadline.expired:
+                    path = urlsplit(request.url or "").path
+                    msg = (
+                        f"Salesforce {request.method} {path}: no complete answer within "
+                        f"salesforce.timeout_s={self.timeout_s:g}s (the whole request, body included)"
+                    )
+                    raise RetriableError(msg) from exc
+                raise
+        return response
 
 
 class SalesforceConnector:
@@ -232,6 +272,8 @@ class SalesforceConnector:
         self.confirm_modstamps = confirm_modstamps and read_activities
         self._calls = 0
         self.renewals = 0
+        #: ``Sforce-NumberOfRecords`` of the last Bulk API results page, to check the CSV is whole
+        self._bulk_rows: int | None = None
         #: last ``Sforce-Limit-Info: api-usage=USED/LIMIT``
         self.daily_used: int | None = None
         self.daily_limit: int | None = None
@@ -279,6 +321,28 @@ class SalesforceConnector:
         match = re.search(r"(?:^|[^-])api-usage=(\d+)/(\d+)", info)
         if match:
             self.daily_used, self.daily_limit = int(match.group(1)), int(match.group(2))
+        self._check_answer(response, streamed=bool(kwargs.get("stream")))
+
+    def _check_answer(self, response: requests.Response, *, streamed: bool = False) -> None:
+        """A 2xx with a body must be what the API sends (JSON; CSV for Bulk results): a gateway's HTML page
+        with status 200 is a malformed answer (retried), never data. Bulk results also say their row count."""
+        if not 200 <= response.status_code < 300 or response.status_code == 204:
+            return
+        path = urlsplit(response.request.url or "").path
+        bulk_results = "/jobs/query/" in path and path.endswith("/results")
+        content_type = response.headers.get("Content-Type", "")
+        expected = "csv" if bulk_results else "json"
+        has_body = response.headers.get("Content-Length") != "0" if streamed else bool(response.content)
+        if expected not in content_type.lower() and (has_body or bulk_results):
+            kind = content_type.split(";", 1)[0].strip() or "no content type"
+            raise MalformedResponse(
+                f"Salesforce {response.request.method} {path}: answered {response.status_code} with {kind}, "
+                f"not {expected.upper()}"
+            )
+        if bulk_results:
+            count = response.headers.get("Sforce-NumberOfRecords", "")
+            require(count.isdigit(), "Salesforce", path, "Bulk results without Sforce-NumberOfRecords")
+            self._bulk_rows = int(count)
 
     def _connect(self) -> Salesforce:
         token = self.auth.fetch(self.session)
@@ -503,7 +567,8 @@ class SalesforceConnector:
     ) -> RawRecord:
         flat = _flatten(row)
         properties = {k: _text(v) for k, v in flat.items()}
-        record_id = str(flat["Id"])
+        # a null id stays empty (never the string "None"): the pipeline skips and counts such records
+        record_id = "" if flat.get("Id") is None else str(flat["Id"]).strip()
         updated = _parse_time(flat.get(CURSOR_FIELD))
         active = (engaged or {}).get(record_id)
         if active is not None and (updated is None or active > updated):
@@ -513,13 +578,13 @@ class SalesforceConnector:
     def _query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
         """Pages of one SOQL query, following ``nextRecordsUrl`` (one call each; a repeating cursor stops)."""
         headers = {"Sforce-Query-Options": f"batchSize={QUERY_PAGE_SIZE}"}
-        page = self._call(lambda sf: sf.query(soql, headers=headers))
+        page = self._call(lambda sf: _checked_page(sf.query(soql, headers=headers)))
         seen: set[str] = set()
         while True:
-            yield list(page.get("records") or [])
-            nxt = page.get("nextRecordsUrl")
-            if page.get("done", True) or not nxt:
+            yield list(page["records"])
+            if page["done"]:
                 return
+            nxt = page["nextRecordsUrl"]
             if nxt in seen:
                 raise ConnectorError(f"Salesforce query paging repeated the cursor {nxt!r}")
             seen.add(nxt)
@@ -534,10 +599,24 @@ class SalesforceConnector:
         engaged: Mapping[str, datetime] | None = None,
     ) -> Iterator[list[RawRecord]]:
         # the query cursor is a snapshot: records stamped while we page (our own writes) neither loop nor skip
-        soql = f"SELECT {', '.join(fields)} FROM {sobject} WHERE {where} ORDER BY Id"
-        for rows in self._query_pages(soql):
-            if rows:
-                yield [self._to_record(object_type, r, engaged) for r in rows]
+        last_id: str | None = None
+        restarts = 0
+        while True:
+            after = f" AND Id > {_quote(last_id)}" if last_id else ""
+            soql = f"SELECT {', '.join(fields)} FROM {sobject} WHERE {where}{after} ORDER BY Id"
+            try:
+                for rows in self._query_pages(soql):
+                    if rows:
+                        yield [self._to_record(object_type, r, engaged) for r in rows]
+                        last_id, restarts = str(rows[-1].get("Id") or last_id or ""), 0
+                return
+            except RequestRejected as exc:
+                # a retried page (after a malformed answer) may find its cursor closed, as Salesforce closes
+                # it after the last batch: go on from the last id read (ORDER BY Id), a few times at most
+                if "INVALID_QUERY_LOCATOR" not in str(exc) or restarts >= 3:
+                    raise
+                restarts += 1
+                log.warning("salesforce.query_restarted", sobject=sobject, after_id=last_id, error=str(exc))
 
     def _read_bulk(self, object_type: str, sobject: str, fields: list[str], where: str) -> Iterator[list[RawRecord]]:
         """Bulk API 2.0 query job, streamed as CSV pages; a failed job is re-run, skipping rows already yielded."""
@@ -554,10 +633,11 @@ class SalesforceConnector:
                         yield part
                         yielded.update(r.id for r in part)
                 return
-            except RetriableError:
+            except RetriableError as exc:
                 attempts += 1
                 if attempts > 3:
                     raise
+                log.warning("salesforce.bulk_rerun", sobject=sobject, attempt=attempts, error=str(exc))
 
     def _bulk_pages(self, sobject: str, soql: str) -> Iterator[list[dict[str, Any]]]:
         def run(sf: Salesforce) -> Iterator[str | int]:
@@ -580,7 +660,10 @@ class SalesforceConnector:
                 raise RetriableError("Salesforce session expired during a Bulk API 2.0 query") from exc
             except Exception as exc:
                 raise map_error(exc) from exc
-            rows = list(csv.DictReader(io.StringIO(str(text))))
+            try:
+                rows = _bulk_rows(sobject, str(text), self._bulk_rows)
+            except csv.Error as exc:
+                raise map_error(exc) from exc
             yield [{k: self._csv_value(sobject, k, v) for k, v in row.items()} for row in rows]
 
     def _csv_value(self, sobject: str, name: str, value: str) -> Any:
@@ -773,11 +856,46 @@ def _create_field(sf: Salesforce, payload: Mapping[str, Any]) -> Any:
 
 
 def _query(sf: Salesforce, soql: str) -> Any:
-    return sf.query(soql)
+    return _checked_page(sf.query(soql))
 
 
 def _query_more(sf: Salesforce, url: str, headers: Mapping[str, str]) -> Any:
-    return sf.query_more(url, identifier_is_url=True, headers=dict(headers))
+    return _checked_page(sf.query_more(url, identifier_is_url=True, headers=dict(headers)))
+
+
+def _checked_page(page: Any) -> Mapping[str, Any]:
+    """A SOQL page as documented: ``records`` a list of objects, ``done`` a boolean, ``totalSize`` a number,
+    and a ``nextRecordsUrl`` whenever ``done`` is false (else a page would read as the last one)."""
+    what = "query page"
+    require(isinstance(page, Mapping), "Salesforce", what, f"expected a JSON object, got {type(page).__name__}")
+    records = page.get("records")
+    require(isinstance(records, list), "Salesforce", what, "the answer has no records list")
+    require(all(isinstance(r, Mapping) for r in records), "Salesforce", what, "a record is not an object")
+    require(isinstance(page.get("done"), bool), "Salesforce", what, "the answer has no done flag")
+    require(isinstance(page.get("totalSize"), int), "Salesforce", what, "the answer has no totalSize")
+    if not page["done"]:
+        nxt = page.get("nextRecordsUrl")
+        require(isinstance(nxt, str) and nxt != "", "Salesforce", what, "done is false but no nextRecordsUrl")
+    checked: Mapping[str, Any] = page
+    return checked
+
+
+def _bulk_rows(sobject: str, text: str, expected: int | None) -> list[dict[str, str]]:
+    """The rows of one Bulk API results page, checked whole: an ``Id`` column, every row as wide as the
+    header, and as many rows as ``Sforce-NumberOfRecords`` said (a truncated CSV still parses)."""
+    what = f"Bulk API results of {sobject}"
+    reader = csv.DictReader(io.StringIO(text), strict=True)
+    rows = list(reader)
+    if not rows and not text.strip():
+        require(not expected, "Salesforce", what, f"an empty body, {expected} records announced")
+        return []
+    require("Id" in (reader.fieldnames or []), "Salesforce", what, "the CSV has no Id column")
+    width = len(reader.fieldnames or [])
+    short = [i for i, row in enumerate(rows) if None in row or len(row) != width or None in row.values()]
+    require(not short, "Salesforce", what, f"row {short[0] + 2 if short else 0} is cut short or too wide")
+    if expected is not None:
+        require(len(rows) == expected, "Salesforce", what, f"{len(rows)} rows, {expected} announced")
+    return rows
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:

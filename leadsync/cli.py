@@ -535,6 +535,35 @@ def main() -> None:
     app()
 
 
+FaultKindsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--fault-kinds",
+        help="Comma-separated kinds --fault-rate draws from: 500, 502, 503, slow, drop, corrupt (a truncated "
+        "200 body), html (a gateway's 200 text/html page), drip (the body at 64 bytes/s). Default: 500..drop.",
+    ),
+]
+FaultAtOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fault-at",
+        help="KIND:N[+][:METHOD /path]: the Nth request (N+: and every later one) to that endpoint gets KIND, "
+        "e.g. 'corrupt:2:GET /crm/v3/objects/contacts'. Repeatable.",
+    ),
+]
+
+
+def _sandbox_faults(kinds: str | None, rules: list[str] | None) -> tuple[dict[str, Any], list[Any]]:
+    """``--fault-kinds`` and ``--fault-at`` checked up front (exit 2 naming the bad one)."""
+    from connectors.sandbox._server import parse_fault_kinds, parse_fault_rule
+
+    try:
+        chosen = {"fault_kinds": parse_fault_kinds(kinds)} if kinds is not None else {}
+        return chosen, [parse_fault_rule(r) for r in rules or []]
+    except ValueError as exc:
+        fail(f"--fault-kinds/--fault-at: {exc}", 2)
+
+
 @sandbox_app.command("hubspot")
 def sandbox_hubspot(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 8765,
@@ -543,6 +572,8 @@ def sandbox_hubspot(
     seed: Annotated[int, typer.Option(help="Same seed, same portal.")] = 0,
     rate_limit: Annotated[str | None, typer.Option("--rate-limit", help="e.g. 100/10s (default: off).")] = None,
     fault_rate: Annotated[float, typer.Option("--fault-rate", help="Share of requests that fail (0..1).")] = 0.0,
+    fault_kinds: FaultKindsOption = None,
+    fault_at: FaultAtOption = None,
     index_lag_s: Annotated[float, typer.Option("--index-lag", help="Seconds before search sees a write.")] = 0.0,
 ) -> None:
     """Run the HubSpot emulator in the foreground; prints its base URL and token."""
@@ -551,7 +582,11 @@ def sandbox_hubspot(
     if not 0 <= fault_rate <= 1:
         fail(f"--fault-rate: expected a share between 0 and 1, got {fault_rate}", 2)
 
+    kinds, rules = _sandbox_faults(fault_kinds, fault_at)
+
     def ready(server: HubSpotSandboxServer) -> None:
+        for rule in rules:
+            server.app.faults.schedule(rule)
         out.print(f"HubSpot sandbox: {server.url}", highlight=False)
         out.print(f"token: {server.token}", highlight=False)
         out.print(
@@ -569,6 +604,7 @@ def sandbox_hubspot(
             seed=seed,
             rate_limit=rate_limit,
             fault_rate=fault_rate,
+            **kinds,
             index_lag_s=index_lag_s,
         )
     except ValueError as exc:
@@ -589,6 +625,8 @@ def sandbox_salesforce(
     ] = None,
     rate_limit: Annotated[str | None, typer.Option("--rate-limit", help="e.g. 100/10s (default: off).")] = None,
     fault_rate: Annotated[float, typer.Option("--fault-rate", help="Share of requests that fail (0..1).")] = 0.0,
+    fault_kinds: FaultKindsOption = None,
+    fault_at: FaultAtOption = None,
 ) -> None:
     """Run the Salesforce emulator (HTTPS) in the foreground; prints its URL, credentials and CA file."""
     from connectors.sandbox.salesforce import SalesforceSandboxServer, serve_salesforce_sandbox
@@ -596,7 +634,11 @@ def sandbox_salesforce(
     if not 0 <= fault_rate <= 1:
         fail(f"--fault-rate: expected a share between 0 and 1, got {fault_rate}", 2)
 
+    kinds, rules = _sandbox_faults(fault_kinds, fault_at)
+
     def ready(server: SalesforceSandboxServer) -> None:
+        for rule in rules:
+            server.app.faults.schedule(rule)
         out.print(f"Salesforce sandbox: {server.url}", highlight=False)
         out.print(f"token: {server.token}", highlight=False)
         out.print(f"client_id: {server.client_id}  client_secret: {server.client_secret}", highlight=False)
@@ -621,6 +663,7 @@ def sandbox_salesforce(
             ca_file=ca_file,
             rate_limit=rate_limit,
             fault_rate=fault_rate,
+            **kinds,
         )
     except ValueError as exc:
         fail(str(exc), 2)

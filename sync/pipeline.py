@@ -78,6 +78,8 @@ class SyncSummary:
     workflows_triggered: int = 0
     properties_created: list[str] = field(default_factory=list)
     bad_values: int = 0
+    #: records skipped because the CRM sent them without a usable id (never scored, never written)
+    bad_records: int = 0
     api_calls: int = 0
     duration_s: float = 0.0
     watermark: str | None = None
@@ -198,7 +200,7 @@ class SyncPipeline:
             # pages are gathered into batches so that activities are read for many records per call
             batch: list[RawRecord] = []
             for page in self.connector.read_records(window, self.read_properties()):
-                batch.extend(page)
+                batch.extend(self._usable(page, summary))
                 if len(batch) >= self.batch_size:
                     self._process_page(batch, score_now, summary, dry_run=dry_run)
                     batch = []
@@ -227,6 +229,16 @@ class SyncPipeline:
             self.store.finish_run(run_id, "ok", summary.as_dict())
         log.info("sync.done", **{k: v for k, v in summary.as_dict().items() if k != "properties_created"})
         return summary
+
+    def _usable(self, page: Sequence[RawRecord], summary: SyncSummary) -> list[RawRecord]:
+        """The page without records whose id is null or empty: they cannot be cached, scored or written
+        back (a write to id "None" would be refused, or worse, land on a record of that name)."""
+        usable = [r for r in page if r.id and r.id.strip() and r.id != "None"]
+        skipped = len(page) - len(usable)
+        if skipped:
+            summary.bad_records += skipped
+            log.warning("crm.bad_record", crm=self.connector.name, problem="record without an id", count=skipped)
+        return usable
 
     def _bad_value(self, summary: SyncSummary) -> Callable[[str, str, Any, str], None]:
         def report(record_id: str, prop: str, raw: Any, problem: str) -> None:

@@ -7,6 +7,10 @@ server (the class ``werkzeug.serving.make_server(..., threaded=True)`` builds), 
 its connection threads so that :meth:`SandboxServer.stop` leaves no thread running: it shuts their
 sockets down and joins them, and an injected slow response ends at once instead of outliving the server.
 
+Faults come at a seeded random rate (``fault_rate``/``fault_kinds``) or scheduled, deterministically:
+``app.faults.schedule("corrupt", "GET /crm/v3/objects/contacts", nth=2)`` gives the 2nd request to that
+endpoint a truncated 200 body (``html``: a gateway's 200 error page; ``drip``: the right body, trickled).
+
 Every sandbox serves ``GET /__sandbox/stats`` (no auth, never counted, never throttled or faulted)::
 
     {"requests": total, "by_endpoint": {"METHOD /path/{template}": n}, "throttled": n429, "faults": n}
@@ -37,12 +41,15 @@ from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
 __all__ = [
+    "ALL_FAULT_KINDS",
     "FAULT_KINDS",
+    "PAYLOAD_FAULT_KINDS",
     "RESET_STATS_PATH",
     "STATS_PATH",
     "Abort",
     "DropConnection",
     "FaultInjector",
+    "FaultRule",
     "LimitDecision",
     "RateLimit",
     "RequestStats",
@@ -52,6 +59,8 @@ __all__ = [
     "SandboxServer",
     "gc_paused",
     "json_response",
+    "parse_fault_kinds",
+    "parse_fault_rule",
     "parse_rate_limit",
     "retry_after_header",
 ]
@@ -61,9 +70,20 @@ logger = logging.getLogger("connectors.sandbox")
 #: internal endpoints: no auth, no limits, no faults, not counted in the statistics
 STATS_PATH = "/__sandbox/stats"
 RESET_STATS_PATH = "/__sandbox/reset-stats"
-#: fault kinds: an HTTP status with the vendor's error body, a slow (but correct) response, or a socket
-#: closed without any response
+#: fault kinds drawn at the random fault rate by default: an HTTP status with the vendor's error body, a slow
+#: (but correct) response, or a socket closed without any response
 FAULT_KINDS: tuple[str, ...] = ("500", "502", "503", "slow", "drop")
+#: faults in a 200's body: ``corrupt`` (the real body truncated: malformed JSON or CSV), ``html`` (a gateway's
+#: text/html error page, the handler never runs), ``drip`` (the correct body trickled, by default 64 bytes/s
+#: in small writes, so that a per-read timeout never trips)
+PAYLOAD_FAULT_KINDS: tuple[str, ...] = ("corrupt", "html", "drip")
+#: every kind ``fault_kinds`` and :meth:`FaultInjector.schedule` accept
+ALL_FAULT_KINDS: tuple[str, ...] = FAULT_KINDS + PAYLOAD_FAULT_KINDS
+#: a proxy's error page, served by the ``html`` fault with status 200
+GATEWAY_PAGE = (
+    b"<html><head><title>502 Bad Gateway</title></head>"
+    b"<body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n"
+)
 #: how often the serve loop checks for shutdown; small so that stop() is quick
 _POLL_INTERVAL_S = 0.05
 
@@ -242,8 +262,72 @@ class RequestStats:
             self._extra = dict.fromkeys(self._extra, 0)
 
 
+@dataclass(slots=True)
+class FaultRule:
+    """A scheduled fault: from the ``nth`` request (counted from when it was scheduled) to ``endpoint``
+    (a route key such as ``"GET /crm/v3/objects/contacts"``; None: any endpoint), ``times`` requests in a row
+    (None: every one from then on) get ``kind``."""
+
+    kind: str
+    endpoint: str | None = None
+    nth: int = 1
+    times: int | None = 1
+    seen: int = 0
+    fired: int = 0
+
+    def hit(self, endpoint: str) -> bool:
+        """Count one request; True when this one gets the fault."""
+        if self.endpoint is not None and self.endpoint != endpoint:
+            return False
+        self.seen += 1
+        if self.seen < self.nth or (self.times is not None and self.fired >= self.times):
+            return False
+        self.fired += 1
+        return True
+
+
+def _check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
+    chosen = tuple(kinds)
+    unknown = [k for k in chosen if k not in ALL_FAULT_KINDS]
+    if unknown or not chosen:
+        msg = (
+            f"fault kinds must be a non-empty subset of {', '.join(ALL_FAULT_KINDS)}; got {', '.join(chosen) or 'none'}"
+        )
+        raise ValueError(msg)
+    return chosen
+
+
+def parse_fault_kinds(text: str) -> tuple[str, ...]:
+    """``"corrupt,html"`` -> ``("corrupt", "html")`` (the sandbox CLI's ``--fault-kinds``).
+
+    :raises ValueError: naming the unknown kinds.
+    """
+    return _check_kinds(k.strip() for k in text.split(",") if k.strip())
+
+
+_RULE_RE = re.compile(r"^\s*(\w+)\s*:\s*(\d+)(\+?)\s*(?::\s*(\S.*?))?\s*$")
+
+
+def parse_fault_rule(text: str) -> FaultRule:
+    """``KIND:N[+][:METHOD /path/{template}]``: the Nth request (``N+``: and every later one) to that endpoint
+    (default: any) gets KIND, e.g. ``corrupt:2:GET /crm/v3/objects/contacts`` (the sandbox CLI's ``--fault-at``).
+
+    :raises ValueError: when the text is not of that form or the kind is unknown.
+    """
+    match = _RULE_RE.match(text)
+    if not match or int(match.group(2)) < 1:
+        msg = (
+            f"invalid fault rule {text!r}: expected KIND:N[+][:METHOD /path], "
+            "e.g. corrupt:2:GET /crm/v3/objects/contacts"
+        )
+        raise ValueError(msg)
+    kind = _check_kinds([match.group(1)])[0]
+    return FaultRule(kind, match.group(4), int(match.group(2)), None if match.group(3) else 1)
+
+
 class FaultInjector:
-    """Draws injected faults at ``rate`` from a seeded RNG, so that a fault sequence is reproducible."""
+    """Injects faults: scheduled ones (:meth:`schedule`, deterministic) first, else drawn at ``rate`` from a
+    seeded RNG, so that a fault sequence is reproducible."""
 
     def __init__(
         self,
@@ -252,16 +336,16 @@ class FaultInjector:
         seed: int = 0,
         kinds: Iterable[str] = FAULT_KINDS,
         slow_s: float = 2.0,
+        drip_bytes_per_s: float = 64.0,
     ) -> None:
-        self.kinds = tuple(kinds)
-        unknown = [k for k in self.kinds if k not in FAULT_KINDS]
-        if unknown or not self.kinds:
-            msg = f"fault kinds must be a non-empty subset of {FAULT_KINDS}, got {self.kinds}"
-            raise ValueError(msg)
+        self.kinds = _check_kinds(kinds)
         self.rate = rate
         self.slow_s = slow_s
+        #: how fast a ``drip`` fault sends the body (about 20 writes a second, of up to 64 bytes each)
+        self.drip_bytes_per_s = drip_bytes_per_s
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self._rules: list[FaultRule] = []
 
     @property
     def rate(self) -> float:
@@ -274,12 +358,33 @@ class FaultInjector:
             raise ValueError(msg)
         self._rate = value
 
-    def draw(self) -> str | None:
-        """The fault to inject into this request, or None."""
-        if self._rate <= 0.0:
-            return None
+    def schedule(
+        self, kind: str | FaultRule, endpoint: str | None = None, *, nth: int = 1, times: int | None = 1
+    ) -> FaultRule:
+        """Give the ``nth`` next request to ``endpoint`` (None: any), and ``times - 1`` after it (None: all
+        later ones), the fault ``kind``. Returns the rule (its ``fired`` counts the faults it injected)."""
+        rule = kind if isinstance(kind, FaultRule) else FaultRule(_check_kinds([kind])[0], endpoint, nth, times)
+        if rule.nth < 1 or (rule.times is not None and rule.times < 1):
+            msg = f"a fault rule needs nth >= 1 and times >= 1 (or None), got nth={rule.nth} times={rule.times}"
+            raise ValueError(msg)
         with self._lock:
-            if self._rng.random() >= self._rate:
+            self._rules.append(rule)
+        return rule
+
+    def clear_schedule(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def draw(self, endpoint: str = "") -> str | None:
+        """The fault to inject into this request to ``endpoint`` (a route key), or None."""
+        with self._lock:
+            chosen = None
+            for rule in self._rules:  # every rule counts the request, even when an earlier one fires
+                if rule.hit(endpoint) and chosen is None:
+                    chosen = rule.kind
+            if chosen is not None:
+                return chosen
+            if self._rate <= 0.0 or self._rng.random() >= self._rate:
                 return None
             return self._rng.choice(self.kinds)
 
@@ -396,20 +501,44 @@ class SandboxApp:
             if admitted.status_code == 429:
                 self.stats.record_throttled()
             return admitted
-        fault = self.faults.draw()
+        fault = self.faults.draw(route.key)
         if fault is not None:
             self.stats.record_fault()
             if fault == "drop":
                 request.get_data()  # the request arrived whole; only the answer is lost
                 raise DropConnection("sandbox fault: connection dropped")
+            if fault == "html":  # a gateway answered in the vendor's place: the request never arrived
+                request.get_data()
+                return Response(GATEWAY_PAGE, status=200, mimetype="text/html")
             if fault == "slow":
                 self.stopping.wait(self.faults.slow_s)
-            else:
+            elif fault not in PAYLOAD_FAULT_KINDS:
                 return self.fault_response(int(fault))
         response = self._run(route, request, params)
         for name, value in admitted.items():
             response.headers[name] = value
+        if fault == "corrupt":
+            return _truncated(response)
+        if fault == "drip":
+            return self._dripped(response)
         return response
+
+    def _dripped(self, response: Response) -> Response:
+        """The same answer, its body sent slowly (the declared Content-Length is the full one)."""
+        body = response.get_data()
+        rate = max(self.faults.drip_bytes_per_s, 1.0)
+        chunk = max(1, min(64, int(rate / 20)))  # about 20 writes a second: no socket read ever waits long
+        stopping = self.stopping
+
+        def trickle() -> Iterator[bytes]:
+            for start in range(0, len(body), chunk):
+                if start and stopping.wait(chunk / rate):
+                    return  # the server is stopping: the client sees a short body
+                yield body[start : start + chunk]
+
+        dripped = Response(trickle(), status=response.status_code, headers=response.headers)
+        dripped.headers["Content-Length"] = str(len(body))
+        return dripped
 
     def _run(self, route: Route, request: Request, params: Mapping[str, Any]) -> Response:
         try:
@@ -431,6 +560,13 @@ class SandboxApp:
     def _reset_stats(self, request: Request) -> Response:
         self.stats.reset()
         return Response(status=204)
+
+
+def _truncated(response: Response) -> Response:
+    """Status 200 with the first half of the real body (malformed JSON or a short CSV), same content type."""
+    body = response.get_data() or b'{"results": [{"id": "1", "properties": {'
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return Response(body[: max(1, len(body) // 2)], status=200, headers=headers)
 
 
 class _QuietRequestHandler(WSGIRequestHandler):
