@@ -42,6 +42,33 @@ class RawActivity:
 
 
 @dataclass(frozen=True, slots=True)
+class RawOutcome:
+    """A record's conversion as the CRM shows it: the earliest qualifying evidence and when it happened.
+
+    ``source`` says which evidence: ``lifecycle:<stage>`` (HubSpot's ``hs_lifecyclestage_<stage>_date``),
+    ``deal:closedwon`` (an associated deal closed won), ``lead:converted`` (Salesforce ``IsConverted``),
+    ``opportunity:won`` (a won Opportunity, through the converted lead or an OpportunityContactRole).
+    """
+
+    record_id: str
+    converted_at: datetime
+    source: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeSpec:
+    """What counts as converted (the ``outcomes:`` config section, CRM-neutral)."""
+
+    #: HubSpot: reaching this lifecycle stage counts (None: the stage does not count)
+    lifecycle_stage: str | None = "customer"
+    #: an associated deal closed won (HubSpot) / a won Opportunity (Salesforce) counts
+    closed_won: bool = True
+    #: Salesforce: a converted Lead counts even when its Opportunity is not (yet) won
+    converted_lead: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RecordUpdate:
     """Properties to set on one record."""
 
@@ -103,6 +130,20 @@ class Connector(Protocol):
 
     def read_activities(self, records: Sequence[RawRecord]) -> Mapping[str, list[RawActivity]]:
         """Activities of the given records, by record id (empty when the CRM only keeps counters)."""
+        ...
+
+    def read_outcomes(self, records: Sequence[RawRecord], spec: OutcomeSpec) -> Mapping[str, RawOutcome]:
+        """The earliest outcome of each given record that ``spec`` counts, by record id (absent: none yet).
+
+        Batched like ``read_activities`` (never one call per record); properties the spec needs on the
+        record itself (``outcome_properties``) come with the ordinary record reads, at no extra call.
+
+        :raises connectors.errors.ConnectorError: when the CRM fails for good (after retries).
+        """
+        ...
+
+    def outcome_properties(self, spec: OutcomeSpec) -> Sequence[str]:
+        """Record properties ``read_outcomes`` needs on each record (added to ``read_records``' list)."""
         ...
 
     def write(self, updates: Sequence[RecordUpdate]) -> WriteResult:
