@@ -132,20 +132,6 @@ class Connector(Protocol):
         """Activities of the given records, by record id (empty when the CRM only keeps counters)."""
         ...
 
-    def read_outcomes(self, records: Sequence[RawRecord], spec: OutcomeSpec) -> Mapping[str, RawOutcome]:
-        """The earliest outcome of each given record that ``spec`` counts, by record id (absent: none yet).
-
-        Batched like ``read_activities`` (never one call per record); properties the spec needs on the
-        record itself (``outcome_properties``) come with the ordinary record reads, at no extra call.
-
-        :raises connectors.errors.ConnectorError: when the CRM fails for good (after retries).
-        """
-        ...
-
-    def outcome_properties(self, spec: OutcomeSpec) -> Sequence[str]:
-        """Record properties ``read_outcomes`` needs on each record (added to ``read_records``' list)."""
-        ...
-
     def write(self, updates: Sequence[RecordUpdate]) -> WriteResult:
         """Write properties in the largest batches the API allows.
 
@@ -174,4 +160,23 @@ class Connector(Protocol):
     @property
     def api_calls(self) -> int:
         """API calls made so far by this connector (retries included)."""
+        ...
+
+
+@runtime_checkable
+class OutcomeReader(Protocol):
+    """What the learning loop needs from a CRM on top of :class:`Connector`: who converted, and when."""
+
+    def read_outcomes(self, records: Sequence[RawRecord], spec: OutcomeSpec) -> Mapping[str, RawOutcome]:
+        """The earliest outcome of each given record that ``spec`` counts, by record id (absent: none yet).
+
+        Batched like ``read_activities`` (never one call per record); properties the spec needs on the
+        record itself (``outcome_properties``) come with the ordinary record reads, at no extra call.
+
+        :raises connectors.errors.ConnectorError: when the CRM fails for good (after retries).
+        """
+        ...
+
+    def outcome_properties(self, spec: OutcomeSpec) -> Sequence[str]:
+        """Record properties ``read_outcomes`` needs on each record (added to ``read_records``' list)."""
         ...
