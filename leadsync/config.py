@@ -27,6 +27,7 @@ from pydantic import (
 )
 from sqlalchemy.engine import make_url
 
+from connectors.base import OutcomeSpec
 from leadsync.logs import register_secret
 from sync.schedule import DEFAULT_PORT, crontab_trigger, parse_duration, parse_timezone
 
@@ -402,6 +403,35 @@ class ScheduleConfig(_Section):
     sync: JobScheduleConfig | None = Field(default_factory=lambda: JobScheduleConfig(every=300))
     #: passes that read every record (e.g. nightly), to catch anything an incremental window missed
     full_sync: JobScheduleConfig | None = None
+    #: re-evaluate the scores against outcomes (leadsync evaluate, logged and exported as gauges)
+    evaluate: JobScheduleConfig | None = Field(default_factory=lambda: JobScheduleConfig(every=15 * 86400))
+
+
+class OutcomesConfig(_Section):
+    """What counts as converted, and the window it must happen in (``leadsync evaluate`` and the daemon)."""
+
+    #: read outcomes with the leads (off: no outcome reads, evaluation only from a labeled CSV)
+    enabled: bool = True
+    #: HubSpot: reaching this lifecycle stage counts (its hs_lifecyclestage_<stage>_date); null: it does not
+    lifecycle_stage: Literal["customer", "opportunity", "salesqualifiedlead"] | None = "customer"
+    #: an associated deal closed won (HubSpot) / a won Opportunity (Salesforce) counts
+    closed_won: bool = True
+    #: Salesforce: a converted Lead counts even when its Opportunity is not (yet) won
+    converted_lead: bool = False
+    #: converted within this many days of the anchor counts; younger unconverted leads are pending
+    window_days: int = Field(default=90, gt=0)
+    #: the window starts when the lead was created, or when leadsync first scored it
+    window_from: Literal["created", "first_scored"] = "created"
+    #: the score evaluated is the one the lead had this many days before its outcome (never after it)
+    lead_time_days: float = Field(default=1, ge=0)
+    #: the scheduled evaluation warns when AUC falls by more than this from the previous one
+    auc_drop_warn: float = Field(default=0.05, ge=0, le=1)
+
+    def spec(self) -> OutcomeSpec:
+        """The CRM-neutral definition the connectors read."""
+        return OutcomeSpec(
+            lifecycle_stage=self.lifecycle_stage, closed_won=self.closed_won, converted_lead=self.converted_lead
+        )
 
 
 class RunConfig(_Section):
@@ -431,6 +461,7 @@ class Config(_Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    outcomes: OutcomesConfig = Field(default_factory=OutcomesConfig)
 
     #: where this config was read from (for messages)
     _source: str = PrivateAttr(default="<memory>")

@@ -5,9 +5,10 @@ May import sqlalchemy, alembic and structlog only (no other leadsync package); s
 
 from sync.state.engine import DEFAULT_STATE_URL, StateStoreError, describe_store, normalize_url
 from sync.state.leads import MAX_VALUE_CHARS
-from sync.state.records import CachedLead, FailedWrite, OutboxItem, RunRecord, StoredScore
+from sync.state.records import CachedLead, FailedWrite, HistoryRow, OutboxItem, RunRecord, StoredOutcome, StoredScore
 from sync.state.runs import ABANDONED
 from sync.state.schema import (
+    ARMS,
     OUTBOX_STATUSES,
     RUN_STATUSES,
     UTCDateTime,
@@ -16,7 +17,9 @@ from sync.state.schema import (
     t_leads,
     t_leases,
     t_outbox,
+    t_outcomes,
     t_runs,
+    t_score_history,
     t_scores,
     t_watermarks,
     t_written,
@@ -25,16 +28,19 @@ from sync.state.store import StateStore
 
 __all__ = [
     "ABANDONED",
+    "ARMS",
     "DEFAULT_STATE_URL",
     "MAX_VALUE_CHARS",
     "OUTBOX_STATUSES",
     "RUN_STATUSES",
     "CachedLead",
     "FailedWrite",
+    "HistoryRow",
     "OutboxItem",
     "RunRecord",
     "StateStore",
     "StateStoreError",
+    "StoredOutcome",
     "StoredScore",
     "UTCDateTime",
     "describe_store",
@@ -44,7 +50,9 @@ __all__ = [
     "t_leads",
     "t_leases",
     "t_outbox",
+    "t_outcomes",
     "t_runs",
+    "t_score_history",
     "t_scores",
     "t_watermarks",
     "t_written",

@@ -122,6 +122,26 @@ class LeadCache(Database):
                 return
             last = chunk[-1].id
 
+    def iter_lead_values(self, prop: str, chunk_size: int = 10_000) -> Iterator[list[tuple[str, str | None]]]:
+        """(id, one raw property as text) of every cached lead, ordered by id, without loading whole leads.
+
+        Evaluation needs only each lead's creation date of a million leads: the JSON is read by the database.
+        """
+        value = t_leads.c.properties[prop].as_string()
+        last: str | None = None
+        while True:
+            query = select(t_leads.c.id, value).order_by(t_leads.c.id).limit(chunk_size)
+            if last is not None:
+                query = query.where(t_leads.c.id > last)
+            with self._begin(write=False) as conn:
+                page = [(str(r[0]), None if r[1] is None else str(r[1])) for r in conn.execute(query)]
+            if not page:
+                return
+            yield page
+            if len(page) < chunk_size:
+                return
+            last = page[-1][0]
+
     def find_lead(self, id_or_email: str) -> CachedLead | None:
         """A lead by exact id, else by email (case-insensitive; the most recently updated if several)."""
         key = id_or_email.strip()

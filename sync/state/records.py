@@ -81,6 +81,30 @@ class RunRecord:
     error: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """A lead's score from ``at`` on (until its next row): what evaluation reads "as of" a moment."""
+
+    lead_id: str
+    at: datetime
+    total: int
+    grade: str
+    qualified: bool
+    rules_version: str
+    arm: str = "champion"  # champion | challenger
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutcome:
+    """A lead's earliest conversion the CRM showed, and when leadsync first saw it."""
+
+    lead_id: str
+    converted_at: datetime
+    source: str
+    detail: dict[str, Any]
+    first_seen_at: datetime | None = None
+
+
 # --------------------------------------------------------------------------------------------------------
 # the one mapper from rows to records
 

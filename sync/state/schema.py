@@ -177,3 +177,33 @@ t_leases = Table(
     Column("acquired_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
 )
+
+
+ARMS: Final = ("champion", "challenger")
+
+
+t_score_history = Table(  # revision 0003
+    "score_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("lead_id", String(255), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("grade", String(32), nullable=False),
+    Column("qualified", Boolean, nullable=False),
+    Column("rules_version", String(255), nullable=False),
+    Column("arm", String(16), nullable=False),
+    CheckConstraint("arm IN ('champion', 'challenger')", name="arm"),
+    Index(None, "lead_id", "arm", "at"),
+)
+
+
+t_outcomes = Table(  # revision 0003
+    "outcomes",
+    metadata,
+    Column("lead_id", String(255), primary_key=True),
+    Column("converted_at", UTCDateTime, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("detail", JSON, nullable=False),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+)

@@ -2,7 +2,7 @@
 
 What lives here: run history, per-stream watermarks, the local lead cache (so a rules change can rescore
 every lead without reading the CRM), the last score and the last properties written to the CRM per lead
-(diff before write), per-record write failures, the workflow-trigger outbox (exactly one item per
+(diff before write), each lead's score history and outcome (the learning loop), per-record write failures, the workflow-trigger outbox (exactly one item per
 qualification) and job leases (several replicas on one PostgreSQL store do not double-process).
 
 Rules every method follows:
@@ -35,9 +35,11 @@ from sqlalchemy import select, text
 
 from sync.state.engine import DEFAULT_STATE_URL
 from sync.state.failures import FailedWrites
+from sync.state.history import ScoreHistory
 from sync.state.leads import LeadCache
 from sync.state.outbox import Outbox
-from sync.state.records import StoredScore
+from sync.state.outcomes import Outcomes
+from sync.state.records import HistoryRow, StoredOutcome, StoredScore
 from sync.state.runs import RunsLeasesWatermarks
 from sync.state.scores import Scores
 
@@ -46,7 +48,7 @@ _MIGRATIONS_DIR: Final = Path(__file__).resolve().parent.parent / "migrations"  
 _PG_MIGRATE_LOCK: Final = 0x6C65616473796E63
 
 
-class StateStore(LeadCache, Scores, Outbox, FailedWrites, RunsLeasesWatermarks):
+class StateStore(LeadCache, Scores, ScoreHistory, Outcomes, Outbox, FailedWrites, RunsLeasesWatermarks):
     """The pipeline's persistent state. Thread-safe (one engine, a connection per call)."""
 
     @classmethod
@@ -91,14 +93,20 @@ class StateStore(LeadCache, Scores, Outbox, FailedWrites, RunsLeasesWatermarks):
         written: Mapping[str, Mapping[str, str]],
         triggers: Sequence[tuple[str, str | None, datetime]],
         watermark: tuple[str, datetime] | None,
-    ) -> None:
-        """Save scores, merge written properties, enqueue triggers and move the watermark: all or nothing."""
+        history: Sequence[HistoryRow] = (),
+        outcomes: Sequence[StoredOutcome] = (),
+    ) -> int:
+        """Save scores (and their history rows), merge written properties, enqueue triggers, store outcomes
+        and move the watermark: all or nothing. Returns how many leads got their first outcome."""
         with self._begin() as conn:
             self._save_scores(conn, scores)
+            self._append_history(conn, history)
+            new_outcomes = self._upsert_outcomes(conn, outcomes)
             self._record_written(conn, written)
             self._enqueue_triggers(conn, triggers)
             if watermark is not None:
                 self._set_watermark(conn, watermark[0], watermark[1])
+        return new_outcomes
 
     def ping(self) -> None:
         """One round trip to the database (readiness checks, `leadsync check`). :raises StateStoreError:"""

@@ -13,8 +13,10 @@ from sqlalchemy import inspect, text
 from sync.state import StateStore, StateStoreError, metadata, normalize_url
 
 #: the newest alembic revision (sync/migrations/versions/)
-HEAD = "0002"
-TABLES = {"runs", "watermarks", "leads", "scores", "written", "failed_writes", "outbox", "leases"}
+HEAD = "0003"
+TABLES = {
+    "runs", "watermarks", "leads", "scores", "written", "failed_writes", "outbox", "leases", "score_history", "outcomes"
+}
 
 
 def test_constructor_does_not_create_tables(store_url: str) -> None:

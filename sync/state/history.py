@@ -1,0 +1,124 @@
+"""Score history: a row per lead and arm when its total, grade or qualification changes (compact by design).
+
+Evaluation needs the score a lead had *before* its outcome; the current score alone would include the
+engagement of the sales cycle itself. Rows are only appended, never updated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, or_, select
+
+from sync.state.engine import Database, aware, chunks, unique
+from sync.state.records import HistoryRow, from_row
+from sync.state.schema import ARMS, t_score_history
+
+_KEY = ("total", "grade", "qualified")
+
+
+def _same(a: HistoryRow, b: HistoryRow) -> bool:
+    return (a.total, a.grade, bool(a.qualified)) == (b.total, b.grade, bool(b.qualified))
+
+
+class ScoreHistory(Database):
+    """Append-only score history per lead and arm."""
+
+    def append_history(self, rows: Sequence[HistoryRow]) -> int:
+        """Append the rows that change their lead's last (total, grade, qualified); returns how many landed."""
+        with self._begin() as conn:
+            return self._append_history(conn, rows)
+
+    def _append_history(self, conn: Connection, rows: Sequence[HistoryRow]) -> int:
+        if not rows:
+            return 0
+        for row in rows:
+            if row.arm not in ARMS:
+                raise ValueError(f"score history arm must be one of {', '.join(ARMS)}; got {row.arm!r}")
+            aware(row.at, "score history at")
+        added = 0
+        for arm in dict.fromkeys(r.arm for r in rows):
+            # the last row of a lead in this batch wins over earlier ones only if it changed from them
+            batch = [r for r in rows if r.arm == arm]
+            last = self._last_history(conn, [r.lead_id for r in batch], arm)
+            fresh: list[dict[str, Any]] = []
+            for row in sorted(batch, key=lambda r: r.at):
+                previous = last.get(row.lead_id)
+                if previous is not None and (_same(previous, row) or row.at < previous.at):
+                    continue
+                last[row.lead_id] = row
+                fresh.append(
+                    {
+                        "lead_id": row.lead_id,
+                        "at": row.at,
+                        "total": row.total,
+                        "grade": row.grade,
+                        "qualified": bool(row.qualified),
+                        "rules_version": row.rules_version,
+                        "arm": arm,
+                    }
+                )
+            for chunk in chunks(fresh, 1000):
+                conn.execute(t_score_history.insert(), list(chunk))
+            added += len(fresh)
+        return added
+
+    def _last_history(self, conn: Connection, lead_ids: Sequence[str], arm: str) -> dict[str, HistoryRow]:
+        found: dict[str, HistoryRow] = {}
+        h = t_score_history
+        for chunk in chunks(unique(lead_ids)):
+            ranked = (
+                select(
+                    h,
+                    func.row_number().over(partition_by=h.c.lead_id, order_by=(h.c.at.desc(), h.c.id.desc())).label("n"),
+                )
+                .where(h.c.lead_id.in_(chunk), h.c.arm == arm)
+                .subquery()
+            )
+            for r in conn.execute(select(ranked).where(ranked.c.n == 1)):
+                found[r.lead_id] = from_row(HistoryRow, r)
+        return found
+
+    def last_history(self, lead_ids: Sequence[str], arm: str = "champion") -> dict[str, HistoryRow]:
+        """Each lead's latest history row of ``arm`` (leads without history are absent)."""
+        with self._begin(write=False) as conn:
+            return self._last_history(conn, lead_ids, arm)
+
+    def iter_history(self, *, arm: str | None = None, chunk_size: int = 10_000) -> Iterator[list[HistoryRow]]:
+        """Every history row ordered by lead, then time: keyset pages, one short transaction each.
+
+        A lead's rows may span two pages; callers group consecutive rows by ``lead_id``.
+        """
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1")
+        h = t_score_history
+        cursor: tuple[str, Any, int] | None = None
+        while True:
+            query = select(h).order_by(h.c.lead_id, h.c.at, h.c.id).limit(chunk_size)
+            if arm is not None:
+                query = query.where(h.c.arm == arm)
+            if cursor is not None:
+                lead, at, row_id = cursor
+                query = query.where(
+                    or_(
+                        h.c.lead_id > lead,
+                        and_(h.c.lead_id == lead, or_(h.c.at > at, and_(h.c.at == at, h.c.id > row_id))),
+                    )
+                )
+            with self._begin(write=False) as conn:
+                result = list(conn.execute(query))
+            if not result:
+                return
+            yield [from_row(HistoryRow, r) for r in result]
+            if len(result) < chunk_size:
+                return
+            tail = result[-1]
+            cursor = (tail.lead_id, tail.at, tail.id)
+
+    def count_history(self, arm: str | None = None) -> int:
+        query = select(func.count()).select_from(t_score_history)
+        if arm is not None:
+            query = query.where(t_score_history.c.arm == arm)
+        with self._begin(write=False) as conn:
+            return int(conn.execute(query).scalar_one())
