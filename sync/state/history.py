@@ -71,7 +71,9 @@ class ScoreHistory(Database):
             ranked = (
                 select(
                     h,
-                    func.row_number().over(partition_by=h.c.lead_id, order_by=(h.c.at.desc(), h.c.id.desc())).label("n"),
+                    func.row_number()
+                    .over(partition_by=h.c.lead_id, order_by=(h.c.at.desc(), h.c.id.desc()))
+                    .label("n"),
                 )
                 .where(h.c.lead_id.in_(chunk), h.c.arm == arm)
                 .subquery()

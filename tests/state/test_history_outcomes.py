@@ -11,7 +11,9 @@ from sync.state import HistoryRow, StateStore, StoredOutcome
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def row(lead: str, day: int, total: int, grade: str = "cold", qualified: bool = False, arm: str = "champion") -> HistoryRow:
+def row(
+    lead: str, day: int, total: int, grade: str = "cold", qualified: bool = False, arm: str = "champion"
+) -> HistoryRow:
     return HistoryRow(lead, T0 + timedelta(days=day), total, grade, qualified, "v1", arm)
 
 
