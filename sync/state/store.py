@@ -3,7 +3,8 @@
 What lives here: run history, per-stream watermarks, the local lead cache (so a rules change can rescore
 every lead without reading the CRM), the last score and the last properties written to the CRM per lead
 (diff before write), each lead's score history and outcome (the learning loop), per-record write failures,
-the workflow-trigger outbox (exactly one item per qualification) and job leases (several replicas on one PostgreSQL store do not double-process).
+the workflow-trigger outbox (exactly one item per qualification) and job leases (several replicas on one
+PostgreSQL store do not double-process).
 
 Rules every method follows:
 
