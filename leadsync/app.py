@@ -99,6 +99,7 @@ class App:
             settle=timedelta(seconds=self.config.sync.settle_s),
             explicit_triggers=bool(explicit),
             progress=progress,
+            outcomes=self.config.outcomes.spec() if self.config.outcomes.enabled else None,
         )
 
 

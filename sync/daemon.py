@@ -41,7 +41,18 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_J
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from connectors.base import Connector, PropertySpec, RawActivity, RawRecord, RecordUpdate, Window, WriteResult
+from connectors.base import (
+    Connector,
+    OutcomeReader,
+    OutcomeSpec,
+    PropertySpec,
+    RawActivity,
+    RawOutcome,
+    RawRecord,
+    RecordUpdate,
+    Window,
+    WriteResult,
+)
 from connectors.errors import BudgetExhausted, ConnectorError
 from sync.health import HealthServer
 from sync.lease import LeaseKeeper, LeaseLost, lease_name
@@ -129,6 +140,17 @@ class GuardedConnector:
     def ensure_properties(self, specs: Sequence[PropertySpec]) -> list[str]:
         self._guard()
         return self.inner.ensure_properties(specs)
+
+    def read_outcomes(self, records: Sequence[RawRecord], spec: OutcomeSpec) -> Mapping[str, RawOutcome]:
+        """The inner connector's outcomes (none when it cannot read them): a read, so never guarded."""
+        if isinstance(self.inner, OutcomeReader):
+            return self.inner.read_outcomes(records, spec)
+        return {}
+
+    def outcome_properties(self, spec: OutcomeSpec) -> Sequence[str]:
+        if isinstance(self.inner, OutcomeReader):
+            return self.inner.outcome_properties(spec)
+        return ()
 
     def trigger_delivered(self, record_id: str, email: str | None) -> bool | None:
         if isinstance(self.inner, DeliveryCheck):

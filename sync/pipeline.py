@@ -17,11 +17,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
-from connectors.base import Connector, RawRecord, RecordUpdate, Window
+from connectors.base import Connector, OutcomeReader, OutcomeSpec, RawRecord, RecordUpdate, Window
 from connectors.errors import BudgetExhausted, ConnectorError, FatalError, RetriableError
 from mappings import LeadMapping
 from scoring import Activity, CompiledRules, Lead, QualificationState, Score
-from sync.state import CachedLead, StateStore, StoredScore
+from sync.state import CachedLead, HistoryRow, StateStore, StoredOutcome, StoredScore
 from sync.writeback import WritebackSettings, changed_properties, desired_properties
 
 log = structlog.get_logger("leadsync.sync")
@@ -85,6 +85,8 @@ class SyncSummary:
     watermark: str | None = None
     run_id: int | None = None
     grades: dict[str, int] = field(default_factory=lambda: {"hot": 0, "warm": 0, "cold": 0})
+    #: leads whose first outcome (conversion) this pass read from the CRM
+    outcomes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +109,11 @@ def stored_score(score: Score, now: datetime) -> StoredScore:
         rules_version=score.rules_version,
         scored_at=now,
     )
+
+
+def history_row(score: Score, now: datetime, arm: str = "champion") -> HistoryRow:
+    """The history row of a score (stored only when it differs from the lead's last one)."""
+    return HistoryRow(score.lead_id, now, score.total, score.grade, score.qualified, score.rules_version, arm)
 
 
 def activities_as_dicts(activities: Iterable[Activity]) -> list[dict[str, Any]]:
@@ -145,6 +152,7 @@ class SyncPipeline:
         progress: Progress | None = None,
         scoring_clock: Callable[[], datetime] | None = None,
         owner: str | None = None,
+        outcomes: OutcomeSpec | None = None,
     ) -> None:
         self.connector = connector
         self.mapping = mapping
@@ -163,11 +171,22 @@ class SyncPipeline:
         #: who claims outbox items (shown in the outbox when a delivery was interrupted)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self.stream = f"{connector.name}:{mapping.object_type}s"
+        #: what counts as converted; None: outcomes are not read
+        self.outcomes = outcomes
+
+    def _outcome_reader(self) -> OutcomeReader | None:
+        """The connector when it reads outcomes and outcomes are enabled (else None)."""
+        if self.outcomes is None or not isinstance(self.connector, OutcomeReader):
+            return None
+        return self.connector
 
     def read_properties(self) -> list[str]:
         props = {*self.mapping.properties, *self.writeback.read_properties()}
         if self.writeback.stage_property:
             props.add(self.writeback.stage_property)
+        reader = self._outcome_reader()
+        if reader is not None and self.outcomes is not None:
+            props.update(reader.outcome_properties(self.outcomes))
         return sorted(props)
 
     def window(self, *, full: bool, now: datetime) -> Window:
@@ -266,6 +285,7 @@ class SyncPipeline:
             summary.leads_read += len(page)
             self.progress("read", len(page))
             activities = self._activities(page, written, summary)
+        outcomes = [] if from_cache or dry_run else self._read_outcomes(page)
         on_bad = self._bad_value(summary)
         leads = [self.mapping.to_lead(r.id, r.properties, on_bad, object_type=r.object_type) for r in page]
         previous = self.store.get_scores(ids)
@@ -322,12 +342,22 @@ class SyncPipeline:
             ]
         )
         self.store.clear_failures(sorted(landed))
-        self.store.commit_pass(
+        summary.outcomes += self.store.commit_pass(
             scores=[stored_score(s, now) for s in scores],
             written={i: _written_values(by_update[i].properties, result.modified_at.get(i)) for i in landed},
             triggers=triggers,
             watermark=None,
+            history=[history_row(s, now) for s in scores],
+            outcomes=outcomes,
         )
+
+    def _read_outcomes(self, page: Sequence[RawRecord]) -> list[StoredOutcome]:
+        """The page's outcomes as the CRM shows them (none when the connector or the config does not read them)."""
+        reader = self._outcome_reader()
+        if reader is None or self.outcomes is None:
+            return []
+        found = reader.read_outcomes(page, self.outcomes)
+        return [StoredOutcome(o.record_id, o.converted_at, o.source, dict(o.detail)) for o in found.values()]
 
     def _cache(
         self, page: Sequence[RawRecord], leads: Sequence[Lead], activities: Mapping[str, list[Activity]]
