@@ -729,6 +729,27 @@ AsOfOption = Annotated[
 ]
 
 
+def _as_of(as_of: datetime | None) -> datetime | None:
+    return (as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)) if as_of is not None else None
+
+
+def _print_store_evaluation(result: Any) -> bool:
+    """The store path's counts (and why there is no evaluation yet); True when there is nothing more to print."""
+    c = result.labels.counts()
+    out.print(
+        f"{c['leads']} cached leads: {c['evaluated']} evaluated ({c['positives']} converted within "
+        f"{result.settings.window_days} days), {c['pending']} pending (window still open), "
+        f"{c['excluded_no_history']} without a score before their moment, "
+        f"{c['excluded_no_anchor'] + c['excluded_converted_before_window']} without a usable window",
+        highlight=False,
+    )
+    message = result.message()
+    if message is not None:
+        out.print(f"[yellow]{escape(message)}[/]", highlight=False)
+        return True
+    return False
+
+
 def _labeled_run(
     input_path: Path | None,
     label: str | None,
@@ -737,18 +758,30 @@ def _labeled_run(
     objective: str,
     date: str | None,
     as_of: datetime | None,
+    report: bool = False,
 ) -> Any:
-    """Score the labeled CSV with the configured (and candidate) rules and evaluate; bad input exits 2."""
+    """Score the labeled CSV with the configured (and candidate) rules and evaluate; bad input exits 2.
+
+    Without ``--input``: the state store's outcomes and score history (:mod:`leadsync.evaluate_store`).
+    """
     from leadsync.evaluate_cmd import InputError, load_candidate, load_labeled, load_rules_and_mapping, run_evaluation
     from scoring.evaluation import parse_objective
 
-    if input_path is None or label is None:
-        fail("give --input labeled.csv --label COL (outcomes read from the CRM are not supported yet)", 2)
+    if input_path is None:
+        from leadsync.evaluate_store import evaluate_configured
+
+        try:
+            parse_objective(objective)
+            return evaluate_configured(config, rules, objective, now=_as_of(as_of), contributions=report)
+        except InputError as exc:
+            fail(str(exc), 2)
+    if label is None:
+        fail("--input needs --label COL (the column saying who converted)", 2)
     try:
         parse_objective(objective)
         _, compiled, mapping = load_rules_and_mapping(config)
         candidate = load_candidate(rules) if rules is not None else None
-        now = (as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)) if as_of is not None else _now()
+        now = _as_of(as_of) or _now()
         data = load_labeled(
             input_path,
             label,
@@ -782,6 +815,10 @@ def evaluate(
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
         return
+    if input_path is None:
+        if _print_store_evaluation(result):
+            return
+        result = result.run
     ev = result.champion
     auc = ev.auc
     out.print(
@@ -834,7 +871,11 @@ def report(
     from leadsync.scorefile import ScoreFileError, open_output
 
     with clean_errors():
-        result = _labeled_run(input_path, label, config, rules, objective, date, as_of)
+        result = _labeled_run(input_path, label, config, rules, objective, date, as_of, report=True)
+        if input_path is None:
+            if result.run is None:
+                fail(f"no report written: {result.message()}", 1)
+            result = result.run
         page = render_report(result)
     try:
         with open_output(output) as handle:  # the same output rules as `score`: atomic, links followed

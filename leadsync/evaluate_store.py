@@ -1,0 +1,330 @@
+"""``leadsync evaluate`` / ``report`` from the state store: outcomes, score history and the lead cache.
+
+The honesty rule: a lead is judged by the score it had *before* its outcome, as of ``converted_at -
+lead_time_days`` for converters and ``anchor + window_days - lead_time_days`` for the others, taken from
+the score history. A score taken after a sale includes the sales cycle's own meetings, calls and replies and
+flatters any model. Leads without a history row before that moment are left out (and counted), never
+scored after the fact. A ``--rules`` candidate has no history: it is rescored from the cache as of the same
+moments (activities after the moment dropped, ``now`` set to it; see the README for what can still leak).
+
+The result is the same :class:`~leadsync.evaluate_cmd.LabeledData` the CSV path builds, so the metrics
+(``scoring.evaluation``) and the report are shared, not forked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leadsync.config import OutcomesConfig
+from leadsync.evaluate_cmd import MIN_POSITIVES, EvaluationRun, LabeledData, RuleSetScores, run_evaluation
+from mappings import LeadMapping
+from scoring import Activity, CompiledRules, Lead
+from sync.pipeline import activities_from_dicts
+from sync.state import HistoryRow, StateStore
+
+POSITIVE, NEGATIVE = True, False
+
+
+@dataclass
+class StoreLabels:
+    """Who counts as converted, as of which moment, with the score of that moment (champion history)."""
+
+    leads: int = 0
+    pending: int = 0
+    #: no history row at or before the moment the lead is judged at (first scored too late)
+    no_history: int = 0
+    #: no usable creation date (window_from: created)
+    no_anchor: int = 0
+    #: converted before the window opened (e.g. already a customer when first scored)
+    converted_before_anchor: int = 0
+    lead_ids: list[str] = field(default_factory=list)
+    outcomes: list[bool] = field(default_factory=list)
+    moments: list[datetime] = field(default_factory=list)
+    anchors: list[datetime] = field(default_factory=list)
+    scores: list[int] = field(default_factory=list)
+    grades: list[str] = field(default_factory=list)
+    oldest_anchor: datetime | None = None
+
+    @property
+    def positives(self) -> int:
+        return sum(self.outcomes)
+
+    def first_window_closes_at(self, window: timedelta) -> datetime | None:
+        return None if self.oldest_anchor is None else self.oldest_anchor + window
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "leads": self.leads,
+            "evaluated": len(self.outcomes),
+            "positives": self.positives,
+            "negatives": len(self.outcomes) - self.positives,
+            "pending": self.pending,
+            "excluded_no_history": self.no_history,
+            "excluded_no_anchor": self.no_anchor,
+            "excluded_converted_before_window": self.converted_before_anchor,
+        }
+
+
+def _grouped(pages: Iterator[list[HistoryRow]]) -> Iterator[tuple[str, list[HistoryRow]]]:
+    """Consecutive rows of one lead (the store orders by lead, then time; a lead may span two pages)."""
+    lead: str | None = None
+    rows: list[HistoryRow] = []
+    for page in pages:
+        for row in page:
+            if row.lead_id != lead:
+                if lead is not None:
+                    yield lead, rows
+                lead, rows = row.lead_id, []
+            rows.append(row)
+    if lead is not None:
+        yield lead, rows
+
+
+def _as_of(rows: list[HistoryRow], moment: datetime) -> HistoryRow | None:
+    found = None
+    for row in rows:
+        if row.at > moment:
+            break
+        found = row
+    return found
+
+
+class _Labeler:
+    def __init__(self, settings: OutcomesConfig, now: datetime, outcomes: dict[str, datetime]) -> None:
+        self.window = timedelta(days=settings.window_days)
+        self.lead_time = timedelta(days=settings.lead_time_days)
+        self.now = now
+        self.outcomes = outcomes
+        self.labels = StoreLabels()
+
+    def add(self, lead_id: str, anchor: datetime | None, rows: list[HistoryRow]) -> None:
+        out = self.labels
+        out.leads += 1
+        if anchor is None:
+            out.no_anchor += 1
+            return
+        if out.oldest_anchor is None or anchor < out.oldest_anchor:
+            out.oldest_anchor = anchor
+        converted = self.outcomes.get(lead_id)
+        closes = anchor + self.window
+        if converted is not None and converted < anchor:
+            out.converted_before_anchor += 1
+            return
+        if converted is not None and converted <= closes:
+            label, moment = POSITIVE, converted - self.lead_time
+        elif closes > self.now:
+            out.pending += 1  # may still convert within its window: never a negative
+            return
+        else:
+            label, moment = NEGATIVE, closes - self.lead_time
+        row = _as_of(rows, moment)
+        if row is None:
+            out.no_history += 1
+            return
+        out.lead_ids.append(lead_id)
+        out.outcomes.append(label)
+        out.moments.append(moment)
+        out.anchors.append(anchor)
+        out.scores.append(row.total)
+        out.grades.append(row.grade)
+
+
+def label_from_store(
+    store: StateStore, mapping: LeadMapping, settings: OutcomesConfig, *, now: datetime, arm: str = "champion"
+) -> StoreLabels:
+    """Label every cached lead from the outcomes and take its score as of its moment from the history.
+
+    Streams the history (one lead's rows at a time); holds one anchor per lead and the evaluated arrays.
+    """
+    outcomes = {o.lead_id: o.converted_at for page in store.iter_outcomes() for o in page}
+    labeler = _Labeler(settings, now, outcomes)
+    history = _grouped(store.iter_history(arm=arm))
+    if settings.window_from == "first_scored":
+        for lead_id, rows in history:
+            labeler.add(lead_id, rows[0].at, rows)
+        return labeler.labels
+    spec = mapping.fields.get("created_at")
+    anchors: dict[str, datetime | None] = {}
+    if spec is not None:
+        for page in store.iter_lead_values(spec.property):
+            for lead_id, raw in page:
+                anchors[lead_id] = _created(mapping, lead_id, raw)
+    for lead_id, rows in history:
+        if lead_id in anchors:
+            labeler.add(lead_id, anchors.pop(lead_id), rows)
+    for lead_id, anchor in anchors.items():  # cached but never scored
+        labeler.add(lead_id, anchor, [])
+    return labeler.labels
+
+
+def _created(mapping: LeadMapping, lead_id: str, raw: str | None) -> datetime | None:
+    if raw is None or raw == "":
+        return None
+    value = mapping.convert(lead_id, "created_at", raw, None)
+    return value if isinstance(value, datetime) else None
+
+
+def rescore_as_of(
+    store: StateStore, mapping: LeadMapping, rules: CompiledRules, labels: StoreLabels, name: str
+) -> RuleSetScores:
+    """Scores of ``rules`` for the labeled leads as of each lead's moment, from the cache.
+
+    Activities after the moment are dropped and ``now`` is the moment; lifecycle stage and lead status are
+    cleared for every lead (their cached values are today's, which for converters say "customer").
+    """
+    scored = RuleSetScores(name, rules)
+    cached = store.get_leads(labels.lead_ids)
+    for k, (lead_id, moment) in enumerate(zip(labels.lead_ids, labels.moments, strict=True)):
+        hit = cached.get(lead_id)
+        lead = (
+            mapping.to_lead(lead_id, hit.properties, object_type=hit.object_type) if hit is not None else Lead(lead_id)
+        )
+        lead = dataclasses.replace(lead, lifecycle_stage=None, lead_status=None)
+        activities: list[Activity] = []
+        if hit is not None:
+            activities = [a for a in activities_from_dicts(lead_id, hit.activities) if a.timestamp < moment]
+        score = rules.score(lead, activities, moment)
+        scored.scores.append(score.total)
+        scored.grades.append(score.grade)
+        for rule_hit in score.hits:
+            column = scored.points.setdefault(rule_hit.rule, [])
+            column.extend([0.0] * (k - len(column)))
+            column.append(rule_hit.points)
+    return scored
+
+
+@dataclass
+class StoreEvaluation:
+    """The store path's result: the counts always, the shared evaluation once there are enough outcomes."""
+
+    labels: StoreLabels
+    settings: OutcomesConfig
+    now: datetime
+    run: EvaluationRun | None
+    where: str
+
+    @property
+    def first_window_closes_at(self) -> datetime | None:
+        return self.labels.first_window_closes_at(timedelta(days=self.settings.window_days))
+
+    def message(self) -> str | None:
+        """Why there is no evaluation yet (None when there is one)."""
+        if self.run is not None:
+            return None
+        n = self.labels.positives
+        if n == 0:
+            closes = self.first_window_closes_at
+            if closes is None:
+                return "no outcomes yet: no lead has a creation date or a score to start its window from"
+            if closes > self.now:
+                days = (closes - self.now).total_seconds() / 86400
+                return (
+                    f"no outcomes yet: the first {self.settings.window_days}-day window (from the oldest lead) "
+                    f"closes on {closes:%Y-%m-%d}, in {days:.0f} days"
+                )
+            return "no outcomes yet: no lead converted within its window (is `outcomes:` reading the right stage?)"
+        if len(self.labels.outcomes) == n:
+            return f"{n} converted leads but no closed window without a conversion yet: nothing to compare with"
+        return f"only {n} converted leads so far; evaluation needs at least {MIN_POSITIVES}"
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.settings
+        closes = self.first_window_closes_at
+        base: dict[str, Any] = {
+            "source": "state",
+            "state": self.where,
+            "as_of": self.now.isoformat(),
+            "window_days": s.window_days,
+            "window_from": s.window_from,
+            "lead_time_days": s.lead_time_days,
+            **self.labels.counts(),
+            "first_window_closes_at": closes.isoformat() if closes else None,
+            "message": self.message(),
+        }
+        if self.run is None:
+            return base
+        full = self.run.as_dict()
+        full.pop("input", None)
+        for key in ("rows", "labeled", "unlabeled", "rows_rejected", "label"):
+            full.pop(key, None)
+        return {**full, **base}
+
+
+def evaluate_store(
+    store: StateStore,
+    mapping: LeadMapping,
+    rules: CompiledRules,
+    settings: OutcomesConfig,
+    objective: str,
+    *,
+    candidate: CompiledRules | None = None,
+    contributions: bool = False,
+    now: datetime | None = None,
+    n_boot: int = 1000,
+) -> StoreEvaluation:
+    """Label, take the as-of scores, and evaluate with the same code as the CSV path."""
+    now = now or datetime.now(UTC)
+    labels = label_from_store(store, mapping, settings, now=now)
+    n, positives = len(labels.outcomes), labels.positives
+    if positives < MIN_POSITIVES or positives == n:
+        return StoreEvaluation(labels, settings, now, None, store.where)
+    champion = RuleSetScores("champion", rules, scores=labels.scores, grades=labels.grades)
+    if contributions:
+        # the rules' points as of the moment (history keeps totals only); the scores evaluated stay the history's
+        champion.points = rescore_as_of(store, mapping, rules, labels, "champion").points
+    challenger = rescore_as_of(store, mapping, candidate, labels, "candidate") if candidate is not None else None
+    dates = np.array([np.datetime64(a.astimezone(UTC).replace(tzinfo=None), "s") for a in labels.anchors])
+    data = LabeledData(
+        source=Path(store.where),
+        label=f"converted within {settings.window_days} days",
+        rows=labels.leads,
+        unlabeled=labels.pending,
+        rejected=[],
+        outcomes=np.array(labels.outcomes, dtype=np.bool_),
+        dates=dates,
+        date_column="created" if settings.window_from == "created" else "first scored",
+        champion=champion,
+        candidate=challenger,
+    )
+    return StoreEvaluation(labels, settings, now, run_evaluation(data, objective, n_boot=n_boot), store.where)
+
+
+def evaluate_configured(
+    config_path: Path | None,
+    candidate_path: Path | None,
+    objective: str,
+    *,
+    now: datetime | None = None,
+    contributions: bool = False,
+) -> StoreEvaluation:
+    """The store path of the CLI: the config's store, mapping, rules and ``outcomes:`` section.
+
+    :raises ConfigError, InputError, StateStoreError: with a message naming the file or the store.
+    """
+    from leadsync.app import build_app
+    from leadsync.config import load_config
+    from leadsync.evaluate_cmd import load_candidate
+
+    app = build_app(load_config(config_path))
+    candidate = load_candidate(candidate_path) if candidate_path is not None else None
+    store = StateStore.open(app.config.state.url)
+    try:
+        return evaluate_store(
+            store,
+            app.mapping,
+            app.rules,
+            app.config.outcomes,
+            objective,
+            candidate=candidate,
+            contributions=contributions,
+            now=now,
+        )
+    finally:
+        store.close()
