@@ -12,6 +12,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+#: HubSpot's default lifecycle stages in funnel order: the forward-only order leadsync moves a stage along,
+#: and the stages the synthetic portals give their people (one list, so that all of them agree)
+LIFECYCLE_STAGES: tuple[str, ...] = (
+    "subscriber",
+    "lead",
+    "marketingqualifiedlead",
+    "salesqualifiedlead",
+    "opportunity",
+    "customer",
+    "evangelist",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Window:

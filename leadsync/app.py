@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from connectors._salesforce_auth import SalesforceAuth
 from connectors.hubspot import HubSpotConnector
 from connectors.salesforce import SalesforceConnector
-from leadsync.config import Config, ConfigError, secret
+from leadsync.config import Config, ConfigError, load_sections, secret
 from mappings import LeadMapping, MappingError, load_mapping
-from scoring import CompiledRules, RulesError, compile_rules, load_rules
+from scoring import CompiledRules, RulesError, ScoringError, compile_rules, load_rules
 from sync.pipeline import Progress, SyncPipeline
 from sync.state import StateStore
 from sync.writeback import WritebackSettings
@@ -107,6 +108,23 @@ def load_scoring(section: Any, mapping: LeadMapping, *, source: str = "scoring")
     """Rules whose counters and event kinds are checked against what ``mapping`` provides, compiled once."""
     attributes = {*mapping.fields, *(name for fields in mapping.objects.values() for name in fields)}
     return compile_rules(load_rules(section, source=source, known_attributes=attributes))
+
+
+def load_csv_scoring(config: Path | None) -> tuple[str, CompiledRules, LeadMapping]:
+    """The rules and CSV mapping of the offline commands (score, evaluate, report): no CRM section needed.
+
+    Mistakes name the config file and the key, as for every other command.
+    """
+    source, sections = load_sections(config, ("scoring", "csv"))
+    try:
+        mapping = load_mapping("csv", sections.get("csv"), source="csv")
+    except MappingError as exc:
+        raise ConfigError(source, exc.where, exc.problem) from None
+    try:
+        rules = load_scoring(sections.get("scoring"), mapping)
+    except ScoringError as exc:
+        raise ConfigError(source, getattr(exc, "where", "scoring"), getattr(exc, "problem", str(exc))) from None
+    return source, rules, mapping
 
 
 def build_app(config: Config) -> App:

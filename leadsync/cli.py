@@ -448,22 +448,12 @@ def score(
 
     Exit 1 when rows were rejected (each is reported with its line), 2 when the input or output is unusable.
     """
-    from leadsync.app import load_scoring
-    from leadsync.config import load_sections
+    from leadsync.app import load_csv_scoring
     from leadsync.scorefile import ScoreFileError, Terminated, score_csv
-    from mappings import load_mapping
 
     to_stdout = output is None or str(output) == "-"
     with clean_errors():
-        source, sections = load_sections(config, ("scoring", "csv"))
-        try:
-            mapping = load_mapping("csv", sections.get("csv"), source="csv")
-        except MappingError as exc:
-            raise ConfigError(source, exc.where, exc.problem) from None
-        try:
-            rules = load_scoring(sections.get("scoring"), mapping)
-        except ScoringError as exc:
-            raise ConfigError(source, getattr(exc, "where", "scoring"), getattr(exc, "problem", str(exc))) from None
+        _, rules, mapping = load_csv_scoring(config)
         if not input_path.is_file():
             fail(f"--input: {input_path} is not a file", 2)
         try:
@@ -564,14 +554,49 @@ def _sandbox_faults(kinds: str | None, rules: list[str] | None) -> tuple[dict[st
         fail(f"--fault-kinds/--fault-at: {exc}", 2)
 
 
+RateLimitOption = Annotated[str | None, typer.Option("--rate-limit", help="e.g. 100/10s (default: off).")]
+FaultRateOption = Annotated[float, typer.Option("--fault-rate", help="Share of requests that fail (0..1).")]
+
+
+def _run_sandbox(
+    serve: Callable[..., None],
+    banner: Callable[[Any], list[str]],
+    *,
+    port: int,
+    fault_rate: float,
+    fault_kinds: str | None,
+    fault_at: list[str] | None,
+    **settings: Any,
+) -> None:
+    """What both emulator commands share: faults checked up front, the banner once listening, clean exits."""
+    if not 0 <= fault_rate <= 1:
+        fail(f"--fault-rate: expected a share between 0 and 1, got {fault_rate}", 2)
+    kinds, rules = _sandbox_faults(fault_kinds, fault_at)
+
+    def ready(server: Any) -> None:
+        for rule in rules:
+            server.app.faults.schedule(rule)
+        for line in banner(server):
+            out.print(line, highlight=False)
+        out.print("Ctrl-C to stop", style="dim")
+        sys.stdout.flush()
+
+    try:
+        serve(on_ready=ready, port=port, fault_rate=fault_rate, **kinds, **settings)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    except OSError as exc:
+        fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}", 1)
+
+
 @sandbox_app.command("hubspot")
 def sandbox_hubspot(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 8765,
     token: Annotated[str, typer.Option(help="Bearer token the sandbox accepts.")] = "sandbox-token",
     contacts: Annotated[int, typer.Option(help="Synthetic contacts to seed.")] = 1000,
     seed: Annotated[int, typer.Option(help="Same seed, same portal.")] = 0,
-    rate_limit: Annotated[str | None, typer.Option("--rate-limit", help="e.g. 100/10s (default: off).")] = None,
-    fault_rate: Annotated[float, typer.Option("--fault-rate", help="Share of requests that fail (0..1).")] = 0.0,
+    rate_limit: RateLimitOption = None,
+    fault_rate: FaultRateOption = 0.0,
     fault_kinds: FaultKindsOption = None,
     fault_at: FaultAtOption = None,
     index_lag_s: Annotated[float, typer.Option("--index-lag", help="Seconds before search sees a write.")] = 0.0,
@@ -579,38 +604,26 @@ def sandbox_hubspot(
     """Run the HubSpot emulator in the foreground; prints its base URL and token."""
     from connectors.sandbox.hubspot import HubSpotSandboxServer, serve_hubspot_sandbox
 
-    if not 0 <= fault_rate <= 1:
-        fail(f"--fault-rate: expected a share between 0 and 1, got {fault_rate}", 2)
+    def banner(server: HubSpotSandboxServer) -> list[str]:
+        return [
+            f"HubSpot sandbox: {server.url}",
+            f"token: {server.token}",
+            f"contacts: {len(server.portal)} (seed {seed}); stats at {server.url}/__sandbox/stats",
+        ]
 
-    kinds, rules = _sandbox_faults(fault_kinds, fault_at)
-
-    def ready(server: HubSpotSandboxServer) -> None:
-        for rule in rules:
-            server.app.faults.schedule(rule)
-        out.print(f"HubSpot sandbox: {server.url}", highlight=False)
-        out.print(f"token: {server.token}", highlight=False)
-        out.print(
-            f"contacts: {len(server.portal)} (seed {seed}); stats at {server.url}/__sandbox/stats", highlight=False
-        )
-        out.print("Ctrl-C to stop", style="dim")
-        sys.stdout.flush()
-
-    try:
-        serve_hubspot_sandbox(
-            on_ready=ready,
-            port=port,
-            token=token,
-            contacts=contacts,
-            seed=seed,
-            rate_limit=rate_limit,
-            fault_rate=fault_rate,
-            **kinds,
-            index_lag_s=index_lag_s,
-        )
-    except ValueError as exc:
-        fail(str(exc), 2)
-    except OSError as exc:
-        fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}", 1)
+    _run_sandbox(
+        serve_hubspot_sandbox,
+        banner,
+        port=port,
+        fault_rate=fault_rate,
+        fault_kinds=fault_kinds,
+        fault_at=fault_at,
+        token=token,
+        contacts=contacts,
+        seed=seed,
+        rate_limit=rate_limit,
+        index_lag_s=index_lag_s,
+    )
 
 
 @sandbox_app.command("salesforce")
@@ -623,52 +636,39 @@ def sandbox_salesforce(
     ca_file: Annotated[
         str | None, typer.Option("--ca-file", help="Write the sandbox CA certificate here (default: a temp file).")
     ] = None,
-    rate_limit: Annotated[str | None, typer.Option("--rate-limit", help="e.g. 100/10s (default: off).")] = None,
-    fault_rate: Annotated[float, typer.Option("--fault-rate", help="Share of requests that fail (0..1).")] = 0.0,
+    rate_limit: RateLimitOption = None,
+    fault_rate: FaultRateOption = 0.0,
     fault_kinds: FaultKindsOption = None,
     fault_at: FaultAtOption = None,
 ) -> None:
     """Run the Salesforce emulator (HTTPS) in the foreground; prints its URL, credentials and CA file."""
     from connectors.sandbox.salesforce import SalesforceSandboxServer, serve_salesforce_sandbox
 
-    if not 0 <= fault_rate <= 1:
-        fail(f"--fault-rate: expected a share between 0 and 1, got {fault_rate}", 2)
-
-    kinds, rules = _sandbox_faults(fault_kinds, fault_at)
-
-    def ready(server: SalesforceSandboxServer) -> None:
-        for rule in rules:
-            server.app.faults.schedule(rule)
-        out.print(f"Salesforce sandbox: {server.url}", highlight=False)
-        out.print(f"token: {server.token}", highlight=False)
-        out.print(f"client_id: {server.client_id}  client_secret: {server.client_secret}", highlight=False)
-        out.print(f"ca_file: {server.ca_pem_path}", highlight=False)
+    def banner(server: SalesforceSandboxServer) -> list[str]:
         org = server.org
-        out.print(
+        return [
+            f"Salesforce sandbox: {server.url}",
+            f"token: {server.token}",
+            f"client_id: {server.client_id}  client_secret: {server.client_secret}",
+            f"ca_file: {server.ca_pem_path}",
             f"leads: {org.count('Lead')}, contacts: {org.count('Contact')} (seed {seed}); "
             f"stats at {server.url}/__sandbox/stats",
-            highlight=False,
-        )
-        out.print("Ctrl-C to stop", style="dim")
-        sys.stdout.flush()
+        ]
 
-    try:
-        serve_salesforce_sandbox(
-            on_ready=ready,
-            port=port,
-            token=token,
-            leads=leads,
-            contacts=contacts,
-            seed=seed,
-            ca_file=ca_file,
-            rate_limit=rate_limit,
-            fault_rate=fault_rate,
-            **kinds,
-        )
-    except ValueError as exc:
-        fail(str(exc), 2)
-    except OSError as exc:
-        fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}", 1)
+    _run_sandbox(
+        serve_salesforce_sandbox,
+        banner,
+        port=port,
+        fault_rate=fault_rate,
+        fault_kinds=fault_kinds,
+        fault_at=fault_at,
+        token=token,
+        leads=leads,
+        contacts=contacts,
+        seed=seed,
+        ca_file=ca_file,
+        rate_limit=rate_limit,
+    )
 
 
 @app.command()
@@ -764,7 +764,8 @@ def _labeled_run(
 
     Without ``--input``: the state store's outcomes and score history (:mod:`leadsync.evaluate_store`).
     """
-    from leadsync.evaluate_cmd import InputError, load_candidate, load_labeled, load_rules_and_mapping, run_evaluation
+    from leadsync.app import load_csv_scoring
+    from leadsync.evaluate_cmd import InputError, load_candidate, load_labeled, run_evaluation
     from scoring.evaluation import parse_objective
 
     if input_path is None:
@@ -779,8 +780,8 @@ def _labeled_run(
         fail("--input needs --label COL (the column saying who converted)", 2)
     try:
         parse_objective(objective)
-        _, compiled, mapping = load_rules_and_mapping(config)
-        candidate = load_candidate(rules) if rules is not None else None
+        _, compiled, mapping = load_csv_scoring(config)
+        candidate = load_candidate(rules, mapping) if rules is not None else None
         now = _as_of(as_of) or _now()
         data = load_labeled(
             input_path,
@@ -833,8 +834,13 @@ def evaluate(
         )
         for r in rows:
             table.add_row(
-                r.label, f"{r.min_score:g}-{r.max_score:g}", str(r.n), str(r.positives), f"{r.rate:.1%}",
-                f"{r.lift:.2f}", f"{r.capture:.0%}",
+                r.label,
+                f"{r.min_score:g}-{r.max_score:g}",
+                str(r.n),
+                str(r.positives),
+                f"{r.rate:.1%}",
+                f"{r.lift:.2f}",
+                f"{r.capture:.0%}",
             )
         out.print(table)
     t = ev.threshold

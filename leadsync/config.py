@@ -27,7 +27,7 @@ from pydantic import (
 )
 from sqlalchemy.engine import make_url
 
-from connectors.base import OutcomeSpec
+from connectors.base import LIFECYCLE_STAGES, OutcomeSpec
 from leadsync.logs import register_secret
 from sync.schedule import DEFAULT_PORT, crontab_trigger, parse_duration, parse_timezone
 
@@ -315,17 +315,7 @@ class WritebackConfig(_Section):
     group: str = "leadsync"
     #: lifecycle stage set on qualification (only ever forward); empty to leave the stage alone
     lifecycle_stage: str | None = "marketingqualifiedlead"
-    lifecycle_order: list[str] = Field(
-        default_factory=lambda: [
-            "subscriber",
-            "lead",
-            "marketingqualifiedlead",
-            "salesqualifiedlead",
-            "opportunity",
-            "customer",
-            "evangelist",
-        ]
-    )
+    lifecycle_order: list[str] = Field(default_factory=lambda: list(LIFECYCLE_STAGES))
     batch_size: int = Field(default=100, gt=0, le=100)
 
     @model_validator(mode="after")

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from leadsync.config import ConfigError, _read_yaml, interpolate, load_sections
-from mappings import FieldSpec, LeadMapping, MappingError, load_mapping
-from scoring import CompiledRules, Lead, ScoringError, compile_rules, load_rules
+from leadsync.app import load_scoring
+from leadsync.config import load_rules_file
+from mappings import FieldSpec, LeadMapping
+from scoring import CompiledRules, Lead
 from scoring.evaluation import Comparison, Evaluation, RuleContribution, compare, evaluate, rule_contributions
 
 TRUE = frozenset({"1", "true", "yes"})
@@ -79,27 +80,12 @@ class LabeledData:
     candidate: RuleSetScores | None
 
 
-def load_rules_and_mapping(config: Path | None) -> tuple[str, CompiledRules, LeadMapping]:
-    """The configured rules and CSV mapping, exactly as ``leadsync score`` reads them (no CRM needed)."""
-    source, sections = load_sections(config, ("scoring", "csv"))
-    try:
-        mapping = load_mapping("csv", sections.get("csv"), source="csv")
-    except MappingError as exc:
-        raise ConfigError(source, exc.where, exc.problem) from None
-    try:
-        rules = compile_rules(load_rules(sections.get("scoring"), source="scoring"))
-    except ScoringError as exc:
-        raise ConfigError(source, getattr(exc, "where", "scoring"), getattr(exc, "problem", str(exc))) from None
-    return source, rules, mapping
-
-
-def load_candidate(path: Path) -> CompiledRules:
-    """A candidate rule set: a config with a ``scoring:`` section, or a bare scoring file (like ``preview``)."""
+def load_candidate(path: Path, mapping: LeadMapping) -> CompiledRules:
+    """A candidate rule set, read and checked exactly as ``preview --rules`` reads one."""
     if not path.is_file():
         raise InputError(f"--rules: {path} is not a file")
-    source, sections = load_sections(path, ("scoring",))
-    data = sections["scoring"] if sections else interpolate(_read_yaml(path), str(path), "scoring")
-    return compile_rules(load_rules(data, source=f"{source if sections else path}: scoring"))
+    source, section = load_rules_file(path)
+    return load_scoring(section, mapping, source=source)
 
 
 def parse_label(raw: str | None) -> bool | None:

@@ -313,7 +313,7 @@ def evaluate_configured(
     from leadsync.evaluate_cmd import load_candidate
 
     app = build_app(load_config(config_path))
-    candidate = load_candidate(candidate_path) if candidate_path is not None else None
+    candidate = load_candidate(candidate_path, app.mapping) if candidate_path is not None else None
     store = StateStore.open(app.config.state.url)
     try:
         return evaluate_store(

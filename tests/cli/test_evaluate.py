@@ -87,9 +87,10 @@ def test_evaluate_json_keys_and_auc_equal_sklearn(labeled: Path, tmp_path: Path)
 def test_auc_matches_sklearn_on_the_evaluated_scores(labeled: Path) -> None:
     from datetime import datetime
 
-    from leadsync.evaluate_cmd import load_labeled, load_rules_and_mapping, run_evaluation
+    from leadsync.app import load_csv_scoring
+    from leadsync.evaluate_cmd import load_labeled, run_evaluation
 
-    _, rules, mapping = load_rules_and_mapping(None)
+    _, rules, mapping = load_csv_scoring(None)
     data = load_labeled(labeled, "converted", rules, mapping, now=datetime.fromisoformat(AS_OF))
     run = run_evaluation(data, "f1", n_boot=100)
     assert abs(run.champion.auc.value - roc_auc_score(data.outcomes, data.champion.scores)) < 1e-9
