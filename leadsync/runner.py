@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Final
+from typing import Any, Final
 
 import structlog
 from sqlalchemy.engine import make_url
@@ -39,7 +39,10 @@ PROBE_TIMEOUT_S: Final = 5.0
 def job_specs(config: Config) -> tuple[JobSpec, ...]:
     """The daemon's jobs from ``schedule:`` (``sync`` incremental, ``full_sync`` reading everything)."""
     specs = []
-    for name, job in (("sync", config.schedule.sync), ("full_sync", config.schedule.full_sync)):
+    jobs = [("sync", config.schedule.sync), ("full_sync", config.schedule.full_sync)]
+    if config.outcomes.enabled:
+        jobs.append(("evaluate", config.schedule.evaluate))
+    for name, job in jobs:
         if job is None:
             continue
         specs.append(
@@ -51,7 +54,8 @@ def job_specs(config: Config) -> tuple[JobSpec, ...]:
                 timezone=job.timezone,
                 jitter_s=job.jitter,
                 misfire_grace_s=job.misfire_grace,
-                run_at_start=job.run_at_start,
+                # the first evaluation waits one interval: the first passes are still filling the history
+                run_at_start=job.run_at_start if job.run_at_start is not None or name != "evaluate" else False,
             )
         )
     return tuple(specs)
@@ -60,7 +64,7 @@ def job_specs(config: Config) -> tuple[JobSpec, ...]:
 def daemon_settings(config: Config, *, port: int | None = None, host: str | None = None) -> DaemonSettings:
     """``schedule:`` and ``run:`` as daemon settings; ``--port``/``--host`` override the config."""
     jobs = job_specs(config)
-    if not jobs:
+    if not any(j.name != "evaluate" for j in jobs):
         raise ConfigError(config.source, "schedule", "no job to run: set schedule.sync (e.g. {every: 5m})")
     run = config.run
     return DaemonSettings(
@@ -130,7 +134,23 @@ def build_daemon(app: App, store: StateStore, *, port: int | None = None, host: 
     probe_on_call = getattr(probe, "on_call", None)
     if callable(probe_on_call):
         probe_on_call(metrics.on_api_call)
-    return Daemon(settings, store=store, pipeline=pipeline, metrics=metrics, crm_probe=probe.describe)
+    return Daemon(
+        settings,
+        store=store,
+        pipeline=pipeline,
+        metrics=metrics,
+        crm_probe=probe.describe,
+        evaluator=lambda: scheduled_evaluation(app, store),
+        auc_drop_warn=config.outcomes.auc_drop_warn,
+        configured_threshold=app.rules.mql_threshold,
+    )
+
+
+def scheduled_evaluation(app: App, store: StateStore) -> dict[str, Any]:
+    """``leadsync evaluate --json`` on the daemon's own store (objective f1), for the ``evaluate`` job."""
+    from leadsync.evaluate_store import evaluate_store
+
+    return evaluate_store(store, app.mapping, app.rules, app.config.outcomes, "f1").as_dict()
 
 
 def run_daemon(app: App, *, port: int | None = None, host: str | None = None) -> int:

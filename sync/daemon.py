@@ -80,6 +80,34 @@ RUN_JOB: Final = "sync"
 CRM_FRESH_PROBES: Final = 4
 
 
+#: the scheduled re-evaluation job (schedule.evaluate); it reads the store only, never the CRM
+EVALUATE_JOB: Final = "evaluate"
+#: the recommended threshold this many points away from the configured one is worth a warning
+THRESHOLD_MOVE_WARN: Final = 10.0
+
+
+def evaluation_warnings(
+    result: Mapping[str, Any],
+    previous: Mapping[str, Any] | None,
+    auc_drop: float,
+    configured_threshold: float | None,
+) -> list[str]:
+    """What a human should look at: AUC fell by more than ``auc_drop``, or the advice moved > 10 points."""
+    warnings: list[str] = []
+    auc = (result.get("auc") or {}).get("value")
+    before = (previous or {}).get("auc")
+    if auc is not None and before is not None and before - auc > auc_drop:
+        warnings.append(f"AUC fell from {before:.3f} to {auc:.3f} (more than {auc_drop:g}) since the last evaluation")
+    recommended = (result.get("recommendation") or {}).get("threshold")
+    configured = result.get("configured_threshold", configured_threshold)
+    if recommended is not None and configured is not None and abs(recommended - configured) > THRESHOLD_MOVE_WARN:
+        warnings.append(
+            f"recommended MQL threshold {recommended:g} is more than {THRESHOLD_MOVE_WARN:g} points from "
+            f"the configured {configured:g}"
+        )
+    return warnings
+
+
 def default_replica_id() -> str:
     """Host, pid and a random suffix: unique per process, so two processes never share a lease by accident."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -176,6 +204,9 @@ class Daemon:
         pipeline: SyncPipeline,
         metrics: SyncMetrics,
         crm_probe: Callable[[], object] | None = None,
+        evaluator: Callable[[], Mapping[str, Any]] | None = None,
+        auc_drop_warn: float = 0.05,
+        configured_threshold: float | None = None,
     ) -> None:
         if not settings.jobs:
             raise ValueError("no job scheduled: set schedule.sync and/or schedule.full_sync")
@@ -197,6 +228,11 @@ class Daemon:
         pipeline.progress = self._progress
         pipeline.owner = settings.replica_id
         self._crm_probe = crm_probe
+        #: the ``evaluate`` job: returns ``leadsync evaluate --json``'s dict (see leadsync.evaluate_store)
+        self._evaluator = evaluator
+        self._auc_drop_warn = auc_drop_warn
+        self._configured_threshold = configured_threshold
+        self._evaluation: dict[str, Any] = {"state": "not run yet", "warnings": []}
         self._stopping = threading.Event()
         self._started = threading.Event()
         self._idle = threading.Event()
@@ -400,7 +436,10 @@ class Daemon:
         with self._pass_lock:
             self._idle.clear()
             try:
-                self._run_pass(spec)
+                if spec.name == EVALUATE_JOB:
+                    self._run_evaluation()
+                else:
+                    self._run_pass(spec)
             finally:
                 self._idle.set()
 
@@ -432,6 +471,41 @@ class Daemon:
             self._pass = None
             self._refresh_store_gauges()
             structlog.contextvars.clear_contextvars()
+
+    def _run_evaluation(self) -> None:
+        """Re-evaluate the scores against outcomes; warn (log, /readyz detail; never a failure) on drift."""
+        if self._evaluator is None:
+            return
+        previous = next(
+            (r.summary for r in self.store.last_runs(5, job=EVALUATE_JOB) if r.status == "ok" and r.summary), None
+        )
+        run_id = self.store.start_run(EVALUATE_JOB)
+        try:
+            result = dict(self._evaluator())
+        except Exception as exc:
+            self.store.finish_run(run_id, "failed", {}, error=str(exc))
+            log.error("evaluate.failed", error=str(exc), error_type=type(exc).__name__)
+            self._evaluation = {"state": "failed", "error": str(exc), "warnings": []}
+            return
+        auc = (result.get("auc") or {}).get("value")
+        threshold = (result.get("recommendation") or {}).get("threshold")
+        self.metrics.eval_positives.set(int(result.get("positives") or 0))
+        self.metrics.eval_auc.set(float("nan") if auc is None else float(auc))
+        self.metrics.eval_recommended_threshold.set(float("nan") if threshold is None else float(threshold))
+        warnings = evaluation_warnings(result, previous, self._auc_drop_warn, self._configured_threshold)
+        summary = {
+            "auc": auc,
+            "recommended_threshold": threshold,
+            "positives": result.get("positives"),
+            "pending": result.get("pending"),
+            "message": result.get("message"),
+            "warnings": warnings,
+        }
+        self.store.finish_run(run_id, "ok", summary)
+        log.info("evaluate.done", **{k: v for k, v in summary.items() if k != "warnings"})
+        for warning in warnings:
+            log.warning("evaluate.warning", warning=warning)
+        self._evaluation = {"state": "ok", **summary}
 
     def _count_summary(self, spec: JobSpec, summary: SyncSummary) -> None:
         crm = self.metrics.crm
@@ -515,6 +589,8 @@ class Daemon:
             "crm": {"ok": crm_ok, "detail": self._crm_state.detail},
             "lease": {"name": self.lease.name, "held": self.lease.held()},
             "stopping": self._stopping.is_set(),
+            # informational: a drifting model is a warning for humans, never a reason to stop serving
+            "evaluation": self._evaluation,
         }
 
     # ---- shutdown ----------------------------------------------------------------------------------

@@ -100,6 +100,19 @@ class SyncMetrics:
         self.workflows_triggered = Counter(
             "leadsync_workflows_triggered", "Workflow triggers delivered (once per qualification)", ["crm"], registry=r
         )
+        self.eval_auc = Gauge(
+            "leadsync_eval_auc", "AUC of the scores at the last evaluation (NaN: none yet)", registry=r
+        )
+        self.eval_recommended_threshold = Gauge(
+            "leadsync_eval_recommended_threshold",
+            "MQL threshold the last evaluation recommends (NaN: none)",
+            registry=r,
+        )
+        self.eval_positives = Gauge(
+            "leadsync_eval_positives", "Converted leads the last evaluation judged the scores on", registry=r
+        )
+        for gauge in (self.eval_auc, self.eval_recommended_threshold):
+            gauge.set(float("nan"))
         self.outbox = Gauge("leadsync_outbox_items", "Workflow-trigger outbox items by status", ["status"], registry=r)
         self.failed_writes = Gauge(
             "leadsync_failed_writes",
