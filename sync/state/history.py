@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, func, select
 
 from sync.state.engine import Database, aware, chunks, unique
 from sync.state.records import HistoryRow, from_row
@@ -88,35 +88,38 @@ class ScoreHistory(Database):
             return self._last_history(conn, lead_ids, arm)
 
     def iter_history(self, *, arm: str | None = None, chunk_size: int = 10_000) -> Iterator[list[HistoryRow]]:
-        """Every history row ordered by lead, then time: keyset pages, one short transaction each.
+        """Every history row ordered by lead, then time, a whole number of leads per page.
 
-        A lead's rows may span two pages; callers group consecutive rows by ``lead_id``.
+        Pages are ranges of lead ids (``last < lead_id <= upto``, ``upto`` found by an index-only offset), one
+        short transaction each: memory stays bounded and no page rescans the table (a keyset condition on
+        (lead, at, id) would, on SQLite). A page may exceed ``chunk_size`` rows by one lead's rows.
         """
         if chunk_size < 1:
             raise ValueError("chunk_size must be >= 1")
         h = t_score_history
-        cursor: tuple[str, Any, int] | None = None
+        last: str | None = None
         while True:
-            query = select(h).order_by(h.c.lead_id, h.c.at, h.c.id).limit(chunk_size)
+            bound = select(h.c.lead_id).order_by(h.c.lead_id).offset(chunk_size - 1).limit(1)
+            query = select(h).order_by(h.c.lead_id, h.c.at, h.c.id)
             if arm is not None:
+                bound = bound.where(h.c.arm == arm)
                 query = query.where(h.c.arm == arm)
-            if cursor is not None:
-                lead, at, row_id = cursor
-                query = query.where(
-                    or_(
-                        h.c.lead_id > lead,
-                        and_(h.c.lead_id == lead, or_(h.c.at > at, and_(h.c.at == at, h.c.id > row_id))),
-                    )
-                )
+            if last is not None:
+                bound = bound.where(h.c.lead_id > last)
+                query = query.where(h.c.lead_id > last)
             with self._begin(write=False) as conn:
-                result = list(conn.execute(query))
-            if not result:
+                upto = conn.execute(bound).scalar()
+                if upto is not None:
+                    query = query.where(h.c.lead_id <= upto)
+                page = [
+                    HistoryRow(r.lead_id, r.at, r.total, r.grade, bool(r.qualified), r.rules_version, r.arm)
+                    for r in conn.execute(query)
+                ]
+            if page:
+                yield page
+            if upto is None or not page:
                 return
-            yield [from_row(HistoryRow, r) for r in result]
-            if len(result) < chunk_size:
-                return
-            tail = result[-1]
-            cursor = (tail.lead_id, tail.at, tail.id)
+            last = upto
 
     def count_history(self, arm: str | None = None) -> int:
         query = select(func.count()).select_from(t_score_history)
