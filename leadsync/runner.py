@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from leadsync.app import App
 from leadsync.config import Config, ConfigError, secret
 from leadsync.logs import register_secret
-from sync.daemon import Daemon, DaemonSettings
+from sync.daemon import EVALUATE_JOB, Daemon, DaemonSettings
 from sync.metrics import SyncMetrics
 from sync.schedule import JobSpec
 from sync.state import StateStore
@@ -39,10 +39,7 @@ PROBE_TIMEOUT_S: Final = 5.0
 def job_specs(config: Config) -> tuple[JobSpec, ...]:
     """The daemon's jobs from ``schedule:`` (``sync`` incremental, ``full_sync`` reading everything)."""
     specs = []
-    jobs = [("sync", config.schedule.sync), ("full_sync", config.schedule.full_sync)]
-    if config.outcomes.enabled:
-        jobs.append(("evaluate", config.schedule.evaluate))
-    for name, job in jobs:
+    for name, job in (("sync", config.schedule.sync), ("full_sync", config.schedule.full_sync)):
         if job is None:
             continue
         specs.append(
@@ -54,17 +51,34 @@ def job_specs(config: Config) -> tuple[JobSpec, ...]:
                 timezone=job.timezone,
                 jitter_s=job.jitter,
                 misfire_grace_s=job.misfire_grace,
-                # the first evaluation waits one interval: the first passes are still filling the history
-                run_at_start=job.run_at_start if job.run_at_start is not None or name != "evaluate" else False,
+                run_at_start=job.run_at_start,
             )
         )
     return tuple(specs)
 
 
+def evaluate_job_spec(config: Config) -> JobSpec | None:
+    """``schedule.evaluate`` (None when off or outcomes are disabled); its first run waits one interval,
+    since the first passes are still filling the history."""
+    job = config.schedule.evaluate
+    if job is None or not config.outcomes.enabled:
+        return None
+    return JobSpec(
+        name=EVALUATE_JOB,
+        full=False,
+        every_s=job.every,
+        cron=job.cron,
+        timezone=job.timezone,
+        jitter_s=job.jitter,
+        misfire_grace_s=job.misfire_grace,
+        run_at_start=job.run_at_start if job.run_at_start is not None else False,
+    )
+
+
 def daemon_settings(config: Config, *, port: int | None = None, host: str | None = None) -> DaemonSettings:
     """``schedule:`` and ``run:`` as daemon settings; ``--port``/``--host`` override the config."""
     jobs = job_specs(config)
-    if not any(j.name != "evaluate" for j in jobs):
+    if not jobs:
         raise ConfigError(config.source, "schedule", "no job to run: set schedule.sync (e.g. {every: 5m})")
     run = config.run
     return DaemonSettings(
@@ -116,6 +130,9 @@ def build_daemon(app: App, store: StateStore, *, port: int | None = None, host: 
     config = app.config
     register_config_secrets(config)
     settings = daemon_settings(config, port=port, host=host)
+    evaluate_job = evaluate_job_spec(config)
+    if evaluate_job is not None:
+        settings = dataclasses.replace(settings, jobs=(*settings.jobs, evaluate_job))
     pipeline = app.pipeline(store)
     pipeline.scoring_clock = scoring_clock_from_env(config.source)
     connector = pipeline.connector

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from leadsync.app import build_app
 from leadsync.config import parse_config
-from leadsync.runner import build_daemon, job_specs
+from leadsync.runner import build_daemon, evaluate_job_spec, job_specs
 from sync.daemon import evaluation_warnings
 from sync.state import StateStore
 from tests.loop.test_evaluate_store import seed_store
@@ -22,12 +22,13 @@ def config(tmp_path: Path, **extra: object) -> dict[str, object]:
 
 
 def test_evaluate_job_is_scheduled_every_15_days_and_waits_one_interval(tmp_path: Path) -> None:
-    specs = {s.name: s for s in job_specs(parse_config(config(tmp_path)))}
-    assert specs["evaluate"].every_s == 15 * 86400 and not specs["evaluate"].starts_at_once
-    off = job_specs(parse_config(config(tmp_path, outcomes={"enabled": False})))
-    assert "evaluate" not in {s.name for s in off}
-    hourly = job_specs(parse_config(config(tmp_path, schedule={"evaluate": {"every": "1h"}})))
-    assert {s.name: s for s in hourly}["evaluate"].every_s == 3600
+    spec = evaluate_job_spec(parse_config(config(tmp_path)))
+    assert spec is not None and spec.every_s == 15 * 86400 and not spec.starts_at_once
+    assert evaluate_job_spec(parse_config(config(tmp_path, outcomes={"enabled": False}))) is None
+    assert evaluate_job_spec(parse_config(config(tmp_path, schedule={"evaluate": None}))) is None
+    hourly = evaluate_job_spec(parse_config(config(tmp_path, schedule={"evaluate": {"every": "1h"}})))
+    assert hourly is not None and hourly.every_s == 3600
+    assert "evaluate" not in {s.name for s in job_specs(parse_config(config(tmp_path)))}
 
 
 def test_evaluation_sets_gauges_records_a_run_and_warns_in_readyz(tmp_path: Path) -> None:
@@ -36,6 +37,7 @@ def test_evaluation_sets_gauges_records_a_run_and_warns_in_readyz(tmp_path: Path
     try:
         seed_store(store, 400)
         daemon = build_daemon(app, store, port=0)
+        assert "evaluate" in {job.id for job in daemon._scheduler.get_jobs()}
         daemon._run_evaluation()
         registry = daemon.metrics.registry
         auc = registry.get_sample_value("leadsync_eval_auc")
