@@ -25,8 +25,8 @@ from leadsync.starter import TEMPLATES
 from mappings import MappingError
 from scoring import ScoringError
 from sync.lease import lease_name
+from sync.pipeline import SUMMARY_KEYS, SyncSummary
 from sync.pipeline import Progress as ProgressCallback
-from sync.pipeline import SyncSummary
 from sync.schedule import DEFAULT_PORT
 from sync.state import StateStore, StateStoreError
 
@@ -185,18 +185,7 @@ def _with_progress(quiet: bool, work: Callable[[Callable[[str, int], None]], T])
 
 def print_summary(summary: dict[str, Any], title: str) -> None:
     table = Table(title=title, show_header=False, title_justify="left")
-    for key in (
-        "leads_read",
-        "leads_scored",
-        "leads_written",
-        "leads_unchanged",
-        "write_failures",
-        "qualified",
-        "newly_qualified",
-        "workflows_triggered",
-        "api_calls",
-        "duration_s",
-    ):
+    for key in SUMMARY_KEYS:
         table.add_row(key.replace("_", " "), str(summary[key]))
     grades = summary.get("grades") or {}
     table.add_row("grades", ", ".join(f"{g} {n}" for g, n in grades.items()))
