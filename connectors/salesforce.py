@@ -697,16 +697,14 @@ class SalesforceConnector:
                 "SELECT Id, WhoId, TaskSubtype, Subject, Status, CallType, CallDurationInSeconds, ActivityDate, "
                 f"CreatedDate FROM Task WHERE WhoId IN ({who}){horizon}"
             )
-            for rows in self._query_pages(task_soql):
-                for row in rows:
-                    add(_task_activity(row))
             event_soql = (
                 "SELECT Id, WhoId, Subject, ActivityDateTime, StartDateTime, CreatedDate "
                 f"FROM Event WHERE WhoId IN ({who}){horizon}"
             )
-            for rows in self._query_pages(event_soql):
-                for row in rows:
-                    add(_event_activity(row))
+            for soql, to_activity in ((task_soql, _task_activity), (event_soql, _event_activity)):
+                for rows in self._query_pages(soql):
+                    for row in rows:
+                        add(to_activity(row))
             chunk_set = set(chunk)
             parts = [
                 f"{column} IN ({', '.join(_quote(i) for i in by_type.get(kind, []) if i in chunk_set)})"
