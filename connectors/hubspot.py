@@ -27,6 +27,7 @@ from hubspot.crm.contacts import (
 )
 from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
 from hubspot.discovery.discovery_base import DiscoveryBase
+from hubspot.utils.requests.http_request_builder import Request as SdkRequest
 
 from connectors._batching import write_isolating
 from connectors._deadline import install as install_deadline
@@ -197,6 +198,11 @@ class HubSpotConnector:
             retry=urllib3.util.Retry(total=0, redirect=0, raise_on_status=False),
             api_factory=_api_factory,
         )
+        self._legacy_session = requests.Session()
+        for scheme in ("http://", "https://"):
+            adapter = requests.adapters.HTTPAdapter(max_retries=0)  # tenacity retries, counted and limited
+            install_deadline(adapter.poolmanager)
+            self._legacy_session.mount(scheme, adapter)
         self._contacts_basic = self._client.crm.contacts.basic_api
         self._contacts_batch = self._client.crm.contacts.batch_api
         self._contacts_search = self._client.crm.contacts.search_api
@@ -429,14 +435,7 @@ class HubSpotConnector:
         path = f"/automation/v2/workflows/{self._workflow_id}/enrollments/contacts/{quote(email, safe='')}"
 
         def enroll(_request_timeout: Any = None) -> tuple[None, int, Any]:
-            response = self._client.api_request({"method": "POST", "path": path})
-            if response.status_code >= 400:
-                exc = urllib3.exceptions.HTTPError()
-                setattr(exc, "status", response.status_code)  # noqa: B010
-                setattr(exc, "body", response.content)  # noqa: B010
-                setattr(exc, "headers", response.headers)  # noqa: B010
-                setattr(exc, "reason", response.reason)  # noqa: B010
-                raise exc
+            response = self._legacy_request("POST", path)
             return None, response.status_code, response.headers
 
         attempts = 0
@@ -464,22 +463,33 @@ class HubSpotConnector:
         path = f"/automation/v2/workflows/enrollments/contacts/{quote(record_id, safe='')}"
 
         def current(_request_timeout: Any = None) -> tuple[Any, int, Any]:
-            response = self._client.api_request({"method": "GET", "path": path})
-            if response.status_code >= 400:
-                exc = urllib3.exceptions.HTTPError()
-                for name, value in (
-                    ("status", response.status_code),
-                    ("body", response.content),
-                    ("headers", response.headers),
-                    ("reason", response.reason),
-                ):
-                    setattr(exc, name, value)
-                raise exc
+            response = self._legacy_request("GET", path)
             return response.json(), response.status_code, response.headers
 
         data, _ = self._call("GET /automation/v2/workflows/enrollments/contacts/{vid}", current)
         workflows = data if isinstance(data, list) else []
         return any(isinstance(w, dict) and str(w.get("id")) == str(self._workflow_id) for w in workflows)
+
+    def _legacy_request(self, method: str, path: str) -> requests.Response:
+        """A legacy (v2) endpoint the SDK has no API class for: the SDK builds the request (URL, auth), our
+        session sends it with ``timeout_s`` and the whole-request deadline (the SDK's own ``api_request``
+        calls ``requests`` with no timeout at all). A 4xx/5xx becomes the SDK's error shape for ``map_error``.
+        """
+        request = SdkRequest(self._client.config, {"method": method, "path": path})
+        response = self._legacy_session.request(
+            request.get_method(), request.get_url(), timeout=self._timeout, **request.get_options_for_sending()
+        )
+        if response.status_code >= 400:
+            exc = urllib3.exceptions.HTTPError()
+            for name, value in (
+                ("status", response.status_code),
+                ("body", response.content),
+                ("headers", response.headers),
+                ("reason", response.reason),
+            ):
+                setattr(exc, name, value)
+            raise exc
+        return response
 
     # -- schema
 
