@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -41,8 +42,10 @@ from connectors._ratelimit import RollingWindowLimiter, shared_limiter
 from connectors._retry import retrying
 from connectors._validate import check_hubspot_collection, parse_json_body
 from connectors.base import (
+    OutcomeSpec,
     PropertySpec,
     RawActivity,
+    RawOutcome,
     RawRecord,
     RecordFailure,
     RecordUpdate,
@@ -75,6 +78,36 @@ OBJECT_TYPE = "contacts"
 RATE_WINDOW_S = 10.0
 
 _FIELD_TYPES = {"number": "number", "string": "text", "datetime": "date", "enumeration": "select"}
+
+#: HubSpot's default lifecycle stages in their order (``other`` is outside the order)
+LIFECYCLE_ORDER: tuple[str, ...] = (
+    "subscriber",
+    "lead",
+    "marketingqualifiedlead",
+    "salesqualifiedlead",
+    "opportunity",
+    "customer",
+    "evangelist",
+)
+#: internal names of lifecycle stages: the defaults, or a custom stage's internal id (digits)
+_STAGE_NAME = re.compile(r"[a-z0-9_]+")
+
+
+def lifecycle_date_properties(stage: str) -> list[str]:
+    """The ``hs_lifecyclestage_<s>_date`` properties whose date says a contact reached ``stage``.
+
+    HubSpot stamps a stage's date when the contact enters that stage, and a contact moved straight past it
+    (a lead closed as a customer in one edit) gets only the later stage's date: so for a default stage the
+    later default stages count too (a customer has certainly reached ``opportunity``). A custom stage has
+    no known order, only its own date counts.
+    """
+    if not _STAGE_NAME.fullmatch(stage):
+        raise ValueError(
+            f"outcomes.lifecycle_stage {stage!r} is not a HubSpot lifecycle stage's internal name "
+            f"(lower case, e.g. {', '.join(LIFECYCLE_ORDER[3:6])}, or a custom stage's id)"
+        )
+    stages = LIFECYCLE_ORDER[LIFECYCLE_ORDER.index(stage) :] if stage in LIFECYCLE_ORDER else (stage,)
+    return [f"hs_lifecyclestage_{s}_date" for s in stages]
 
 
 def _ms(value: datetime, *, ceil: bool = False) -> str:
@@ -370,6 +403,35 @@ class HubSpotConnector:
 
     def read_activities(self, records: Sequence[RawRecord]) -> Mapping[str, list[RawActivity]]:
         return self.activities.read(records) if self.activities is not None else {}
+
+    # -- outcomes (connectors.base.OutcomeReader)
+
+    def outcome_properties(self, spec: OutcomeSpec) -> Sequence[str]:
+        return lifecycle_date_properties(spec.lifecycle_stage) if spec.lifecycle_stage else []
+
+    def read_outcomes(self, records: Sequence[RawRecord], spec: OutcomeSpec) -> Mapping[str, RawOutcome]:
+        out: dict[str, RawOutcome] = {}
+        if spec.lifecycle_stage:
+            out.update(self._lifecycle_outcomes(records, spec.lifecycle_stage))
+        return out
+
+    @staticmethod
+    def _lifecycle_outcomes(records: Sequence[RawRecord], stage: str) -> dict[str, RawOutcome]:
+        """The earliest stage date of each record reaching ``stage`` (read with the record: no call)."""
+        properties = lifecycle_date_properties(stage)
+        out: dict[str, RawOutcome] = {}
+        for record in records:
+            if not record.id:
+                continue
+            dated = [
+                (at, prop)
+                for prop in properties
+                if (at := parse_hubspot_time(record.properties.get(prop))) is not None
+            ]
+            if dated:
+                at, prop = min(dated)
+                out[record.id] = RawOutcome(record.id, at, f"lifecycle:{stage}", {"property": prop})
+        return out
 
     # -- writes
 
