@@ -12,12 +12,14 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import hubspot
 import requests
+import structlog
 import urllib3
 from hubspot.crm.contacts import (
     BatchInputSimplePublicObjectBatchInput,
@@ -35,8 +37,11 @@ from connectors._deadline import request_deadline
 from connectors._hubspot_activities import (
     DEFAULT_ACTIVITY_TYPES,
     DEFAULT_HORIZON_DAYS,
+    AssociationReadStats,
     HubSpotActivityReader,
     parse_hubspot_time,
+    read_associations,
+    read_objects,
 )
 from connectors._ratelimit import RollingWindowLimiter, shared_limiter
 from connectors._retry import retrying
@@ -62,6 +67,7 @@ from connectors.errors import (
 )
 
 T = TypeVar("T")
+log = structlog.get_logger("leadsync.connectors")
 
 #: at most this many inputs per batch call
 BATCH_SIZE = 100
@@ -91,6 +97,38 @@ LIFECYCLE_ORDER: tuple[str, ...] = (
 )
 #: internal names of lifecycle stages: the defaults, or a custom stage's internal id (digits)
 _STAGE_NAME = re.compile(r"[a-z0-9_]+")
+
+
+#: what a deal outcome reads of each associated deal
+DEAL_PROPERTIES: tuple[str, ...] = (
+    "dealstage",
+    "closedate",
+    "amount",
+    "pipeline",
+    "hs_is_closed_won",
+    "createdate",
+    "hs_lastmodifieddate",
+)
+
+
+@dataclass(slots=True)
+class OutcomeReadStats(AssociationReadStats):
+    """What the last :meth:`HubSpotConnector.read_outcomes` did: calls, and the deals it saw."""
+
+    won: int = 0
+    #: won deals without a ``closedate`` (no date, so no outcome)
+    undated: int = 0
+    #: associated deals that are open or closed lost
+    not_won: int = 0
+
+
+def is_closed_won(properties: Mapping[str, Any]) -> bool:
+    """HubSpot's computed ``hs_is_closed_won`` (true for the won stage of any pipeline); the default
+    pipeline's ``closedwon`` stage when a portal does not return it."""
+    flag = properties.get("hs_is_closed_won")
+    if flag not in (None, ""):
+        return str(flag).strip().lower() == "true"
+    return properties.get("dealstage") == "closedwon"
 
 
 def lifecycle_date_properties(stage: str) -> list[str]:
@@ -252,6 +290,8 @@ class HubSpotConnector:
         #: share of the daily allowance left untouched for the portal's other integrations
         self.daily_reserve = daily_reserve
         self._on_call: list[Callable[[str, int | None], None]] = []
+        #: what the last ``read_outcomes`` did (calls, deals seen), for logs and tests
+        self.last_outcomes = OutcomeReadStats()
         #: activity objects through associations (connectors._hubspot_activities); None: counters only
         self.activities = (
             HubSpotActivityReader(self._call, self._client, types=activity_types, horizon_days=activity_horizon_days)
@@ -410,9 +450,53 @@ class HubSpotConnector:
         return lifecycle_date_properties(spec.lifecycle_stage) if spec.lifecycle_stage else []
 
     def read_outcomes(self, records: Sequence[RawRecord], spec: OutcomeSpec) -> Mapping[str, RawOutcome]:
+        """Lifecycle dates come with the records (no call); closed-won deals cost ``ceil(N / 1000)``
+        association reads for N contacts plus ``ceil(D / 100)`` deal reads for their D associated deals.
+        Each record's earliest evidence wins."""
+        stats = self.last_outcomes = OutcomeReadStats(records=len(records))
         out: dict[str, RawOutcome] = {}
         if spec.lifecycle_stage:
             out.update(self._lifecycle_outcomes(records, spec.lifecycle_stage))
+        if spec.closed_won:
+            for record_id, outcome in self._deal_outcomes(records, stats).items():
+                current = out.get(record_id)
+                if current is None or outcome.converted_at < current.converted_at:
+                    out[record_id] = outcome
+        return out
+
+    def _deal_outcomes(self, records: Sequence[RawRecord], stats: OutcomeReadStats) -> dict[str, RawOutcome]:
+        """The earliest closed-won associated deal of each contact (Associations v4, then deal batch reads)."""
+        ids = list(dict.fromkeys(r.id for r in records if r.id))
+        if not ids:
+            return {}
+        associations = self._client.crm.associations.v4.batch_api
+        associated = read_associations(self._call, associations, "deals", ids, stats)
+        owners: dict[str, list[str]] = {}
+        for contact_id, deal_ids in associated.items():
+            for deal_id in dict.fromkeys(deal_ids):
+                owners.setdefault(deal_id, []).append(contact_id)
+        out: dict[str, RawOutcome] = {}
+        objects = self._client.crm.objects.batch_api
+        for deal in read_objects(self._call, objects, "deals", sorted(owners), DEAL_PROPERTIES, stats):
+            props = deal.get("properties") or {}
+            if not is_closed_won(props):
+                stats.not_won += 1
+                continue
+            closed = parse_hubspot_time(props.get("closedate"))
+            if closed is None:
+                stats.undated += 1
+                continue
+            stats.won += 1
+            deal_id = str(deal.get("id"))
+            detail = {"deal_id": deal_id, "dealstage": props.get("dealstage"), "pipeline": props.get("pipeline")}
+            if props.get("amount") not in (None, ""):
+                detail["amount"] = props.get("amount")
+            for contact_id in owners.get(deal_id, ()):
+                current = out.get(contact_id)
+                if current is None or closed < current.converted_at:
+                    out[contact_id] = RawOutcome(contact_id, closed, "deal:closedwon", detail)
+        if stats.errors:
+            log.warning("hubspot.outcomes.partial", errors=stats.errors[:5], count=len(stats.errors))
         return out
 
     @staticmethod
