@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import hubspot
 import requests
+import structlog
 import urllib3
 from hubspot.crm.contacts import (
     BatchInputSimplePublicObjectBatchInput,
@@ -35,15 +38,20 @@ from connectors._deadline import request_deadline
 from connectors._hubspot_activities import (
     DEFAULT_ACTIVITY_TYPES,
     DEFAULT_HORIZON_DAYS,
+    AssociationReadStats,
     HubSpotActivityReader,
     parse_hubspot_time,
+    read_associations,
+    read_objects,
 )
 from connectors._ratelimit import RollingWindowLimiter, shared_limiter
 from connectors._retry import retrying
 from connectors._validate import check_hubspot_collection, parse_json_body
 from connectors.base import (
+    OutcomeSpec,
     PropertySpec,
     RawActivity,
+    RawOutcome,
     RawRecord,
     RecordFailure,
     RecordUpdate,
@@ -60,6 +68,7 @@ from connectors.errors import (
 )
 
 T = TypeVar("T")
+log = structlog.get_logger("leadsync.connectors")
 
 #: at most this many inputs per batch call
 BATCH_SIZE = 100
@@ -76,6 +85,68 @@ OBJECT_TYPE = "contacts"
 RATE_WINDOW_S = 10.0
 
 _FIELD_TYPES = {"number": "number", "string": "text", "datetime": "date", "enumeration": "select"}
+
+#: HubSpot's default lifecycle stages in their order (``other`` is outside the order)
+LIFECYCLE_ORDER: tuple[str, ...] = (
+    "subscriber",
+    "lead",
+    "marketingqualifiedlead",
+    "salesqualifiedlead",
+    "opportunity",
+    "customer",
+    "evangelist",
+)
+#: internal names of lifecycle stages: the defaults, or a custom stage's internal id (digits)
+_STAGE_NAME = re.compile(r"[a-z0-9_]+")
+
+
+#: what a deal outcome reads of each associated deal
+DEAL_PROPERTIES: tuple[str, ...] = (
+    "dealstage",
+    "closedate",
+    "amount",
+    "pipeline",
+    "hs_is_closed_won",
+    "createdate",
+    "hs_lastmodifieddate",
+)
+
+
+@dataclass(slots=True)
+class OutcomeReadStats(AssociationReadStats):
+    """What the last :meth:`HubSpotConnector.read_outcomes` did: calls, and the deals it saw."""
+
+    won: int = 0
+    #: won deals without a ``closedate`` (no date, so no outcome)
+    undated: int = 0
+    #: associated deals that are open or closed lost
+    not_won: int = 0
+
+
+def is_closed_won(properties: Mapping[str, Any]) -> bool:
+    """HubSpot's computed ``hs_is_closed_won`` (true for the won stage of any pipeline); the default
+    pipeline's ``closedwon`` stage when a portal does not return it."""
+    flag = properties.get("hs_is_closed_won")
+    if flag not in (None, ""):
+        return str(flag).strip().lower() == "true"
+    return properties.get("dealstage") == "closedwon"
+
+
+def lifecycle_date_properties(stage: str) -> list[str]:
+    """The ``hs_lifecyclestage_<s>_date`` properties whose date says a contact reached ``stage``.
+
+    HubSpot stamps a stage's date when the contact enters that stage, and a contact moved straight past it
+    (a lead closed as a customer in one edit) gets only the later stage's date: so for a default stage the
+    later default stages count too (a customer has certainly reached ``opportunity``). A custom stage has
+    no known order, only its own date counts.
+    """
+    if not _STAGE_NAME.fullmatch(stage):
+        raise ValueError(
+            f"outcomes.lifecycle_stage {stage!r} is not a HubSpot lifecycle stage's internal name "
+            f"(lower case, e.g. {', '.join(LIFECYCLE_ORDER[3:6])}, or a custom stage's id)"
+        )
+    stages = LIFECYCLE_ORDER[LIFECYCLE_ORDER.index(stage) :] if stage in LIFECYCLE_ORDER else (stage,)
+    return [f"hs_lifecyclestage_{s}_date" for s in stages]
 
 
 def _ms(value: datetime, *, ceil: bool = False) -> str:
@@ -225,6 +296,8 @@ class HubSpotConnector:
         #: share of the daily allowance left untouched for the portal's other integrations
         self.daily_reserve = daily_reserve
         self._on_call: list[Callable[[str, int | None], None]] = []
+        #: what the last ``read_outcomes`` did (calls, deals seen), for logs and tests
+        self.last_outcomes = OutcomeReadStats()
         #: activity objects through associations (connectors._hubspot_activities); None: counters only
         self.activities = (
             HubSpotActivityReader(self._call, self._client, types=activity_types, horizon_days=activity_horizon_days)
@@ -376,6 +449,79 @@ class HubSpotConnector:
 
     def read_activities(self, records: Sequence[RawRecord]) -> Mapping[str, list[RawActivity]]:
         return self.activities.read(records) if self.activities is not None else {}
+
+    # -- outcomes (connectors.base.OutcomeReader)
+
+    def outcome_properties(self, spec: OutcomeSpec) -> Sequence[str]:
+        return lifecycle_date_properties(spec.lifecycle_stage) if spec.lifecycle_stage else []
+
+    def read_outcomes(self, records: Sequence[RawRecord], spec: OutcomeSpec) -> Mapping[str, RawOutcome]:
+        """Lifecycle dates come with the records (no call); closed-won deals cost ``ceil(N / 1000)``
+        association reads for N contacts plus ``ceil(D / 100)`` deal reads for their D associated deals.
+        Each record's earliest evidence wins."""
+        stats = self.last_outcomes = OutcomeReadStats(records=len(records))
+        out: dict[str, RawOutcome] = {}
+        if spec.lifecycle_stage:
+            out.update(self._lifecycle_outcomes(records, spec.lifecycle_stage))
+        if spec.closed_won:
+            for record_id, outcome in self._deal_outcomes(records, stats).items():
+                current = out.get(record_id)
+                if current is None or outcome.converted_at < current.converted_at:
+                    out[record_id] = outcome
+        return out
+
+    def _deal_outcomes(self, records: Sequence[RawRecord], stats: OutcomeReadStats) -> dict[str, RawOutcome]:
+        """The earliest closed-won associated deal of each contact (Associations v4, then deal batch reads)."""
+        ids = list(dict.fromkeys(r.id for r in records if r.id))
+        if not ids:
+            return {}
+        associations = self._client.crm.associations.v4.batch_api
+        associated = read_associations(self._call, associations, "deals", ids, stats)
+        owners: dict[str, list[str]] = {}
+        for contact_id, deal_ids in associated.items():
+            for deal_id in dict.fromkeys(deal_ids):
+                owners.setdefault(deal_id, []).append(contact_id)
+        out: dict[str, RawOutcome] = {}
+        objects = self._client.crm.objects.batch_api
+        for deal in read_objects(self._call, objects, "deals", sorted(owners), DEAL_PROPERTIES, stats):
+            props = deal.get("properties") or {}
+            if not is_closed_won(props):
+                stats.not_won += 1
+                continue
+            closed = parse_hubspot_time(props.get("closedate"))
+            if closed is None:
+                stats.undated += 1
+                continue
+            stats.won += 1
+            deal_id = str(deal.get("id"))
+            detail = {"deal_id": deal_id, "dealstage": props.get("dealstage"), "pipeline": props.get("pipeline")}
+            if props.get("amount") not in (None, ""):
+                detail["amount"] = props.get("amount")
+            for contact_id in owners.get(deal_id, ()):
+                current = out.get(contact_id)
+                if current is None or closed < current.converted_at:
+                    out[contact_id] = RawOutcome(contact_id, closed, "deal:closedwon", detail)
+        if stats.errors:
+            log.warning("hubspot.outcomes.partial", errors=stats.errors[:5], count=len(stats.errors))
+        return out
+
+    @staticmethod
+    def _lifecycle_outcomes(records: Sequence[RawRecord], stage: str) -> dict[str, RawOutcome]:
+        """The earliest stage date of each record reaching ``stage`` (read with the record: no call)."""
+        properties = lifecycle_date_properties(stage)
+        out: dict[str, RawOutcome] = {}
+        for record in records:
+            if not record.id:
+                continue
+            dated = [
+                (at, prop)
+                for prop in properties
+                if (at := parse_hubspot_time(record.properties.get(prop))) is not None
+            ]
+            if dated:
+                at, prop = min(dated)
+                out[record.id] = RawOutcome(record.id, at, f"lifecycle:{stage}", {"property": prop})
+        return out
 
     # -- writes
 

@@ -57,6 +57,10 @@ What is emulated, and where the emulator chose a behaviour HubSpot does not docu
   207 error entry ``NO_ASSOCIATIONS_FOUND``) and ``GET /crm/v4/objects/{type}/{id}/associations/{toType}``
   (``limit`` <= 500, ``after``), between contacts and activity types in either direction. HubSpot does not
   document the batch read's page size: 500 here, ``association_page_size`` to change it.
+* Deals ``/crm/v3/objects/deals``: list, read, create and batch create (with ``associations`` to contacts,
+  type 3), batch read (<= 100 ids); Associations v4 contacts <-> deals (contact -> deal 4, deal -> contact
+  3) through the same batch read and list. Seeded from the people's outcomes (see
+  :mod:`connectors.sandbox.hubspot.deals`).
 * Legacy workflow enrollment ``POST /automation/v2/workflows/{workflowId}/enrollments/contacts/{email}``:
   204, recorded (``GET /__sandbox/enrollments``, ``enrollments`` in stats), 404 for an unknown email.
   ``GET /automation/v2/workflows/enrollments/contacts/{vid}`` lists the workflows a contact is enrolled in.
@@ -89,6 +93,7 @@ from connectors.sandbox.hubspot.activity_types import (
     ASSOCIATION_PAGE_SIZE,
 )
 from connectors.sandbox.hubspot.associations import AssociationsRoutes
+from connectors.sandbox.hubspot.deals import DealsRoutes
 from connectors.sandbox.hubspot.engagements import EngagementsRoutes
 from connectors.sandbox.hubspot.limits import DEFAULT_DAILY_LIMIT, DEFAULT_SEARCH_PER_SECOND, RATE_WINDOW_S, HubSpotGate
 from connectors.sandbox.hubspot.portal import HubSpotPortal
@@ -102,7 +107,7 @@ if TYPE_CHECKING:
 
 
 class HubSpotSandbox(
-    HubSpotGate, EngagementsRoutes, SearchRoutes, PropertiesRoutes, AssociationsRoutes, WorkflowsRoutes
+    HubSpotGate, EngagementsRoutes, SearchRoutes, PropertiesRoutes, AssociationsRoutes, DealsRoutes, WorkflowsRoutes
 ):
     """The WSGI app: HubSpot's endpoints, auth, rate limits and error bodies over a :class:`HubSpotPortal`."""
 
@@ -167,7 +172,17 @@ class HubSpotSandbox(
             ("GET", "/automation/v2/workflows/enrollments/contacts/{vid}", self._current_enrollments, ""),
         ):
             self.add_route(method, template, handler, tag=tag)
-        # activity objects and associations: static contact routes win over these templates
+        deals = "/crm/v3/objects/deals"
+        deal_routes: tuple[tuple[str, str, Callable[..., Response]], ...] = (
+            ("GET", deals, self._list_deals),
+            ("POST", deals, self._create_deal),
+            ("GET", deals + "/{dealId}", self._read_deal),
+            ("POST", deals + "/batch/read", self._batch_read_deals),
+            ("POST", deals + "/batch/create", self._batch_create_deals),
+        )
+        for method, template, deal_handler in deal_routes:
+            self.add_route(method, template, deal_handler)
+        # activity objects and associations: static contact and deal routes win over these templates
         objects = "/crm/v3/objects/{objectType}"
         routes: tuple[tuple[str, str, Callable[..., Response]], ...] = (
             ("GET", objects, self._list_engagements),
