@@ -17,7 +17,6 @@ from sync.pipeline import Progress, SyncPipeline
 from sync.state import StateStore
 from sync.writeback import WritebackSettings
 
-
 #: the `salesforce:` keys that are SalesforceConnector parameters of the same name (the others are login)
 _SALESFORCE_CONNECTOR_KEYS = frozenset(
     {
