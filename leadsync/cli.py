@@ -220,7 +220,7 @@ def _one_pass(
     application: App, store: StateStore, progress: ProgressCallback, full: bool, dry_run: bool
 ) -> SyncSummary:
     """One pass under the job's lease, so a one-off sync never writes beside a running daemon."""
-    from sync.daemon import GuardedConnector
+    from sync.daemon import RUN_JOB, GuardedConnector
     from sync.lease import LeaseKeeper, lease_name
 
     pipeline = application.pipeline(store, progress)
@@ -236,6 +236,8 @@ def _one_pass(
                 "stop it or let its pass finish, then try again",
                 1,
             )
+        # holding the lease, nobody else runs this job: a run still `running` is one whose process died
+        store.abandon_runs(RUN_JOB)
         pipeline.connector = GuardedConnector(pipeline.connector, keeper.check)
         return pipeline.run_once(full=full, dry_run=False)
     finally:
