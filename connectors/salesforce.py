@@ -43,8 +43,10 @@ from connectors._retry import retrying
 from connectors._salesforce_auth import CAFileAdapter, SalesforceAuth, make_session
 from connectors._validate import require
 from connectors.base import (
+    OutcomeSpec,
     PropertySpec,
     RawActivity,
+    RawOutcome,
     RawRecord,
     RecordFailure,
     RecordUpdate,
@@ -70,6 +72,10 @@ COLLECTION_SIZE = 200
 QUERY_PAGE_SIZE = 2000
 #: ids per ``WhoId IN (...)`` query: about 28 URL-encoded bytes each, so the GET stays under 16 KB
 ACTIVITY_ID_CHUNK = 450
+#: ids per outcome query (``Id IN``/``ContactId IN``): the same URL budget as the activity queries
+OUTCOME_ID_CHUNK = ACTIVITY_ID_CHUNK
+#: Lead fields that tell whether and how it converted (read with the ordinary record reads)
+LEAD_OUTCOME_FIELDS = ("IsConverted", "ConvertedDate", "ConvertedOpportunityId")
 #: Bulk API 2.0 rows per results page
 BULK_PAGE_SIZE = 50_000
 CURSOR_FIELD = "SystemModstamp"
@@ -727,6 +733,93 @@ class SalesforceConnector:
             activities.sort(key=lambda a: (a.timestamp, a.kind, str(a.attributes.get("id", ""))))
         return out
 
+    # -- outcomes
+
+    def outcome_properties(self, spec: OutcomeSpec) -> Sequence[str]:
+        """Lead conversion fields, when leads are read and the spec counts a conversion or a won deal."""
+        if "lead" not in self.objects or not (spec.converted_lead or spec.closed_won):
+            return []
+        return list(LEAD_OUTCOME_FIELDS)
+
+    def read_outcomes(self, records: Sequence[RawRecord], spec: OutcomeSpec) -> Mapping[str, RawOutcome]:
+        """Converted leads (``lead:converted``, on ``ConvertedDate``) and won Opportunities (``opportunity:won``,
+        on ``CloseDate``): a lead's through ``ConvertedOpportunityId``, a contact's through its
+        OpportunityContactRoles. The earliest outcome of each record counts.
+
+        A lead carrying ``IsConverted`` (``outcome_properties``) costs no call; one without it (a lead from
+        the cache re-checked later: converted leads are never read again) is looked up, one query per 450.
+        Won deals cost one query per 450 converted leads and one per 450 contacts.
+        """
+        if not records or not (spec.converted_lead or spec.closed_won):
+            return {}
+        found: dict[str, RawOutcome] = {}
+
+        def add(outcome: RawOutcome) -> None:
+            known = found.get(outcome.record_id)
+            if known is None or outcome.converted_at < known.converted_at:
+                found[outcome.record_id] = outcome
+
+        leads = [r for r in records if r.object_type == "lead" and r.id]
+        contacts = sorted({r.id for r in records if r.object_type == "contact" and r.id})
+        conversions = self._lead_conversions(leads)
+        won_via: dict[str, list[str]] = {}
+        for lead_id, (converted_at, opportunity_id) in conversions.items():
+            if spec.converted_lead and converted_at is not None:
+                detail = {"opportunity_id": opportunity_id} if opportunity_id else {}
+                add(RawOutcome(lead_id, converted_at, "lead:converted", detail))
+            if spec.closed_won and opportunity_id:
+                won_via.setdefault(opportunity_id, []).append(lead_id)
+        if won_via:
+            for chunk in _chunks(sorted(won_via), OUTCOME_ID_CHUNK):
+                soql = (
+                    "SELECT Id, IsWon, CloseDate FROM Opportunity "
+                    f"WHERE Id IN ({', '.join(_quote(i) for i in chunk)}) AND IsWon = true"
+                )
+                for rows in self._query_pages(soql):
+                    for row in rows:
+                        opportunity_id, closed = _won_row(row, "Opportunity")
+                        for lead_id in won_via.get(opportunity_id, []):
+                            add(RawOutcome(lead_id, closed, "opportunity:won", {"opportunity_id": opportunity_id}))
+        if spec.closed_won:
+            for chunk in _chunks(contacts, OUTCOME_ID_CHUNK):
+                soql = (
+                    "SELECT ContactId, OpportunityId, Opportunity.CloseDate FROM OpportunityContactRole "
+                    f"WHERE ContactId IN ({', '.join(_quote(i) for i in chunk)}) AND Opportunity.IsWon = true"
+                )
+                for rows in self._query_pages(soql):
+                    for row in rows:
+                        contact_id, opportunity_id, closed = _role_row(row)
+                        add(RawOutcome(contact_id, closed, "opportunity:won", {"opportunity_id": opportunity_id}))
+        return found
+
+    def _lead_conversions(self, leads: Sequence[RawRecord]) -> dict[str, tuple[datetime | None, str | None]]:
+        """Converted leads -> (ConvertedDate, ConvertedOpportunityId), from the records' own fields when they
+        carry them, else from one query per 450 leads."""
+        out: dict[str, tuple[datetime | None, str | None]] = {}
+        unknown: list[str] = []
+        for r in leads:
+            flag = r.properties.get("IsConverted")
+            if flag is None:
+                unknown.append(r.id)
+            elif str(flag).lower() == "true":
+                opportunity = r.properties.get("ConvertedOpportunityId")
+                out[r.id] = (_parse_time(r.properties.get("ConvertedDate")), str(opportunity) if opportunity else None)
+        for chunk in _chunks(sorted(set(unknown)), OUTCOME_ID_CHUNK):
+            soql = (
+                f"SELECT Id, {', '.join(LEAD_OUTCOME_FIELDS[1:])} FROM Lead "
+                f"WHERE Id IN ({', '.join(_quote(i) for i in chunk)}) AND IsConverted = true"
+            )
+            for rows in self._query_pages(soql):
+                for row in rows:
+                    lead_id = row.get("Id")
+                    require(isinstance(lead_id, str) and lead_id != "", "Salesforce", "Lead query", "a row has no Id")
+                    opportunity = row.get("ConvertedOpportunityId")
+                    out[str(lead_id)] = (
+                        _parse_time(row.get("ConvertedDate")),
+                        str(opportunity) if opportunity else None,
+                    )
+        return out
+
     # -- writes
 
     def _coerce(self, sobject: str, name: str, value: str) -> Any:
@@ -907,6 +1000,28 @@ def _when(row: Mapping[str, Any], *columns: str) -> datetime:
         if parsed is not None:
             return parsed
     return datetime.now(UTC)
+
+
+def _won_row(row: Mapping[str, Any], what: str) -> tuple[str, datetime]:
+    """(Id, CloseDate) of a won Opportunity row: both required, as Salesforce never leaves them empty."""
+    opportunity_id, closed = row.get("Id"), _parse_time(row.get("CloseDate"))
+    require(isinstance(opportunity_id, str) and opportunity_id != "", "Salesforce", f"{what} query", "a row has no Id")
+    require(closed is not None, "Salesforce", f"{what} query", f"won Opportunity {opportunity_id} has no CloseDate")
+    assert closed is not None
+    return str(opportunity_id), closed
+
+
+def _role_row(row: Mapping[str, Any]) -> tuple[str, str, datetime]:
+    """(ContactId, OpportunityId, CloseDate) of an OpportunityContactRole row with its nested Opportunity."""
+    what = "OpportunityContactRole query"
+    contact_id, opportunity = row.get("ContactId"), row.get("Opportunity")
+    require(isinstance(contact_id, str) and contact_id != "", "Salesforce", what, "a row has no ContactId")
+    require(isinstance(opportunity, Mapping), "Salesforce", what, "a row has no nested Opportunity")
+    assert isinstance(opportunity, Mapping)
+    closed = _parse_time(opportunity.get("CloseDate"))
+    require(closed is not None, "Salesforce", what, f"the won Opportunity of contact {contact_id} has no CloseDate")
+    assert closed is not None
+    return str(contact_id), str(row.get("OpportunityId") or ""), closed
 
 
 def _task_activity(row: Mapping[str, Any]) -> RawActivity:
