@@ -25,6 +25,7 @@ import logging
 import math
 import random
 import re
+import signal
 import socket
 import ssl
 import threading
@@ -33,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypedDict, TypeVar
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
@@ -49,6 +50,7 @@ __all__ = [
     "Abort",
     "DropConnection",
     "FaultInjector",
+    "FaultOptions",
     "FaultRule",
     "LimitDecision",
     "RateLimit",
@@ -63,6 +65,7 @@ __all__ = [
     "parse_fault_rule",
     "parse_rate_limit",
     "retry_after_header",
+    "serve_in_foreground",
 ]
 
 logger = logging.getLogger("connectors.sandbox")
@@ -387,6 +390,17 @@ class FaultInjector:
             if self._rate <= 0.0 or self._rng.random() >= self._rate:
                 return None
             return self._rng.choice(self.kinds)
+
+
+class FaultOptions(TypedDict, total=False):
+    """The fault options a sandbox's constructor and ``start_*`` function pass through to :class:`SandboxApp`.
+
+    One home for them, so that each layer need not repeat the list; the defaults are :class:`SandboxApp`'s.
+    """
+
+    fault_rate: float
+    fault_kinds: Iterable[str]
+    slow_response_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -730,6 +744,31 @@ class SandboxServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+_ServerT = TypeVar("_ServerT", bound=SandboxServer)
+
+
+def serve_in_foreground(server: _ServerT, on_ready: Callable[[_ServerT], None]) -> None:
+    """Keep a started ``server`` running until Ctrl-C or SIGTERM, then stop it (``leadsync sandbox ...``).
+
+    ``on_ready`` gets the running server first (to print its URL and credentials). SIGTERM is only caught
+    on the main thread (Python allows no other), and the previous handler is put back afterwards.
+    """
+    done = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda _sig, _frame: done.set())
+    try:
+        on_ready(server)
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        server.stop()
 
 
 def retry_after_header(seconds: float) -> str:
