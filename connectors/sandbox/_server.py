@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, TypedDict, TypeVar
+from typing import Any, Generic, Self, TypedDict, TypeVar
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
@@ -433,11 +433,14 @@ class SandboxApp:
     def __init__(
         self,
         *,
+        token: str = "",
         fault_rate: float = 0.0,
         fault_seed: int = 0,
         fault_kinds: Iterable[str] = FAULT_KINDS,
         slow_response_s: float = 2.0,
     ) -> None:
+        #: the credential the vendor's gate accepts from the start (servers report it to clients)
+        self.token = token
         #: guards the portal: every handler runs holding it; take it too when touching the portal directly
         self.lock = threading.RLock()
         self.stats = RequestStats()
@@ -655,7 +658,10 @@ class _TrackingWSGIServer(ThreadedWSGIServer):
         return [thread for thread, _sock in items if thread.is_alive()]
 
 
-class SandboxServer:
+_AppT = TypeVar("_AppT", bound=SandboxApp)
+
+
+class SandboxServer(Generic[_AppT]):
     """Serve a :class:`SandboxApp` on ``host:port`` (0 = a free port) in a background thread.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. ``ssl_context`` turns on TLS (the
@@ -664,7 +670,7 @@ class SandboxServer:
 
     def __init__(
         self,
-        app: SandboxApp,
+        app: _AppT,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -675,6 +681,16 @@ class SandboxServer:
         self._server = _TrackingWSGIServer(host, port, app, ssl_context)
         self._thread: threading.Thread | None = None
         self._stopped = False
+
+    @property
+    def sandbox(self) -> _AppT:
+        """The app being served (the same object as ``.app``)."""
+        return self.app
+
+    @property
+    def token(self) -> str:
+        """The token clients present (the app's :attr:`SandboxApp.token`)."""
+        return self.app.token
 
     @property
     def host(self) -> str:
@@ -746,7 +762,7 @@ class SandboxServer:
         self.stop()
 
 
-_ServerT = TypeVar("_ServerT", bound=SandboxServer)
+_ServerT = TypeVar("_ServerT", bound=SandboxServer[Any])
 
 
 def serve_in_foreground(server: _ServerT, on_ready: Callable[[_ServerT], None]) -> None:

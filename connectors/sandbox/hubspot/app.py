@@ -116,10 +116,9 @@ class HubSpotSandbox(
         fault_seed: int = 0,
         **faults: Unpack[FaultOptions],
     ) -> None:
-        super().__init__(fault_seed=fault_seed, **faults)
+        super().__init__(token=token, fault_seed=fault_seed, **faults)
         self.portal = portal or HubSpotPortal()
         self.lock = self.portal.lock
-        self.token = token
         self.tokens: set[str] = {token}
         self.expired_tokens: set[str] = set()
         self.limiter = rolling_limiter(rate_limit, window_s=RATE_WINDOW_S)
@@ -180,18 +179,8 @@ class HubSpotSandbox(
     # tokens
 
 
-class HubSpotSandboxServer(SandboxServer):
+class HubSpotSandboxServer(SandboxServer[HubSpotSandbox]):
     """A running HubSpot sandbox: ``.url``, ``.token``, ``.portal``, ``.sandbox`` (the app), ``.stop()``."""
-
-    app: HubSpotSandbox
-
-    @property
-    def sandbox(self) -> HubSpotSandbox:
-        return self.app
-
-    @property
-    def token(self) -> str:
-        return self.app.token
 
     @property
     def portal(self) -> HubSpotPortal:

@@ -141,10 +141,9 @@ class SalesforceSandbox(SalesforceGate, RecordsRoutes, QueryRoutes, FieldsRoutes
         fault_seed: int = 0,
         **faults: Unpack[FaultOptions],
     ) -> None:
-        super().__init__(fault_seed=fault_seed, **faults)
+        super().__init__(token=token, fault_seed=fault_seed, **faults)
         self.org = org or SalesforceOrg()
         self.lock = self.org.lock
-        self.token = token
         self.client_id = client_id
         self.client_secret = client_secret
         self.session_ttl_s = session_ttl_s
@@ -243,10 +242,8 @@ class SalesforceSandbox(SalesforceGate, RecordsRoutes, QueryRoutes, FieldsRoutes
 # running it ------------------------------------------------------------------------------------------------
 
 
-class SalesforceSandboxServer(SandboxServer):
+class SalesforceSandboxServer(SandboxServer[SalesforceSandbox]):
     """A running Salesforce sandbox: ``.url`` (= ``.instance_url``), ``.token``, ``.ca_pem_path``, ``.org``."""
-
-    app: SalesforceSandbox
 
     def __init__(
         self,
@@ -276,16 +273,8 @@ class SalesforceSandboxServer(SandboxServer):
         app.instance_url = self.url
 
     @property
-    def sandbox(self) -> SalesforceSandbox:
-        return self.app
-
-    @property
     def org(self) -> SalesforceOrg:
         return self.app.org
-
-    @property
-    def token(self) -> str:
-        return self.app.token
 
     @property
     def client_id(self) -> str:
