@@ -452,6 +452,12 @@ class SandboxApp:
         self.add_route("GET", STATS_PATH, self._serve_stats, internal=True)
         self.add_route("POST", RESET_STATS_PATH, self._reset_stats, internal=True)
 
+    def set_limits(self, rate_limit: str | int | RateLimit | None, daily_limit: int, *, window_s: float) -> None:
+        """Install the two limits every vendor's gate applies: a rolling window (None: off) and a daily budget."""
+        self.limiter = rolling_limiter(rate_limit, window_s=window_s)
+        self.daily_limit = daily_limit
+        self.daily = DailyBudget(daily_limit)
+
     def add_route(self, method: str, template: str, handler: Handler, *, internal: bool = False, tag: str = "") -> None:
         """Register ``handler(request, **path_params)`` for ``METHOD /path/{param}``."""
         route = Route(method.upper(), template, handler, internal, tag)

@@ -72,12 +72,10 @@ from typing import TYPE_CHECKING, Any, Unpack
 from werkzeug.wrappers import Response
 
 from connectors.sandbox._server import (
-    DailyBudget,
     FaultOptions,
     RateLimit,
     RollingWindowLimiter,
     SandboxServer,
-    rolling_limiter,
     serve_in_foreground,
 )
 from connectors.sandbox.hubspot._base import (
@@ -121,12 +119,10 @@ class HubSpotSandbox(
         self.lock = self.portal.lock
         self.tokens: set[str] = {token}
         self.expired_tokens: set[str] = set()
-        self.limiter = rolling_limiter(rate_limit, window_s=RATE_WINDOW_S)
+        self.set_limits(rate_limit, daily_limit, window_s=RATE_WINDOW_S)
         if search_rate_limit is None:
             search_rate_limit = DEFAULT_SEARCH_PER_SECOND if self.limiter is not None else 0
         self.search_limiter = RollingWindowLimiter(search_rate_limit, 1.0) if search_rate_limit > 0 else None
-        self.daily_limit = daily_limit
-        self.daily = DailyBudget(daily_limit)
         self.stats.increment("enrollments", 0)  # a stable stats shape from the first request on
         self._register_routes()
 

@@ -68,12 +68,10 @@ from requests.adapters import HTTPAdapter
 from werkzeug.wrappers import Request, Response
 
 from connectors.sandbox._server import (
-    DailyBudget,
     FaultOptions,
     RateLimit,
     SandboxServer,
     json_response,
-    rolling_limiter,
     serve_in_foreground,
 )
 from connectors.sandbox.salesforce._http import (
@@ -153,9 +151,7 @@ class SalesforceSandbox(SalesforceGate, RecordsRoutes, QueryRoutes, FieldsRoutes
         self._session_lock = threading.Lock()
         self._sessions: dict[str, float] = {token: math.inf}
         self._refresh_tokens: set[str] = set()
-        self.limiter = rolling_limiter(rate_limit, window_s=RATE_WINDOW_S)
-        self.daily_limit = daily_limit
-        self.daily = DailyBudget(daily_limit)
+        self.set_limits(rate_limit, daily_limit, window_s=RATE_WINDOW_S)
         self.stats.increment("flow_invocations", 0)
         self.stats.increment("platform_events", 0)
         self.stats.increment("sessions_issued", 0)
