@@ -454,6 +454,30 @@ def derive_stage_flags(obj: ObjectDef, row: list[Any], *, created: bool) -> None
         row[chance] = float(probability)
 
 
+def _activity_object(
+    name: str, fields: list[FieldDef], *, description_label: str, required: tuple[str, ...] = ()
+) -> ObjectDef:
+    """Task or Event: Salesforce's two activity objects share who/what, subject, description and owner."""
+    return ObjectDef(
+        name,
+        name,
+        f"{name}s",
+        KEY_PREFIXES[name],
+        [
+            *_system_fields(),
+            _ref("WhoId", "Name ID", ["Contact", "Lead"], "Who"),
+            _ref("WhatId", "Related To ID", ["Account"], "What"),
+            FieldDef("Subject", "combobox", "Subject", length=255),
+            *fields,
+            FieldDef(
+                "Description", "textarea", description_label, length=32000, extra={"extraTypeInfo": "plaintextarea"}
+            ),
+            _owner(),
+        ],
+        required=required,
+    )
+
+
 def standard_objects() -> dict[str, ObjectDef]:
     """A fresh set of the standard objects (each org owns its copy: custom fields are added per org)."""
     lead = ObjectDef(
@@ -524,16 +548,9 @@ def standard_objects() -> dict[str, ObjectDef]:
         ],
         required=("Name",),
     )
-    task = ObjectDef(
+    task = _activity_object(
         "Task",
-        "Task",
-        "Tasks",
-        KEY_PREFIXES["Task"],
         [
-            *_system_fields(),
-            _ref("WhoId", "Name ID", ["Contact", "Lead"], "Who"),
-            _ref("WhatId", "Related To ID", ["Account"], "What"),
-            FieldDef("Subject", "combobox", "Subject", length=255),
             _picklist("TaskSubtype", "Task Subtype", TASK_SUBTYPES),
             FieldDef("ActivityDate", "date", "Due Date Only"),
             _picklist("Status", "Status", TASK_STATUSES, nillable=False, default_picklist="Not Started"),
@@ -542,30 +559,21 @@ def standard_objects() -> dict[str, ObjectDef]:
             _picklist("CallType", "Call Type", ("Internal", "Inbound", "Outbound")),
             FieldDef("CallDurationInSeconds", "int", "Call Duration", digits=8),
             _text("CallDisposition", "Call Result", 255),
-            FieldDef("Description", "textarea", "Comments", length=32000, extra={"extraTypeInfo": "plaintextarea"}),
-            _owner(),
         ],
+        description_label="Comments",
         required=("Status",),
     )
-    event = ObjectDef(
+    event = _activity_object(
         "Event",
-        "Event",
-        "Events",
-        KEY_PREFIXES["Event"],
         [
-            *_system_fields(),
-            _ref("WhoId", "Name ID", ["Contact", "Lead"], "Who"),
-            _ref("WhatId", "Related To ID", ["Account"], "What"),
-            FieldDef("Subject", "combobox", "Subject", length=255),
             _picklist("EventSubtype", "Event Subtype", ("Event",)),
             _dt("ActivityDateTime", "Due Date Time"),
             FieldDef("ActivityDate", "date", "Due Date Only"),
             _dt("StartDateTime", "Start Date Time"),
             _dt("EndDateTime", "End Date Time"),
             FieldDef("DurationInMinutes", "int", "Duration", digits=8),
-            FieldDef("Description", "textarea", "Description", length=32000, extra={"extraTypeInfo": "plaintextarea"}),
-            _owner(),
         ],
+        description_label="Description",
     )
     campaign = ObjectDef(
         "Campaign",

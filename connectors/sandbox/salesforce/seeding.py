@@ -61,27 +61,19 @@ class SeedingOrg(OrgStore):
                 row = table.rows[existing]
                 row[table.obj.by_lower["type"].index] = "Customer - Direct"  # seeding: no snapshot exists yet
             return existing
-        aid = self.new_id("Account")
-        table.insert(
-            table.make_row(
-                {
-                    "Id": aid,
-                    "IsDeleted": False,
-                    "CreatedDate": at,
-                    "CreatedById": self._users[0],
-                    "LastModifiedDate": at,
-                    "LastModifiedById": self._users[0],
-                    "SystemModstamp": max(at, stamp),
-                    "Name": name,
-                    "Type": "Customer - Direct" if person.converted else "Prospect",
-                    "Industry": _INDUSTRY_MAP.get(person.industry, person.industry or None),
-                    "AnnualRevenue": float(person.annual_revenue) if person.annual_revenue is not None else None,
-                    "NumberOfEmployees": person.employees,
-                    "Website": f"www.{person.company_domain}" if person.company_domain else None,
-                    "BillingCountry": person.country or None,
-                    "OwnerId": owner,
-                }
-            ),
+        aid = self._seed_record(
+            "Account",
+            {
+                **self._audit_values(at, at, max(at, stamp)),
+                "Name": name,
+                "Type": "Customer - Direct" if person.converted else "Prospect",
+                "Industry": _INDUSTRY_MAP.get(person.industry, person.industry or None),
+                "AnnualRevenue": float(person.annual_revenue) if person.annual_revenue is not None else None,
+                "NumberOfEmployees": person.employees,
+                "Website": f"www.{person.company_domain}" if person.company_domain else None,
+                "BillingCountry": person.country or None,
+                "OwnerId": owner,
+            },
             index=False,
         )
         self._accounts_by_name[key] = aid
@@ -94,11 +86,6 @@ class SeedingOrg(OrgStore):
         first = person.first_name or None
         last = person.last_name or "Unknown"
         common = {
-            "IsDeleted": False,
-            "CreatedById": self._users[0],
-            "LastModifiedDate": stamp,
-            "LastModifiedById": self._users[0],
-            "SystemModstamp": stamp,
             "FirstName": first,
             "LastName": last,
             "Name": f"{person.first_name} {last}".strip(),
@@ -123,44 +110,36 @@ class SeedingOrg(OrgStore):
                 if (person.company or person.converted)
                 else None
             )
-            contact_id = self.new_id("Contact")
-            contacts = self.tables["Contact"]
-            contacts.insert(
-                contacts.make_row(
-                    {
-                        **common,
-                        "Id": contact_id,
-                        "CreatedDate": contact_created,
-                        "AccountId": account_id,
-                        "MailingCountry": person.country or None,
-                    }
-                ),
+            contact_id = self._seed_record(
+                "Contact",
+                {
+                    **common,
+                    **self._audit_values(contact_created, stamp),
+                    "AccountId": account_id,
+                    "MailingCountry": person.country or None,
+                },
                 index=False,
             )
         opportunity_id = self._seed_deal(person, contact_id, account_id, owner, converted_at, as_lead=as_lead)
         if as_lead:
-            lead_id = self.new_id("Lead")
-            leads = self.tables["Lead"]
-            leads.insert(
-                leads.make_row(
-                    {
-                        **common,
-                        "Id": lead_id,
-                        "CreatedDate": created,
-                        "Company": person.company or "[not provided]",
-                        "Website": f"www.{person.company_domain}" if person.company_domain else None,
-                        "Industry": _INDUSTRY_MAP.get(person.industry, person.industry or None),
-                        "AnnualRevenue": float(person.annual_revenue) if person.annual_revenue is not None else None,
-                        "NumberOfEmployees": person.employees,
-                        "Country": person.country or None,
-                        "Status": _lead_status(person),
-                        "IsConverted": person.converted,
-                        "ConvertedDate": converted_at[:10] if converted_at else None,
-                        "ConvertedAccountId": account_id if person.converted else None,
-                        "ConvertedContactId": contact_id if person.converted else None,
-                        "ConvertedOpportunityId": opportunity_id if person.converted else None,
-                    }
-                ),
+            lead_id = self._seed_record(
+                "Lead",
+                {
+                    **common,
+                    **self._audit_values(created, stamp),
+                    "Company": person.company or "[not provided]",
+                    "Website": f"www.{person.company_domain}" if person.company_domain else None,
+                    "Industry": _INDUSTRY_MAP.get(person.industry, person.industry or None),
+                    "AnnualRevenue": float(person.annual_revenue) if person.annual_revenue is not None else None,
+                    "NumberOfEmployees": person.employees,
+                    "Country": person.country or None,
+                    "Status": _lead_status(person),
+                    "IsConverted": person.converted,
+                    "ConvertedDate": converted_at[:10] if converted_at else None,
+                    "ConvertedAccountId": account_id if person.converted else None,
+                    "ConvertedContactId": contact_id if person.converted else None,
+                    "ConvertedOpportunityId": opportunity_id if person.converted else None,
+                },
                 index=False,
             )
         self._people.append(_Person(len(self._people), person, lead_id, contact_id, account_id, owner))
