@@ -48,6 +48,7 @@ from connectors._ratelimit import RollingWindowLimiter, shared_limiter
 from connectors._retry import retrying
 from connectors._validate import check_hubspot_collection, parse_json_body
 from connectors.base import (
+    LIFECYCLE_STAGES,
     OutcomeSpec,
     PropertySpec,
     RawActivity,
@@ -86,16 +87,6 @@ RATE_WINDOW_S = 10.0
 
 _FIELD_TYPES = {"number": "number", "string": "text", "datetime": "date", "enumeration": "select"}
 
-#: HubSpot's default lifecycle stages in their order (``other`` is outside the order)
-LIFECYCLE_ORDER: tuple[str, ...] = (
-    "subscriber",
-    "lead",
-    "marketingqualifiedlead",
-    "salesqualifiedlead",
-    "opportunity",
-    "customer",
-    "evangelist",
-)
 #: internal names of lifecycle stages: the defaults, or a custom stage's internal id (digits)
 _STAGE_NAME = re.compile(r"[a-z0-9_]+")
 
@@ -143,9 +134,9 @@ def lifecycle_date_properties(stage: str) -> list[str]:
     if not _STAGE_NAME.fullmatch(stage):
         raise ValueError(
             f"outcomes.lifecycle_stage {stage!r} is not a HubSpot lifecycle stage's internal name "
-            f"(lower case, e.g. {', '.join(LIFECYCLE_ORDER[3:6])}, or a custom stage's id)"
+            f"(lower case, e.g. {', '.join(LIFECYCLE_STAGES[3:6])}, or a custom stage's id)"
         )
-    stages = LIFECYCLE_ORDER[LIFECYCLE_ORDER.index(stage) :] if stage in LIFECYCLE_ORDER else (stage,)
+    stages = LIFECYCLE_STAGES[LIFECYCLE_STAGES.index(stage) :] if stage in LIFECYCLE_STAGES else (stage,)
     return [f"hs_lifecyclestage_{s}_date" for s in stages]
 
 
