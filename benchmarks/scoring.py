@@ -103,20 +103,13 @@ FREE = ["gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "qq.com", "mail.
 DISPOSABLE = ["mailinator.com", "guerrillamail.com", "10minutemail.com", "yopmail.com"]
 FIRST = ["anna", "ben", "carla", "dev", "emma", "farid", "gina", "hiro", "ivan", "jun", "kate", "li", "maria"]
 ROLE = ["info", "sales", "contact", "hello", "support", "admin", "noreply"]
-KINDS = [
-    "page_view",
-    "visit",
-    "form_submission",
-    "email_open",
-    "email_click",
-    "email_reply",
-    "email_sent",
-    "meeting",
-    "call",
-    "chat",
-    "download",
-]
-KIND_P = [0.42, 0.14, 0.04, 0.18, 0.07, 0.01, 0.08, 0.01, 0.01, 0.02, 0.02]
+#: activity kinds and how often each occurs in the synthetic stream
+KIND_SHARES = {
+    "page_view": 0.42, "visit": 0.14, "form_submission": 0.04, "email_open": 0.18, "email_click": 0.07,
+    "email_reply": 0.01, "email_sent": 0.08, "meeting": 0.01, "call": 0.01, "chat": 0.02, "download": 0.02,
+}  # fmt: skip
+KINDS = list(KIND_SHARES)
+KIND_P = list(KIND_SHARES.values())
 URLS = [
     "https://acme.io/",
     "https://acme.io/pricing",

@@ -44,7 +44,10 @@ __all__ = [
     "DEFAULT_ACTIVITY_TYPES",
     "OBJECT_BATCH_SIZE",
     "ActivityReadStats",
+    "AssociationReadStats",
     "HubSpotActivityReader",
+    "read_associations",
+    "read_objects",
     "to_activity",
 ]
 
@@ -147,30 +150,37 @@ def to_activity(object_type: str, properties: Mapping[str, Any]) -> tuple[str, d
 
 
 @dataclass(slots=True)
-class ActivityReadStats:
-    """What the last :meth:`HubSpotActivityReader.read` did, for logs, metrics and tests."""
+class AssociationReadStats:
+    """Calls and objects of one associations-then-objects read (activities, deals), for logs and tests."""
 
     records: int = 0
     association_calls: int = 0
     #: follow-up inputs for contacts whose associations were paged
     association_followups: int = 0
     object_calls: int = 0
-    #: distinct activity objects read
+    #: distinct associated objects read
     objects: int = 0
-    #: activities returned (an object associated with two contacts of the page counts twice)
-    activities: int = 0
-    #: activities logged (``hs_createdate``) at or after ``since``
-    new: int = 0
-    #: objects left out: older than the horizon, beyond the per-type cap, or gone between the two reads
-    too_old: int = 0
-    capped: int = 0
+    #: associated ids the objects read did not return (gone between the two reads)
     missing: int = 0
-    #: 207 error entries other than "no associations" (the contact's activities of that type are skipped)
+    #: 207 error entries other than "no associations" (that contact's associations of the type are skipped)
     errors: list[str] = field(default_factory=list)
 
     @property
     def api_calls(self) -> int:
         return self.association_calls + self.object_calls
+
+
+@dataclass(slots=True)
+class ActivityReadStats(AssociationReadStats):
+    """What the last :meth:`HubSpotActivityReader.read` did, for logs, metrics and tests."""
+
+    #: activities returned (an object associated with two contacts of the page counts twice)
+    activities: int = 0
+    #: activities logged (``hs_createdate``) at or after ``since``
+    new: int = 0
+    #: objects left out: older than the horizon or beyond the per-type cap (``missing``: gone meanwhile)
+    too_old: int = 0
+    capped: int = 0
 
 
 class HubSpotActivityReader:
@@ -255,66 +265,89 @@ class HubSpotActivityReader:
         return out
 
     def _associated(self, object_type: str, ids: list[str], stats: ActivityReadStats) -> dict[str, list[str]]:
-        """contact id -> associated object ids, following each contact's ``paging.next.after``."""
-        found: dict[str, list[str]] = {}
-        pending: list[tuple[str, str | None]] = [(i, None) for i in ids]
-        seen: set[tuple[str, str]] = set()
-        label = f"POST /crm/v4/associations/contacts/{object_type}/batch/read"
-        while pending:
-            following: list[tuple[str, str | None]] = []
-            for chunk in _chunks(pending, ASSOCIATION_BATCH_SIZE):
-                body = BatchInputPublicFetchAssociationsBatchRequest(
-                    inputs=[PublicFetchAssociationsBatchRequest(id=i, after=after) for i, after in chunk]
-                )
-                data, _status = self._call(
-                    label,
-                    _raw(self._associations.get_page_with_http_info),
-                    from_object_type="contacts",
-                    to_object_type=object_type,
-                    batch_input_public_fetch_associations_batch_request=body,
-                )
-                stats.association_calls += 1
-                for result in data.get("results") or []:
-                    contact_id = str(result["from"]["id"])
-                    targets = found.setdefault(contact_id, [])
-                    targets.extend(str(t["toObjectId"]) for t in result.get("to") or [])
-                    nxt = ((result.get("paging") or {}).get("next") or {}).get("after")
-                    if nxt:
-                        if (contact_id, nxt) in seen:  # a repeating cursor would loop forever
-                            raise ConnectorError(f"HubSpot association paging repeated the cursor {nxt!r}")
-                        seen.add((contact_id, nxt))
-                        following.append((contact_id, nxt))
-                for error in data.get("errors") or []:
-                    if error.get("subCategory") != NO_ASSOCIATIONS:
-                        stats.errors.append(f"{object_type}: {error.get('category')}: {error.get('message')}")
-            stats.association_followups += len(following)
-            pending = following
-        return found
+        return read_associations(self._call, self._associations, object_type, ids, stats)
 
     def _objects_of(
         self, object_type: str, ids: Sequence[str], stats: ActivityReadStats
     ) -> Iterable[Mapping[str, Any]]:
-        """The activity objects with these ids, ``OBJECT_BATCH_SIZE`` per call; missing ones are counted."""
-        label = f"POST /crm/v3/objects/{object_type}/batch/read"
-        properties = list(_PROPERTIES[object_type])
-        for chunk in _chunks(list(ids), OBJECT_BATCH_SIZE):
-            body = BatchReadInputSimplePublicObjectId(
-                inputs=[SimplePublicObjectId(id=i) for i in chunk],
-                properties=properties,
-                properties_with_history=[],
+        return read_objects(self._call, self._objects, object_type, ids, _PROPERTIES[object_type], stats)
+
+
+def read_associations(
+    call: CallFn, associations_api: Any, object_type: str, ids: Sequence[str], stats: AssociationReadStats
+) -> dict[str, list[str]]:
+    """contact id -> associated ``object_type`` ids, ``ASSOCIATION_BATCH_SIZE`` contacts per call, following
+    each contact's ``paging.next.after``; contacts without associations are absent (and cost nothing more).
+
+    ``associations_api`` is the SDK's ``crm.associations.v4.batch_api``; ``call`` the connector's call path.
+    """
+    found: dict[str, list[str]] = {}
+    pending: list[tuple[str, str | None]] = [(i, None) for i in ids]
+    seen: set[tuple[str, str]] = set()
+    label = f"POST /crm/v4/associations/contacts/{object_type}/batch/read"
+    while pending:
+        following: list[tuple[str, str | None]] = []
+        for chunk in _chunks(pending, ASSOCIATION_BATCH_SIZE):
+            body = BatchInputPublicFetchAssociationsBatchRequest(
+                inputs=[PublicFetchAssociationsBatchRequest(id=i, after=after) for i, after in chunk]
             )
-            data, _status = self._call(
+            data, _status = call(
                 label,
-                _raw(self._objects.read_with_http_info),
-                object_type=object_type,
-                batch_read_input_simple_public_object_id=body,
-                archived=False,
+                _raw(associations_api.get_page_with_http_info),
+                from_object_type="contacts",
+                to_object_type=object_type,
+                batch_input_public_fetch_associations_batch_request=body,
             )
-            stats.object_calls += 1
-            results = data.get("results") or []
-            stats.objects += len(results)
-            stats.missing += len(chunk) - len(results)
-            yield from results
+            stats.association_calls += 1
+            for result in data.get("results") or []:
+                contact_id = str(result["from"]["id"])
+                targets = found.setdefault(contact_id, [])
+                targets.extend(str(t["toObjectId"]) for t in result.get("to") or [])
+                nxt = ((result.get("paging") or {}).get("next") or {}).get("after")
+                if nxt:
+                    if (contact_id, nxt) in seen:  # a repeating cursor would loop forever
+                        raise ConnectorError(f"HubSpot association paging repeated the cursor {nxt!r}")
+                    seen.add((contact_id, nxt))
+                    following.append((contact_id, nxt))
+            for error in data.get("errors") or []:
+                if error.get("subCategory") != NO_ASSOCIATIONS:
+                    stats.errors.append(f"{object_type}: {error.get('category')}: {error.get('message')}")
+        stats.association_followups += len(following)
+        pending = following
+    return found
+
+
+def read_objects(
+    call: CallFn,
+    objects_api: Any,
+    object_type: str,
+    ids: Sequence[str],
+    properties: Sequence[str],
+    stats: AssociationReadStats,
+) -> Iterable[Mapping[str, Any]]:
+    """The objects with these ids, ``OBJECT_BATCH_SIZE`` per call; missing ones are counted.
+
+    ``objects_api`` is the SDK's generic ``crm.objects.batch_api``; ``call`` the connector's call path.
+    """
+    label = f"POST /crm/v3/objects/{object_type}/batch/read"
+    for chunk in _chunks(list(ids), OBJECT_BATCH_SIZE):
+        body = BatchReadInputSimplePublicObjectId(
+            inputs=[SimplePublicObjectId(id=i) for i in chunk],
+            properties=list(properties),
+            properties_with_history=[],
+        )
+        data, _status = call(
+            label,
+            _raw(objects_api.read_with_http_info),
+            object_type=object_type,
+            batch_read_input_simple_public_object_id=body,
+            archived=False,
+        )
+        stats.object_calls += 1
+        results = data.get("results") or []
+        stats.objects += len(results)
+        stats.missing += len(chunk) - len(results)
+        yield from results
 
 
 def _raw(method: Callable[..., Any]) -> Callable[..., tuple[Any, int, Any]]:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import hubspot
 import requests
+import structlog
 import urllib3
 from hubspot.crm.contacts import (
     BatchInputSimplePublicObjectBatchInput,
@@ -27,6 +30,7 @@ from hubspot.crm.contacts import (
 )
 from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
 from hubspot.discovery.discovery_base import DiscoveryBase
+from hubspot.utils.requests.http_request_builder import Request as SdkRequest
 
 from connectors._batching import write_isolating
 from connectors._deadline import install as install_deadline
@@ -34,15 +38,21 @@ from connectors._deadline import request_deadline
 from connectors._hubspot_activities import (
     DEFAULT_ACTIVITY_TYPES,
     DEFAULT_HORIZON_DAYS,
+    AssociationReadStats,
     HubSpotActivityReader,
     parse_hubspot_time,
+    read_associations,
+    read_objects,
 )
 from connectors._ratelimit import RollingWindowLimiter, shared_limiter
 from connectors._retry import retrying
 from connectors._validate import check_hubspot_collection, parse_json_body
 from connectors.base import (
+    LIFECYCLE_STAGES,
+    OutcomeSpec,
     PropertySpec,
     RawActivity,
+    RawOutcome,
     RawRecord,
     RecordFailure,
     RecordUpdate,
@@ -59,6 +69,7 @@ from connectors.errors import (
 )
 
 T = TypeVar("T")
+log = structlog.get_logger("leadsync.connectors")
 
 #: at most this many inputs per batch call
 BATCH_SIZE = 100
@@ -75,6 +86,58 @@ OBJECT_TYPE = "contacts"
 RATE_WINDOW_S = 10.0
 
 _FIELD_TYPES = {"number": "number", "string": "text", "datetime": "date", "enumeration": "select"}
+
+#: internal names of lifecycle stages: the defaults, or a custom stage's internal id (digits)
+_STAGE_NAME = re.compile(r"[a-z0-9_]+")
+
+
+#: what a deal outcome reads of each associated deal
+DEAL_PROPERTIES: tuple[str, ...] = (
+    "dealstage",
+    "closedate",
+    "amount",
+    "pipeline",
+    "hs_is_closed_won",
+    "createdate",
+    "hs_lastmodifieddate",
+)
+
+
+@dataclass(slots=True)
+class OutcomeReadStats(AssociationReadStats):
+    """What the last :meth:`HubSpotConnector.read_outcomes` did: calls, and the deals it saw."""
+
+    won: int = 0
+    #: won deals without a ``closedate`` (no date, so no outcome)
+    undated: int = 0
+    #: associated deals that are open or closed lost
+    not_won: int = 0
+
+
+def is_closed_won(properties: Mapping[str, Any]) -> bool:
+    """HubSpot's computed ``hs_is_closed_won`` (true for the won stage of any pipeline); the default
+    pipeline's ``closedwon`` stage when a portal does not return it."""
+    flag = properties.get("hs_is_closed_won")
+    if flag not in (None, ""):
+        return str(flag).strip().lower() == "true"
+    return properties.get("dealstage") == "closedwon"
+
+
+def lifecycle_date_properties(stage: str) -> list[str]:
+    """The ``hs_lifecyclestage_<s>_date`` properties whose date says a contact reached ``stage``.
+
+    HubSpot stamps a stage's date when the contact enters that stage, and a contact moved straight past it
+    (a lead closed as a customer in one edit) gets only the later stage's date: so for a default stage the
+    later default stages count too (a customer has certainly reached ``opportunity``). A custom stage has
+    no known order, only its own date counts.
+    """
+    if not _STAGE_NAME.fullmatch(stage):
+        raise ValueError(
+            f"outcomes.lifecycle_stage {stage!r} is not a HubSpot lifecycle stage's internal name "
+            f"(lower case, e.g. {', '.join(LIFECYCLE_STAGES[3:6])}, or a custom stage's id)"
+        )
+    stages = LIFECYCLE_STAGES[LIFECYCLE_STAGES.index(stage) :] if stage in LIFECYCLE_STAGES else (stage,)
+    return [f"hs_lifecyclestage_{s}_date" for s in stages]
 
 
 def _ms(value: datetime, *, ceil: bool = False) -> str:
@@ -197,6 +260,11 @@ class HubSpotConnector:
             retry=urllib3.util.Retry(total=0, redirect=0, raise_on_status=False),
             api_factory=_api_factory,
         )
+        self._legacy_session = requests.Session()
+        for scheme in ("http://", "https://"):
+            adapter = requests.adapters.HTTPAdapter(max_retries=0)  # tenacity retries, counted and limited
+            install_deadline(adapter.poolmanager)
+            self._legacy_session.mount(scheme, adapter)
         self._contacts_basic = self._client.crm.contacts.basic_api
         self._contacts_batch = self._client.crm.contacts.batch_api
         self._contacts_search = self._client.crm.contacts.search_api
@@ -219,6 +287,8 @@ class HubSpotConnector:
         #: share of the daily allowance left untouched for the portal's other integrations
         self.daily_reserve = daily_reserve
         self._on_call: list[Callable[[str, int | None], None]] = []
+        #: what the last ``read_outcomes`` did (calls, deals seen), for logs and tests
+        self.last_outcomes = OutcomeReadStats()
         #: activity objects through associations (connectors._hubspot_activities); None: counters only
         self.activities = (
             HubSpotActivityReader(self._call, self._client, types=activity_types, horizon_days=activity_horizon_days)
@@ -371,6 +441,79 @@ class HubSpotConnector:
     def read_activities(self, records: Sequence[RawRecord]) -> Mapping[str, list[RawActivity]]:
         return self.activities.read(records) if self.activities is not None else {}
 
+    # -- outcomes (connectors.base.OutcomeReader)
+
+    def outcome_properties(self, spec: OutcomeSpec) -> Sequence[str]:
+        return lifecycle_date_properties(spec.lifecycle_stage) if spec.lifecycle_stage else []
+
+    def read_outcomes(self, records: Sequence[RawRecord], spec: OutcomeSpec) -> Mapping[str, RawOutcome]:
+        """Lifecycle dates come with the records (no call); closed-won deals cost ``ceil(N / 1000)``
+        association reads for N contacts plus ``ceil(D / 100)`` deal reads for their D associated deals.
+        Each record's earliest evidence wins."""
+        stats = self.last_outcomes = OutcomeReadStats(records=len(records))
+        out: dict[str, RawOutcome] = {}
+        if spec.lifecycle_stage:
+            out.update(self._lifecycle_outcomes(records, spec.lifecycle_stage))
+        if spec.closed_won:
+            for record_id, outcome in self._deal_outcomes(records, stats).items():
+                current = out.get(record_id)
+                if current is None or outcome.converted_at < current.converted_at:
+                    out[record_id] = outcome
+        return out
+
+    def _deal_outcomes(self, records: Sequence[RawRecord], stats: OutcomeReadStats) -> dict[str, RawOutcome]:
+        """The earliest closed-won associated deal of each contact (Associations v4, then deal batch reads)."""
+        ids = list(dict.fromkeys(r.id for r in records if r.id))
+        if not ids:
+            return {}
+        associations = self._client.crm.associations.v4.batch_api
+        associated = read_associations(self._call, associations, "deals", ids, stats)
+        owners: dict[str, list[str]] = {}
+        for contact_id, deal_ids in associated.items():
+            for deal_id in dict.fromkeys(deal_ids):
+                owners.setdefault(deal_id, []).append(contact_id)
+        out: dict[str, RawOutcome] = {}
+        objects = self._client.crm.objects.batch_api
+        for deal in read_objects(self._call, objects, "deals", sorted(owners), DEAL_PROPERTIES, stats):
+            props = deal.get("properties") or {}
+            if not is_closed_won(props):
+                stats.not_won += 1
+                continue
+            closed = parse_hubspot_time(props.get("closedate"))
+            if closed is None:
+                stats.undated += 1
+                continue
+            stats.won += 1
+            deal_id = str(deal.get("id"))
+            detail = {"deal_id": deal_id, "dealstage": props.get("dealstage"), "pipeline": props.get("pipeline")}
+            if props.get("amount") not in (None, ""):
+                detail["amount"] = props.get("amount")
+            for contact_id in owners.get(deal_id, ()):
+                current = out.get(contact_id)
+                if current is None or closed < current.converted_at:
+                    out[contact_id] = RawOutcome(contact_id, closed, "deal:closedwon", detail)
+        if stats.errors:
+            log.warning("hubspot.outcomes.partial", errors=stats.errors[:5], count=len(stats.errors))
+        return out
+
+    @staticmethod
+    def _lifecycle_outcomes(records: Sequence[RawRecord], stage: str) -> dict[str, RawOutcome]:
+        """The earliest stage date of each record reaching ``stage`` (read with the record: no call)."""
+        properties = lifecycle_date_properties(stage)
+        out: dict[str, RawOutcome] = {}
+        for record in records:
+            if not record.id:
+                continue
+            dated = [
+                (at, prop)
+                for prop in properties
+                if (at := parse_hubspot_time(record.properties.get(prop))) is not None
+            ]
+            if dated:
+                at, prop = min(dated)
+                out[record.id] = RawOutcome(record.id, at, f"lifecycle:{stage}", {"property": prop})
+        return out
+
     # -- writes
 
     def write(self, updates: Sequence[RecordUpdate]) -> WriteResult:
@@ -429,14 +572,7 @@ class HubSpotConnector:
         path = f"/automation/v2/workflows/{self._workflow_id}/enrollments/contacts/{quote(email, safe='')}"
 
         def enroll(_request_timeout: Any = None) -> tuple[None, int, Any]:
-            response = self._client.api_request({"method": "POST", "path": path})
-            if response.status_code >= 400:
-                exc = urllib3.exceptions.HTTPError()
-                setattr(exc, "status", response.status_code)  # noqa: B010
-                setattr(exc, "body", response.content)  # noqa: B010
-                setattr(exc, "headers", response.headers)  # noqa: B010
-                setattr(exc, "reason", response.reason)  # noqa: B010
-                raise exc
+            response = self._legacy_request("POST", path)
             return None, response.status_code, response.headers
 
         attempts = 0
@@ -464,22 +600,33 @@ class HubSpotConnector:
         path = f"/automation/v2/workflows/enrollments/contacts/{quote(record_id, safe='')}"
 
         def current(_request_timeout: Any = None) -> tuple[Any, int, Any]:
-            response = self._client.api_request({"method": "GET", "path": path})
-            if response.status_code >= 400:
-                exc = urllib3.exceptions.HTTPError()
-                for name, value in (
-                    ("status", response.status_code),
-                    ("body", response.content),
-                    ("headers", response.headers),
-                    ("reason", response.reason),
-                ):
-                    setattr(exc, name, value)
-                raise exc
+            response = self._legacy_request("GET", path)
             return response.json(), response.status_code, response.headers
 
         data, _ = self._call("GET /automation/v2/workflows/enrollments/contacts/{vid}", current)
         workflows = data if isinstance(data, list) else []
         return any(isinstance(w, dict) and str(w.get("id")) == str(self._workflow_id) for w in workflows)
+
+    def _legacy_request(self, method: str, path: str) -> requests.Response:
+        """A legacy (v2) endpoint the SDK has no API class for: the SDK builds the request (URL, auth), our
+        session sends it with ``timeout_s`` and the whole-request deadline (the SDK's own ``api_request``
+        calls ``requests`` with no timeout at all). A 4xx/5xx becomes the SDK's error shape for ``map_error``.
+        """
+        request = SdkRequest(self._client.config, {"method": method, "path": path})
+        response = self._legacy_session.request(
+            request.get_method(), request.get_url(), timeout=self._timeout, **request.get_options_for_sending()
+        )
+        if response.status_code >= 400:
+            exc = urllib3.exceptions.HTTPError()
+            for name, value in (
+                ("status", response.status_code),
+                ("body", response.content),
+                ("headers", response.headers),
+                ("reason", response.reason),
+            ):
+                setattr(exc, name, value)
+            raise exc
+        return response
 
     # -- schema
 

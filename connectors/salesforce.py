@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -41,10 +40,23 @@ from connectors._deadline import request_deadline
 from connectors._ratelimit import RollingWindowLimiter, shared_limiter
 from connectors._retry import retrying
 from connectors._salesforce_auth import CAFileAdapter, SalesforceAuth, make_session
+from connectors._salesforce_rows import (
+    _bulk_rows,
+    _checked_page,
+    _chunks,
+    _event_activity,
+    _member_activity,
+    _parse_time,
+    _role_row,
+    _task_activity,
+    _won_row,
+)
 from connectors._validate import require
 from connectors.base import (
+    OutcomeSpec,
     PropertySpec,
     RawActivity,
+    RawOutcome,
     RawRecord,
     RecordFailure,
     RecordUpdate,
@@ -70,6 +82,10 @@ COLLECTION_SIZE = 200
 QUERY_PAGE_SIZE = 2000
 #: ids per ``WhoId IN (...)`` query: about 28 URL-encoded bytes each, so the GET stays under 16 KB
 ACTIVITY_ID_CHUNK = 450
+#: ids per outcome query (``Id IN``/``ContactId IN``): the same URL budget as the activity queries
+OUTCOME_ID_CHUNK = ACTIVITY_ID_CHUNK
+#: Lead fields that tell whether and how it converted (read with the ordinary record reads)
+LEAD_OUTCOME_FIELDS = ("IsConverted", "ConvertedDate", "ConvertedOpportunityId")
 #: Bulk API 2.0 rows per results page
 BULK_PAGE_SIZE = 50_000
 CURSOR_FIELD = "SystemModstamp"
@@ -80,8 +96,6 @@ SOBJECTS = {"lead": "Lead", "contact": "Contact"}
 TRANSIENT_CODES = frozenset(
     {"UNABLE_TO_LOCK_ROW", "REQUEST_LIMIT_EXCEEDED", "SERVER_UNAVAILABLE", "UNKNOWN_EXCEPTION", "QUERY_TIMEOUT"}
 )
-#: campaign member statuses of email campaigns that are engagement short of a response
-MEMBER_STATUS_KINDS = {"Opened": "email_open", "Clicked": "email_click"}
 _LABEL_VERSION = re.compile(r"/v\d+\.\d+")
 _LABEL_IDS = re.compile(r"/[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?(?:-\d+)?(?=/|$)")
 _WHOLE = re.compile(r"^-?\d+(\.0+)?$")
@@ -101,22 +115,6 @@ def _soql_time(value: datetime, *, ceil: bool = False) -> str:
 
 def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.replace("Z", "+00:00")
-    if re.search(r"[+-]\d{4}$", text):
-        text = text[:-2] + ":" + text[-2:]
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            parsed = datetime.combine(date.fromisoformat(value), datetime.min.time())
-        except ValueError:
-            return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _text(value: Any) -> str | None:
@@ -697,16 +695,14 @@ class SalesforceConnector:
                 "SELECT Id, WhoId, TaskSubtype, Subject, Status, CallType, CallDurationInSeconds, ActivityDate, "
                 f"CreatedDate FROM Task WHERE WhoId IN ({who}){horizon}"
             )
-            for rows in self._query_pages(task_soql):
-                for row in rows:
-                    add(_task_activity(row))
             event_soql = (
                 "SELECT Id, WhoId, Subject, ActivityDateTime, StartDateTime, CreatedDate "
                 f"FROM Event WHERE WhoId IN ({who}){horizon}"
             )
-            for rows in self._query_pages(event_soql):
-                for row in rows:
-                    add(_event_activity(row))
+            for soql, to_activity in ((task_soql, _task_activity), (event_soql, _event_activity)):
+                for rows in self._query_pages(soql):
+                    for row in rows:
+                        add(to_activity(row))
             chunk_set = set(chunk)
             parts = [
                 f"{column} IN ({', '.join(_quote(i) for i in by_type.get(kind, []) if i in chunk_set)})"
@@ -727,6 +723,93 @@ class SalesforceConnector:
                                     add(member)
         for activities in out.values():
             activities.sort(key=lambda a: (a.timestamp, a.kind, str(a.attributes.get("id", ""))))
+        return out
+
+    # -- outcomes
+
+    def outcome_properties(self, spec: OutcomeSpec) -> Sequence[str]:
+        """Lead conversion fields, when leads are read and the spec counts a conversion or a won deal."""
+        if "lead" not in self.objects or not (spec.converted_lead or spec.closed_won):
+            return []
+        return list(LEAD_OUTCOME_FIELDS)
+
+    def read_outcomes(self, records: Sequence[RawRecord], spec: OutcomeSpec) -> Mapping[str, RawOutcome]:
+        """Converted leads (``lead:converted``, on ``ConvertedDate``) and won Opportunities (``opportunity:won``,
+        on ``CloseDate``): a lead's through ``ConvertedOpportunityId``, a contact's through its
+        OpportunityContactRoles. The earliest outcome of each record counts.
+
+        A lead carrying ``IsConverted`` (``outcome_properties``) costs no call; one without it (a lead from
+        the cache re-checked later: converted leads are never read again) is looked up, one query per 450.
+        Won deals cost one query per 450 converted leads and one per 450 contacts.
+        """
+        if not records or not (spec.converted_lead or spec.closed_won):
+            return {}
+        found: dict[str, RawOutcome] = {}
+
+        def add(outcome: RawOutcome) -> None:
+            known = found.get(outcome.record_id)
+            if known is None or outcome.converted_at < known.converted_at:
+                found[outcome.record_id] = outcome
+
+        leads = [r for r in records if r.object_type == "lead" and r.id]
+        contacts = sorted({r.id for r in records if r.object_type == "contact" and r.id})
+        conversions = self._lead_conversions(leads)
+        won_via: dict[str, list[str]] = {}
+        for lead_id, (converted_at, opportunity_id) in conversions.items():
+            if spec.converted_lead and converted_at is not None:
+                detail = {"opportunity_id": opportunity_id} if opportunity_id else {}
+                add(RawOutcome(lead_id, converted_at, "lead:converted", detail))
+            if spec.closed_won and opportunity_id:
+                won_via.setdefault(opportunity_id, []).append(lead_id)
+        if won_via:
+            for chunk in _chunks(sorted(won_via), OUTCOME_ID_CHUNK):
+                soql = (
+                    "SELECT Id, IsWon, CloseDate FROM Opportunity "
+                    f"WHERE Id IN ({', '.join(_quote(i) for i in chunk)}) AND IsWon = true"
+                )
+                for rows in self._query_pages(soql):
+                    for row in rows:
+                        opportunity_id, closed = _won_row(row, "Opportunity")
+                        for lead_id in won_via.get(opportunity_id, []):
+                            add(RawOutcome(lead_id, closed, "opportunity:won", {"opportunity_id": opportunity_id}))
+        if spec.closed_won:
+            for chunk in _chunks(contacts, OUTCOME_ID_CHUNK):
+                soql = (
+                    "SELECT ContactId, OpportunityId, Opportunity.CloseDate FROM OpportunityContactRole "
+                    f"WHERE ContactId IN ({', '.join(_quote(i) for i in chunk)}) AND Opportunity.IsWon = true"
+                )
+                for rows in self._query_pages(soql):
+                    for row in rows:
+                        contact_id, opportunity_id, closed = _role_row(row)
+                        add(RawOutcome(contact_id, closed, "opportunity:won", {"opportunity_id": opportunity_id}))
+        return found
+
+    def _lead_conversions(self, leads: Sequence[RawRecord]) -> dict[str, tuple[datetime | None, str | None]]:
+        """Converted leads -> (ConvertedDate, ConvertedOpportunityId), from the records' own fields when they
+        carry them, else from one query per 450 leads."""
+        out: dict[str, tuple[datetime | None, str | None]] = {}
+        unknown: list[str] = []
+        for r in leads:
+            flag = r.properties.get("IsConverted")
+            if flag is None:
+                unknown.append(r.id)
+            elif str(flag).lower() == "true":
+                opportunity = r.properties.get("ConvertedOpportunityId")
+                out[r.id] = (_parse_time(r.properties.get("ConvertedDate")), str(opportunity) if opportunity else None)
+        for chunk in _chunks(sorted(set(unknown)), OUTCOME_ID_CHUNK):
+            soql = (
+                f"SELECT Id, {', '.join(LEAD_OUTCOME_FIELDS[1:])} FROM Lead "
+                f"WHERE Id IN ({', '.join(_quote(i) for i in chunk)}) AND IsConverted = true"
+            )
+            for rows in self._query_pages(soql):
+                for row in rows:
+                    lead_id = row.get("Id")
+                    require(isinstance(lead_id, str) and lead_id != "", "Salesforce", "Lead query", "a row has no Id")
+                    opportunity = row.get("ConvertedOpportunityId")
+                    out[str(lead_id)] = (
+                        _parse_time(row.get("ConvertedDate")),
+                        str(opportunity) if opportunity else None,
+                    )
         return out
 
     # -- writes
@@ -861,83 +944,3 @@ def _query(sf: Salesforce, soql: str) -> Any:
 
 def _query_more(sf: Salesforce, url: str, headers: Mapping[str, str]) -> Any:
     return _checked_page(sf.query_more(url, identifier_is_url=True, headers=dict(headers)))
-
-
-def _checked_page(page: Any) -> Mapping[str, Any]:
-    """A SOQL page as documented: ``records`` a list of objects, ``done`` a boolean, ``totalSize`` a number,
-    and a ``nextRecordsUrl`` whenever ``done`` is false (else a page would read as the last one)."""
-    what = "query page"
-    require(isinstance(page, Mapping), "Salesforce", what, f"expected a JSON object, got {type(page).__name__}")
-    records = page.get("records")
-    require(isinstance(records, list), "Salesforce", what, "the answer has no records list")
-    require(all(isinstance(r, Mapping) for r in records), "Salesforce", what, "a record is not an object")
-    require(isinstance(page.get("done"), bool), "Salesforce", what, "the answer has no done flag")
-    require(isinstance(page.get("totalSize"), int), "Salesforce", what, "the answer has no totalSize")
-    if not page["done"]:
-        nxt = page.get("nextRecordsUrl")
-        require(isinstance(nxt, str) and nxt != "", "Salesforce", what, "done is false but no nextRecordsUrl")
-    checked: Mapping[str, Any] = page
-    return checked
-
-
-def _bulk_rows(sobject: str, text: str, expected: int | None) -> list[dict[str, str]]:
-    """The rows of one Bulk API results page, checked whole: an ``Id`` column, every row as wide as the
-    header, and as many rows as ``Sforce-NumberOfRecords`` said (a truncated CSV still parses)."""
-    what = f"Bulk API results of {sobject}"
-    reader = csv.DictReader(io.StringIO(text), strict=True)
-    rows = list(reader)
-    if not rows and not text.strip():
-        require(not expected, "Salesforce", what, f"an empty body, {expected} records announced")
-        return []
-    require("Id" in (reader.fieldnames or []), "Salesforce", what, "the CSV has no Id column")
-    width = len(reader.fieldnames or [])
-    short = [i for i, row in enumerate(rows) if None in row or len(row) != width or None in row.values()]
-    require(not short, "Salesforce", what, f"row {short[0] + 2 if short else 0} is cut short or too wide")
-    if expected is not None:
-        require(len(rows) == expected, "Salesforce", what, f"{len(rows)} rows, {expected} announced")
-    return rows
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _when(row: Mapping[str, Any], *columns: str) -> datetime:
-    for column in columns:
-        parsed = _parse_time(row.get(column))
-        if parsed is not None:
-            return parsed
-    return datetime.now(UTC)
-
-
-def _task_activity(row: Mapping[str, Any]) -> RawActivity:
-    subtype = str(row.get("TaskSubtype") or "Task")
-    kind = {"Call": "call", "Email": "email_sent", "ListEmail": "email_sent"}.get(subtype, "task")
-    attrs = {k: v for k, v in {"id": row.get("Id"), "subject": row.get("Subject"), "status": row.get("Status")}.items()}
-    if kind == "call":
-        attrs["direction"] = row.get("CallType")
-        if row.get("CallDurationInSeconds") is not None:
-            attrs["duration_s"] = row.get("CallDurationInSeconds")
-    attrs = {k: v for k, v in attrs.items() if v is not None}
-    return RawActivity(str(row["WhoId"]), kind, _when(row, "ActivityDate", "CreatedDate"), attrs)
-
-
-def _event_activity(row: Mapping[str, Any]) -> RawActivity:
-    attrs = {k: v for k, v in {"id": row.get("Id"), "title": row.get("Subject")}.items() if v is not None}
-    return RawActivity(
-        str(row["WhoId"]), "meeting", _when(row, "ActivityDateTime", "StartDateTime", "CreatedDate"), attrs
-    )
-
-
-def _member_activity(record_id: str, row: Mapping[str, Any]) -> RawActivity | None:
-    """A campaign membership: a response (form, event sign-up) or, for email campaigns, an open or click."""
-    if row.get("HasResponded") in (True, "true"):
-        kind, when = "campaign_response", _when(row, "FirstRespondedDate", "CreatedDate")
-    elif row.get("Status") in MEMBER_STATUS_KINDS:
-        kind, when = MEMBER_STATUS_KINDS[str(row["Status"])], _when(row, "SystemModstamp", "CreatedDate")
-    else:
-        return None
-    values = {"id": row.get("Id"), "campaign": row.get("CampaignId"), "status": row.get("Status")}
-    attrs = {k: v for k, v in values.items() if v is not None}
-    return RawActivity(record_id, kind, when, attrs)

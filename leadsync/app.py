@@ -17,6 +17,23 @@ from sync.pipeline import Progress, SyncPipeline
 from sync.state import StateStore
 from sync.writeback import WritebackSettings
 
+#: the `salesforce:` keys that are SalesforceConnector parameters of the same name (the others are login)
+_SALESFORCE_CONNECTOR_KEYS = frozenset(
+    {
+        "ca_file",
+        "api_version",
+        "timeout_s",
+        "max_retries",
+        "daily_reserve",
+        "bulk_threshold",
+        "read_activities",
+        "activity_horizon_days",
+        "flow_api_name",
+        "platform_event",
+        "rate_limit_per_10s",
+    }
+)
+
 
 @dataclass
 class App:
@@ -33,19 +50,12 @@ class App:
         if self.config.crm != "hubspot" or self.config.hubspot is None:
             raise ConfigError(self.config.source, "crm", "expected `hubspot` or `salesforce` with its section")
         hs = self.config.hubspot
+        # the section's keys are the connector's parameters by name; only the secret and tuples differ
         return HubSpotConnector(
+            **hs.model_dump(exclude={"access_token", "activity_types"}),
             access_token=secret(hs.access_token),
-            base_url=hs.base_url,
-            rate_limit_per_10s=hs.rate_limit_per_10s,
-            search_rate_per_s=hs.search_rate_per_s,
-            timeout_s=hs.timeout_s,
-            max_retries=hs.max_retries,
-            workflow_id=hs.workflow_id,
-            group=self.config.writeback.group,
-            daily_reserve=hs.daily_reserve,
-            read_activities=hs.read_activities,
             activity_types=tuple(hs.activity_types),
-            activity_horizon_days=hs.activity_horizon_days,
+            group=self.config.writeback.group,
         )
 
     def salesforce_connector(self) -> SalesforceConnector:
@@ -62,19 +72,9 @@ class App:
             timeout_s=sf.timeout_s,
         )
         return SalesforceConnector(
+            **sf.model_dump(include=_SALESFORCE_CONNECTOR_KEYS),
             auth=auth,
-            ca_file=sf.ca_file,
-            api_version=sf.api_version,
-            timeout_s=sf.timeout_s,
-            max_retries=sf.max_retries,
-            daily_reserve=sf.daily_reserve,
-            bulk_threshold=sf.bulk_threshold,
             objects=tuple(sf.objects),
-            read_activities=sf.read_activities,
-            activity_horizon_days=sf.activity_horizon_days,
-            flow_api_name=sf.flow_api_name,
-            platform_event=sf.platform_event,
-            rate_limit_per_10s=sf.rate_limit_per_10s,
         )
 
     def explicit_triggers(self) -> bool:

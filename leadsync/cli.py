@@ -25,8 +25,8 @@ from leadsync.starter import TEMPLATES
 from mappings import MappingError
 from scoring import ScoringError
 from sync.lease import lease_name
+from sync.pipeline import SUMMARY_KEYS, SyncSummary
 from sync.pipeline import Progress as ProgressCallback
-from sync.pipeline import SyncSummary
 from sync.schedule import DEFAULT_PORT
 from sync.state import StateStore, StateStoreError
 
@@ -185,18 +185,7 @@ def _with_progress(quiet: bool, work: Callable[[Callable[[str, int], None]], T])
 
 def print_summary(summary: dict[str, Any], title: str) -> None:
     table = Table(title=title, show_header=False, title_justify="left")
-    for key in (
-        "leads_read",
-        "leads_scored",
-        "leads_written",
-        "leads_unchanged",
-        "write_failures",
-        "qualified",
-        "newly_qualified",
-        "workflows_triggered",
-        "api_calls",
-        "duration_s",
-    ):
+    for key in SUMMARY_KEYS:
         table.add_row(key.replace("_", " "), str(summary[key]))
     grades = summary.get("grades") or {}
     table.add_row("grades", ", ".join(f"{g} {n}" for g, n in grades.items()))
@@ -231,7 +220,7 @@ def _one_pass(
     application: App, store: StateStore, progress: ProgressCallback, full: bool, dry_run: bool
 ) -> SyncSummary:
     """One pass under the job's lease, so a one-off sync never writes beside a running daemon."""
-    from sync.daemon import GuardedConnector
+    from sync.daemon import RUN_JOB, GuardedConnector
     from sync.lease import LeaseKeeper, lease_name
 
     pipeline = application.pipeline(store, progress)
@@ -247,6 +236,8 @@ def _one_pass(
                 "stop it or let its pass finish, then try again",
                 1,
             )
+        # holding the lease, nobody else runs this job: a run still `running` is one whose process died
+        store.abandon_runs(RUN_JOB)
         pipeline.connector = GuardedConnector(pipeline.connector, keeper.check)
         return pipeline.run_once(full=full, dry_run=False)
     finally:

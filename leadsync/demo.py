@@ -14,25 +14,13 @@ from connectors.sandbox.hubspot import HubSpotPortal, start_hubspot_sandbox
 from connectors.sandbox.salesforce import SalesforceOrg, start_salesforce_sandbox
 from leadsync.app import build_app
 from leadsync.config import Config, parse_config
-from sync.pipeline import Progress, SyncSummary
+from sync.pipeline import SUMMARY_KEYS, Progress, SyncSummary
 
 #: runs one pass under a progress display: (quiet, work) -> summary
 ProgressRunner = Callable[[bool, Callable[[Progress], SyncSummary]], SyncSummary]
 
 #: requests per 10 s the demo's sandbox allows (and the connector keeps to)
 DEMO_RATE_LIMIT = 2000
-
-SUMMARY_KEYS = (
-    "leads_read",
-    "leads_scored",
-    "leads_written",
-    "write_failures",
-    "qualified",
-    "newly_qualified",
-    "workflows_triggered",
-    "api_calls",
-    "duration_s",
-)
 
 
 def simulate_engagement(portal: HubSpotPortal, share: float, seed: int) -> int:
@@ -102,19 +90,10 @@ def run_demo(
         tempfile.TemporaryDirectory(prefix="leadsync-demo-") as tmp,
         start_hubspot_sandbox(contacts=contacts, seed=seed, rate_limit=f"{DEMO_RATE_LIMIT}/10s") as server,
     ):
-        config = parse_config(
-            {
-                "crm": "hubspot",
-                "hubspot": {
-                    "access_token": server.token,
-                    "base_url": server.url,
-                    "rate_limit_per_10s": DEMO_RATE_LIMIT,
-                },
-                "state": {"url": f"sqlite:///{Path(tmp) / 'state.db'}"},
-                # the in-process sandbox indexes writes at once, so nothing needs to settle
-                "sync": {"settle_s": 0},
-            },
-            source="<demo>",
+        config = _demo_config(
+            tmp,
+            "hubspot",
+            {"access_token": server.token, "base_url": server.url, "rate_limit_per_10s": DEMO_RATE_LIMIT},
         )
         first, second, engaged, top = _two_passes(
             config, lambda: simulate_engagement(server.portal, 0.05, seed), progress
@@ -135,26 +114,31 @@ def run_salesforce_demo(
             leads=leads, contacts=records - leads, seed=seed, ca_file=Path(tmp) / "sandbox-ca.pem"
         ) as server,
     ):
-        config = parse_config(
+        config = _demo_config(
+            tmp,
+            "salesforce",
             {
-                "crm": "salesforce",
-                "salesforce": {
-                    "instance_url": server.instance_url,
-                    "login_url": server.url,
-                    "client_id": server.client_id,
-                    "client_secret": server.client_secret,
-                    "ca_file": server.ca_pem_path,
-                },
-                "state": {"url": f"sqlite:///{Path(tmp) / 'state.db'}"},
-                "sync": {"settle_s": 0},
+                "instance_url": server.instance_url,
+                "login_url": server.url,
+                "client_id": server.client_id,
+                "client_secret": server.client_secret,
+                "ca_file": server.ca_pem_path,
             },
-            source="<demo>",
         )
         first, second, engaged, top = _two_passes(
             config, lambda: simulate_salesforce_engagement(server.org, 0.05, seed), progress
         )
         stats, url = server.stats(), server.url
     return _result(first, second, engaged, top, stats, url, crm="salesforce", records=records, seed=seed)
+
+
+def _demo_config(folder: str, crm: str, section: dict[str, Any]) -> Config:
+    """A config for a sandbox: its connection ``section``, a state store in ``folder``, nothing to settle
+    (the in-process sandboxes index writes at once)."""
+    return parse_config(
+        {crm: section, "crm": crm, "state": {"url": f"sqlite:///{Path(folder) / 'state.db'}"}, "sync": {"settle_s": 0}},
+        source="<demo>",
+    )
 
 
 def _two_passes(

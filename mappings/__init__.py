@@ -1,4 +1,5 @@
-"""CRM field -> canonical lead attribute."""
+"""CRM field -> canonical lead attribute: loading, validation and the shipped default mappings;
+may import scoring (for the canonical model) only."""
 
 from mappings.errors import MappingError
 from mappings.mapping import FieldSpec, LeadMapping, default_mapping_data, load_mapping, to_activities

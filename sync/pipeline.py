@@ -56,6 +56,21 @@ class DeliveryCheck(Protocol):
         ...
 
 
+#: the headline counters of a pass, in the order people read them (the CLI's table, the demo's totals)
+SUMMARY_KEYS: tuple[str, ...] = (
+    "leads_read",
+    "leads_scored",
+    "leads_written",
+    "leads_unchanged",
+    "write_failures",
+    "qualified",
+    "newly_qualified",
+    "workflows_triggered",
+    "api_calls",
+    "duration_s",
+)
+
+
 @dataclass
 class SyncSummary:
     """What one pass did (``sync --json`` prints it)."""

@@ -25,6 +25,7 @@ import logging
 import math
 import random
 import re
+import signal
 import socket
 import ssl
 import threading
@@ -33,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Self, TypedDict, TypeVar
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
@@ -49,6 +50,7 @@ __all__ = [
     "Abort",
     "DropConnection",
     "FaultInjector",
+    "FaultOptions",
     "FaultRule",
     "LimitDecision",
     "RateLimit",
@@ -63,6 +65,7 @@ __all__ = [
     "parse_fault_rule",
     "parse_rate_limit",
     "retry_after_header",
+    "serve_in_foreground",
 ]
 
 logger = logging.getLogger("connectors.sandbox")
@@ -389,6 +392,17 @@ class FaultInjector:
             return self._rng.choice(self.kinds)
 
 
+class FaultOptions(TypedDict, total=False):
+    """The fault options a sandbox's constructor and ``start_*`` function pass through to :class:`SandboxApp`.
+
+    One home for them, so that each layer need not repeat the list; the defaults are :class:`SandboxApp`'s.
+    """
+
+    fault_rate: float
+    fault_kinds: Iterable[str]
+    slow_response_s: float
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """One endpoint. ``template`` uses the vendor docs' ``{param}`` syntax, which is also the stats key."""
@@ -419,11 +433,14 @@ class SandboxApp:
     def __init__(
         self,
         *,
+        token: str = "",
         fault_rate: float = 0.0,
         fault_seed: int = 0,
         fault_kinds: Iterable[str] = FAULT_KINDS,
         slow_response_s: float = 2.0,
     ) -> None:
+        #: the credential the vendor's gate accepts from the start (servers report it to clients)
+        self.token = token
         #: guards the portal: every handler runs holding it; take it too when touching the portal directly
         self.lock = threading.RLock()
         self.stats = RequestStats()
@@ -434,6 +451,12 @@ class SandboxApp:
         self._url_map = Map(strict_slashes=False, merge_slashes=False)
         self.add_route("GET", STATS_PATH, self._serve_stats, internal=True)
         self.add_route("POST", RESET_STATS_PATH, self._reset_stats, internal=True)
+
+    def set_limits(self, rate_limit: str | int | RateLimit | None, daily_limit: int, *, window_s: float) -> None:
+        """Install the two limits every vendor's gate applies: a rolling window (None: off) and a daily budget."""
+        self.limiter = rolling_limiter(rate_limit, window_s=window_s)
+        self.daily_limit = daily_limit
+        self.daily = DailyBudget(daily_limit)
 
     def add_route(self, method: str, template: str, handler: Handler, *, internal: bool = False, tag: str = "") -> None:
         """Register ``handler(request, **path_params)`` for ``METHOD /path/{param}``."""
@@ -641,7 +664,10 @@ class _TrackingWSGIServer(ThreadedWSGIServer):
         return [thread for thread, _sock in items if thread.is_alive()]
 
 
-class SandboxServer:
+_AppT = TypeVar("_AppT", bound=SandboxApp)
+
+
+class SandboxServer(Generic[_AppT]):
     """Serve a :class:`SandboxApp` on ``host:port`` (0 = a free port) in a background thread.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. ``ssl_context`` turns on TLS (the
@@ -650,7 +676,7 @@ class SandboxServer:
 
     def __init__(
         self,
-        app: SandboxApp,
+        app: _AppT,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -661,6 +687,16 @@ class SandboxServer:
         self._server = _TrackingWSGIServer(host, port, app, ssl_context)
         self._thread: threading.Thread | None = None
         self._stopped = False
+
+    @property
+    def sandbox(self) -> _AppT:
+        """The app being served (the same object as ``.app``)."""
+        return self.app
+
+    @property
+    def token(self) -> str:
+        """The token clients present (the app's :attr:`SandboxApp.token`)."""
+        return self.app.token
 
     @property
     def host(self) -> str:
@@ -730,6 +766,31 @@ class SandboxServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+_ServerT = TypeVar("_ServerT", bound=SandboxServer[Any])
+
+
+def serve_in_foreground(server: _ServerT, on_ready: Callable[[_ServerT], None]) -> None:
+    """Keep a started ``server`` running until Ctrl-C or SIGTERM, then stop it (``leadsync sandbox ...``).
+
+    ``on_ready`` gets the running server first (to print its URL and credentials). SIGTERM is only caught
+    on the main thread (Python allows no other), and the previous handler is put back afterwards.
+    """
+    done = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda _sig, _frame: done.set())
+    try:
+        on_ready(server)
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        server.stop()
 
 
 def retry_after_header(seconds: float) -> str:

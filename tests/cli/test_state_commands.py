@@ -62,3 +62,23 @@ def test_status_shows_a_killed_run_as_abandoned_once_its_lease_expired(
     assert result.exit_code == 0, result.output
     run = json.loads(result.output)["runs"][0]
     assert run["status"] == "abandoned" and "killed or crashed" in run["error"]
+
+
+def test_the_next_sync_once_records_a_killed_run_as_failed(
+    hubspot_sandbox: HubSpotSandboxServer, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    config = write_config(tmp_path, hubspot_sandbox, url)
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    with StateStore.open(url) as fresh:
+        fresh.migrate()
+    killed = StateStore(url, clock=lambda: an_hour_ago)
+    try:
+        killed_run = killed.start_run("sync")
+    finally:
+        killed.close()
+    result = runner.invoke(app, ["sync", "--once", "--json", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    with StateStore.open(url) as store:
+        runs = {run.id: run for run in store.last_runs(5)}
+    assert runs[killed_run].status == "failed" and "interrupted" in (runs[killed_run].error or "")

@@ -320,3 +320,26 @@ def test_salesforce_drip_fed_page_is_cut_off_at_timeout_s(sf_orgs: SfFactory, tm
     finally:
         store.close()
     assert time.monotonic() - started < 15  # two attempts of 0.5 s (plus login and describe), not minutes
+
+
+def test_a_drip_fed_workflow_enrollment_is_cut_off_at_timeout_s(hubspot_sandbox_factory: Factory) -> None:
+    # the legacy enrollment endpoints have no SDK API class; they must honour timeout_s all the same
+    from connectors.hubspot import HubSpotConnector
+
+    server = hubspot_sandbox_factory(contacts=5, seed=5)
+    contact_id = server.portal.contact_ids()[0]
+    email = server.portal.contact(contact_id)["email"]
+    connector = HubSpotConnector(
+        access_token=server.token, base_url=server.url, workflow_id=77, timeout_s=0.5, max_retries=1
+    )
+    enroll = "POST /automation/v2/workflows/{workflowId}/enrollments/contacts/{email}"
+    server.sandbox.faults.slow_s = 60  # an answer that takes a minute (the bodies here are too small to drip)
+    server.sandbox.faults.schedule("slow", enroll, nth=1, times=None)
+    server.sandbox.faults.schedule("slow", "GET /automation/v2/workflows/enrollments/contacts/{vid}", nth=1, times=None)
+    started = time.monotonic()
+    with pytest.raises(RetriableError):
+        connector.trigger(contact_id, email)
+    assert time.monotonic() - started < 10  # attempts of 0.5 s each, not a body trickled for minutes
+    server.sandbox.faults.clear_schedule()
+    connector.trigger(contact_id, email)  # the same call lands once the answers come whole
+    assert [e["email"] for e in server.portal.enrollments()] == [email]

@@ -57,6 +57,10 @@ What is emulated, and where the emulator chose a behaviour HubSpot does not docu
   207 error entry ``NO_ASSOCIATIONS_FOUND``) and ``GET /crm/v4/objects/{type}/{id}/associations/{toType}``
   (``limit`` <= 500, ``after``), between contacts and activity types in either direction. HubSpot does not
   document the batch read's page size: 500 here, ``association_page_size`` to change it.
+* Deals ``/crm/v3/objects/deals``: list, read, create and batch create (with ``associations`` to contacts,
+  type 3), batch read (<= 100 ids); Associations v4 contacts <-> deals (contact -> deal 4, deal -> contact
+  3) through the same batch read and list. Seeded from the people's outcomes (see
+  :mod:`connectors.sandbox.hubspot.deals`).
 * Legacy workflow enrollment ``POST /automation/v2/workflows/{workflowId}/enrollments/contacts/{email}``:
   204, recorded (``GET /__sandbox/enrollments``, ``enrollments`` in stats), 404 for an unknown email.
   ``GET /automation/v2/workflows/enrollments/contacts/{vid}`` lists the workflows a contact is enrolled in.
@@ -65,21 +69,18 @@ What is emulated, and where the emulator chose a behaviour HubSpot does not docu
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from werkzeug.wrappers import Response
 
 from connectors.sandbox._server import (
-    FAULT_KINDS,
-    DailyBudget,
+    FaultOptions,
     RateLimit,
     RollingWindowLimiter,
     SandboxServer,
-    rolling_limiter,
+    serve_in_foreground,
 )
 from connectors.sandbox.hubspot._base import (
     SEARCH_RESULT_CAP,
@@ -89,6 +90,7 @@ from connectors.sandbox.hubspot.activity_types import (
     ASSOCIATION_PAGE_SIZE,
 )
 from connectors.sandbox.hubspot.associations import AssociationsRoutes
+from connectors.sandbox.hubspot.deals import DealsRoutes
 from connectors.sandbox.hubspot.engagements import EngagementsRoutes
 from connectors.sandbox.hubspot.limits import DEFAULT_DAILY_LIMIT, DEFAULT_SEARCH_PER_SECOND, RATE_WINDOW_S, HubSpotGate
 from connectors.sandbox.hubspot.portal import HubSpotPortal
@@ -102,7 +104,7 @@ if TYPE_CHECKING:
 
 
 class HubSpotSandbox(
-    HubSpotGate, EngagementsRoutes, SearchRoutes, PropertiesRoutes, AssociationsRoutes, WorkflowsRoutes
+    HubSpotGate, EngagementsRoutes, SearchRoutes, PropertiesRoutes, AssociationsRoutes, DealsRoutes, WorkflowsRoutes
 ):
     """The WSGI app: HubSpot's endpoints, auth, rate limits and error bodies over a :class:`HubSpotPortal`."""
 
@@ -114,25 +116,18 @@ class HubSpotSandbox(
         rate_limit: int | str | RateLimit | None = None,
         search_rate_limit: int | None = None,
         daily_limit: int = DEFAULT_DAILY_LIMIT,
-        fault_rate: float = 0.0,
         fault_seed: int = 0,
-        fault_kinds: Iterable[str] = FAULT_KINDS,
-        slow_response_s: float = 2.0,
+        **faults: Unpack[FaultOptions],
     ) -> None:
-        super().__init__(
-            fault_rate=fault_rate, fault_seed=fault_seed, fault_kinds=fault_kinds, slow_response_s=slow_response_s
-        )
+        super().__init__(token=token, fault_seed=fault_seed, **faults)
         self.portal = portal or HubSpotPortal()
         self.lock = self.portal.lock
-        self.token = token
         self.tokens: set[str] = {token}
         self.expired_tokens: set[str] = set()
-        self.limiter = rolling_limiter(rate_limit, window_s=RATE_WINDOW_S)
+        self.set_limits(rate_limit, daily_limit, window_s=RATE_WINDOW_S)
         if search_rate_limit is None:
             search_rate_limit = DEFAULT_SEARCH_PER_SECOND if self.limiter is not None else 0
         self.search_limiter = RollingWindowLimiter(search_rate_limit, 1.0) if search_rate_limit > 0 else None
-        self.daily_limit = daily_limit
-        self.daily = DailyBudget(daily_limit)
         self.stats.increment("enrollments", 0)  # a stable stats shape from the first request on
         self._register_routes()
 
@@ -167,7 +162,17 @@ class HubSpotSandbox(
             ("GET", "/automation/v2/workflows/enrollments/contacts/{vid}", self._current_enrollments, ""),
         ):
             self.add_route(method, template, handler, tag=tag)
-        # activity objects and associations: static contact routes win over these templates
+        deals = "/crm/v3/objects/deals"
+        deal_routes: tuple[tuple[str, str, Callable[..., Response]], ...] = (
+            ("GET", deals, self._list_deals),
+            ("POST", deals, self._create_deal),
+            ("GET", deals + "/{dealId}", self._read_deal),
+            ("POST", deals + "/batch/read", self._batch_read_deals),
+            ("POST", deals + "/batch/create", self._batch_create_deals),
+        )
+        for method, template, deal_handler in deal_routes:
+            self.add_route(method, template, deal_handler)
+        # activity objects and associations: static contact and deal routes win over these templates
         objects = "/crm/v3/objects/{objectType}"
         routes: tuple[tuple[str, str, Callable[..., Response]], ...] = (
             ("GET", objects, self._list_engagements),
@@ -185,18 +190,8 @@ class HubSpotSandbox(
     # tokens
 
 
-class HubSpotSandboxServer(SandboxServer):
+class HubSpotSandboxServer(SandboxServer[HubSpotSandbox]):
     """A running HubSpot sandbox: ``.url``, ``.token``, ``.portal``, ``.sandbox`` (the app), ``.stop()``."""
-
-    app: HubSpotSandbox
-
-    @property
-    def sandbox(self) -> HubSpotSandbox:
-        return self.app
-
-    @property
-    def token(self) -> str:
-        return self.app.token
 
     @property
     def portal(self) -> HubSpotPortal:
@@ -220,13 +215,11 @@ def start_hubspot_sandbox(
     rate_limit: int | str | RateLimit | None = None,
     search_rate_limit: int | None = None,
     daily_limit: int = DEFAULT_DAILY_LIMIT,
-    fault_rate: float = 0.0,
-    fault_kinds: Iterable[str] = FAULT_KINDS,
-    slow_response_s: float = 2.0,
     index_lag_s: float = 0.0,
     search_limits: SearchLimits | None = None,
     search_result_cap: int = SEARCH_RESULT_CAP,
     association_page_size: int = ASSOCIATION_PAGE_SIZE,
+    **faults: Unpack[FaultOptions],
 ) -> HubSpotSandboxServer:
     """Seed a portal with ``contacts`` synthetic people and serve it in a background thread.
 
@@ -252,10 +245,8 @@ def start_hubspot_sandbox(
         rate_limit=rate_limit,
         search_rate_limit=search_rate_limit,
         daily_limit=daily_limit,
-        fault_rate=fault_rate,
         fault_seed=seed,
-        fault_kinds=fault_kinds,
-        slow_response_s=slow_response_s,
+        **faults,
     )
     server = HubSpotSandboxServer(app, host=host, port=port)
     return server.start()
@@ -272,21 +263,9 @@ def serve_hubspot_sandbox(
     (the CLI prints its URL and token); without it, both are printed to stdout.
     """
     server = start_hubspot_sandbox(**options)
-    done = threading.Event()
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, lambda _sig, _frame: done.set())
-    try:
-        if on_ready is not None:
-            on_ready(server)
-        else:
-            print(f"HubSpot sandbox listening on {server.url}", flush=True)
-            print(f"Token: {server.token}  ({len(server.portal)} contacts)", flush=True)
-        while not done.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        server.stop()
+    serve_in_foreground(server, on_ready or _announce)
+
+
+def _announce(server: HubSpotSandboxServer) -> None:
+    print(f"HubSpot sandbox listening on {server.url}", flush=True)
+    print(f"Token: {server.token}  ({len(server.portal)} contacts)", flush=True)

@@ -61,6 +61,17 @@ def _combine(groups: Sequence[tuple[list[_Predicate], Any]]) -> _Predicate | Non
     return lambda c, v: any(g(c, v) for g in per_group)
 
 
+def _check_limit(what: str, given: int, maximum: int, sub_category: str) -> None:
+    """HubSpot's 400 for a search naming more ``what`` than its ``SearchLimits`` allow."""
+    if given > maximum:
+        raise PortalError(
+            400,
+            "VALIDATION_ERROR",
+            f"Too many {what}: {given} given, the maximum is {maximum}",
+            subCategory=sub_category,
+        )
+
+
 class SearchPortal(PortalStore):
     """``POST /crm/v3/objects/contacts/search`` over the store, with its indexes and its lag."""
 
@@ -214,25 +225,13 @@ class SearchPortal(PortalStore):
         if not isinstance(raw_groups, list):
             raise PortalError(400, "VALIDATION_ERROR", "filterGroups must be a list")
         limits = self.search_limits
-        if len(raw_groups) > limits.max_groups:
-            raise PortalError(
-                400,
-                "VALIDATION_ERROR",
-                f"Too many filter groups: {len(raw_groups)} given, the maximum is {limits.max_groups}",
-                subCategory="TOO_MANY_FILTER_GROUPS",
-            )
+        _check_limit("filter groups", len(raw_groups), limits.max_groups, "TOO_MANY_FILTER_GROUPS")
         total = 0
         compiled = []
         for group in raw_groups:
             filters = (group or {}).get("filters") or []
             total += len(filters)
-            if len(filters) > limits.max_filters_per_group:
-                raise PortalError(
-                    400,
-                    "VALIDATION_ERROR",
-                    f"Too many filters in a group: {len(filters)} given, the maximum is {limits.max_filters_per_group}",
-                    subCategory="TOO_MANY_FILTERS",
-                )
+            _check_limit("filters in a group", len(filters), limits.max_filters_per_group, "TOO_MANY_FILTERS")
             preds: list[_Predicate] = []
             ranges: list[list[int]] = []
             for raw in filters:
@@ -241,13 +240,7 @@ class SearchPortal(PortalStore):
                 if narrowed is not None:
                     ranges.append(narrowed)
             compiled.append((preds, ranges))
-        if total > limits.max_filters_total:
-            raise PortalError(
-                400,
-                "VALIDATION_ERROR",
-                f"Too many filters: {total} given, the maximum is {limits.max_filters_total}",
-                subCategory="TOO_MANY_FILTERS",
-            )
+        _check_limit("filters", total, limits.max_filters_total, "TOO_MANY_FILTERS")
         return compiled
 
     def _compile_sort(self, sorts: Any) -> tuple[_Getter, bool] | None:

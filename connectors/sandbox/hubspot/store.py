@@ -221,11 +221,15 @@ class PortalStore:
                     self._by_email.setdefault(person.email.lower(), contact_id)
                 self._by_updated.append((updated_ms, contact_id))
                 self._reserve_engagements(contact_id, person)
+                self._seed_objects(contact_id, person)
                 self._last_ms = max(self._last_ms, updated_ms)
                 ids.append(str(contact_id))
             self._by_updated.sort()
             self._changed()
         return ids
+
+    def _seed_objects(self, contact_id: int, person: SyntheticPerson) -> None:
+        """Hook for API families that seed their own objects with a seeded contact (deals do)."""
 
     # reading
 

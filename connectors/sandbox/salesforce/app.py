@@ -54,14 +54,13 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import signal
 import ssl
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import requests
 import trustme
@@ -69,12 +68,11 @@ from requests.adapters import HTTPAdapter
 from werkzeug.wrappers import Request, Response
 
 from connectors.sandbox._server import (
-    FAULT_KINDS,
-    DailyBudget,
+    FaultOptions,
     RateLimit,
     SandboxServer,
     json_response,
-    rolling_limiter,
+    serve_in_foreground,
 )
 from connectors.sandbox.salesforce._http import (
     API_VERSIONS,
@@ -138,17 +136,12 @@ class SalesforceSandbox(SalesforceGate, RecordsRoutes, QueryRoutes, FieldsRoutes
         jwt_public_key: str | bytes | None = None,
         rate_limit: int | str | RateLimit | None = None,
         daily_limit: int = DEFAULT_DAILY_LIMIT,
-        fault_rate: float = 0.0,
         fault_seed: int = 0,
-        fault_kinds: Iterable[str] = FAULT_KINDS,
-        slow_response_s: float = 2.0,
+        **faults: Unpack[FaultOptions],
     ) -> None:
-        super().__init__(
-            fault_rate=fault_rate, fault_seed=fault_seed, fault_kinds=fault_kinds, slow_response_s=slow_response_s
-        )
+        super().__init__(token=token, fault_seed=fault_seed, **faults)
         self.org = org or SalesforceOrg()
         self.lock = self.org.lock
-        self.token = token
         self.client_id = client_id
         self.client_secret = client_secret
         self.session_ttl_s = session_ttl_s
@@ -158,9 +151,7 @@ class SalesforceSandbox(SalesforceGate, RecordsRoutes, QueryRoutes, FieldsRoutes
         self._session_lock = threading.Lock()
         self._sessions: dict[str, float] = {token: math.inf}
         self._refresh_tokens: set[str] = set()
-        self.limiter = rolling_limiter(rate_limit, window_s=RATE_WINDOW_S)
-        self.daily_limit = daily_limit
-        self.daily = DailyBudget(daily_limit)
+        self.set_limits(rate_limit, daily_limit, window_s=RATE_WINDOW_S)
         self.stats.increment("flow_invocations", 0)
         self.stats.increment("platform_events", 0)
         self.stats.increment("sessions_issued", 0)
@@ -247,10 +238,8 @@ class SalesforceSandbox(SalesforceGate, RecordsRoutes, QueryRoutes, FieldsRoutes
 # running it ------------------------------------------------------------------------------------------------
 
 
-class SalesforceSandboxServer(SandboxServer):
+class SalesforceSandboxServer(SandboxServer[SalesforceSandbox]):
     """A running Salesforce sandbox: ``.url`` (= ``.instance_url``), ``.token``, ``.ca_pem_path``, ``.org``."""
-
-    app: SalesforceSandbox
 
     def __init__(
         self,
@@ -280,16 +269,8 @@ class SalesforceSandboxServer(SandboxServer):
         app.instance_url = self.url
 
     @property
-    def sandbox(self) -> SalesforceSandbox:
-        return self.app
-
-    @property
     def org(self) -> SalesforceOrg:
         return self.app.org
-
-    @property
-    def token(self) -> str:
-        return self.app.token
 
     @property
     def client_id(self) -> str:
@@ -376,13 +357,11 @@ def start_salesforce_sandbox(
     jwt_public_key: str | bytes | None = None,
     rate_limit: int | str | RateLimit | None = None,
     daily_limit: int = DEFAULT_DAILY_LIMIT,
-    fault_rate: float = 0.0,
-    fault_kinds: Iterable[str] = FAULT_KINDS,
-    slow_response_s: float = 2.0,
     flows: Iterable[str] = ("Leadsync_Qualified",),
     platform_events: Iterable[str] = ("Leadsync_Qualified__e",),
     bulk_job_delay_s: float = 0.0,
     custom_fields: Mapping[str, Mapping[str, Any]] | None = None,
+    **faults: Unpack[FaultOptions],
 ) -> SalesforceSandboxServer:
     """Seed an org and serve it over HTTPS in a background thread.
 
@@ -413,10 +392,8 @@ def start_salesforce_sandbox(
         jwt_public_key=jwt_public_key,
         rate_limit=rate_limit,
         daily_limit=daily_limit,
-        fault_rate=fault_rate,
         fault_seed=seed,
-        fault_kinds=fault_kinds,
-        slow_response_s=slow_response_s,
+        **faults,
     )
     server = SalesforceSandboxServer(app, host=host, port=port, ca=ca, ca_file=ca_file)
     return server.start()
@@ -433,27 +410,12 @@ def serve_salesforce_sandbox(
     (the CLI prints its URL, token, client credentials and CA path); without it they are printed to stdout.
     """
     server = start_salesforce_sandbox(**options)
-    done = threading.Event()
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, lambda _sig, _frame: done.set())
-    try:
-        if on_ready is not None:
-            on_ready(server)
-        else:
-            org = server.org
-            print(f"Salesforce sandbox listening on {server.url}", flush=True)
-            print(f"Token: {server.token}  (client id {server.client_id}, secret {server.client_secret})", flush=True)
-            print(f"CA certificate: {server.ca_pem_path}", flush=True)
-            print(
-                f"{org.count('Lead')} leads, {org.count('Contact')} contacts, {org.count('Account')} accounts",
-                flush=True,
-            )
-        while not done.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        server.stop()
+    serve_in_foreground(server, on_ready or _announce)
+
+
+def _announce(server: SalesforceSandboxServer) -> None:
+    org = server.org
+    print(f"Salesforce sandbox listening on {server.url}", flush=True)
+    print(f"Token: {server.token}  (client id {server.client_id}, secret {server.client_secret})", flush=True)
+    print(f"CA certificate: {server.ca_pem_path}", flush=True)
+    print(f"{org.count('Lead')} leads, {org.count('Contact')} contacts, {org.count('Account')} accounts", flush=True)

@@ -274,18 +274,14 @@ class QueryOrg(OrgStore):
         return f"{start.isoformat()}T00:00:00.000+0000", f"{end.isoformat()}T00:00:00.000+0000"
 
     def _compile_condition(self, cond: soql.Condition, obj: ObjectDef, text: str) -> Predicate:
-        if isinstance(cond, soql.And):
+        if isinstance(cond, soql.And | soql.Or):
+            conjunction = isinstance(cond, soql.And)
             parts = [self._compile_condition(c, obj, text) for c in cond.operands]
-            if len(parts) == 2:
+            if len(parts) == 2:  # the usual case: no generator per row
                 a, b = parts
-                return lambda r: a(r) and b(r)
-            return lambda r: all(p(r) for p in parts)
-        if isinstance(cond, soql.Or):
-            parts = [self._compile_condition(c, obj, text) for c in cond.operands]
-            if len(parts) == 2:
-                a, b = parts
-                return lambda r: a(r) or b(r)
-            return lambda r: any(p(r) for p in parts)
+                return (lambda r: a(r) and b(r)) if conjunction else (lambda r: a(r) or b(r))
+            combine = all if conjunction else any
+            return lambda r: combine(p(r) for p in parts)
         if isinstance(cond, soql.Not):
             inner = self._compile_condition(cond.operand, obj, text)
             return lambda r: not inner(r)

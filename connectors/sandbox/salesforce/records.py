@@ -19,6 +19,7 @@ from connectors.sandbox.salesforce.coerce import coerce_value
 from connectors.sandbox.salesforce.schema import (
     FieldDef,
     RecordError,
+    derive_stage_flags,
     to_18,
 )
 from connectors.sandbox.salesforce.store import (
@@ -112,6 +113,7 @@ class RecordsOrg(OrgStore):
         first, last = obj.field("FirstName"), obj.field("LastName")
         if name_fd is not None and first is not None and last is not None and not name_fd.updateable:
             row[name_fd.index] = " ".join(x for x in (row[first.index], row[last.index]) if x)
+        derive_stage_flags(obj, row, created=current is None)
         for rule in self._rules:
             if rule.sobject == obj.name and rule.predicate(row):
                 fields = (rule.field,) if rule.field else ()
@@ -369,9 +371,20 @@ class RecordsOrg(OrgStore):
             table.rebuild_index()
             return stamp
 
-    def convert_lead(self, lead_id: str, *, account_id: str | None = None) -> tuple[str, str]:
+    def convert_lead(
+        self,
+        lead_id: str,
+        *,
+        account_id: str | None = None,
+        opportunity_stage: str | None = None,
+        close_date: str | None = None,
+    ) -> tuple[str, str]:
         """Convert a lead the way the UI does: a Contact (and an Account unless given), status
-        ``Closed - Converted``, its tasks and events moved to the contact. Returns (contact id, account id)."""
+        ``Closed - Converted``, its tasks and events moved to the contact. Returns (contact id, account id).
+
+        With ``opportunity_stage`` it also creates the Opportunity (``ConvertedOpportunityId``, closing on
+        ``close_date``, default today) with the contact as its primary OpportunityContactRole, as convertLead
+        does unless told ``doNotCreateOpportunity``."""
         with self.lock:
             leads = self.table("Lead")
             self._ensure_activities()
@@ -410,8 +423,26 @@ class RecordsOrg(OrgStore):
             contact_id = self.create_record(
                 "Contact", {**contact_values, "AccountId": account_id, "MailingCountry": lead["Country"]}
             )
+            opportunity_id = None
+            if opportunity_stage is not None:
+                opportunity_id = self.create_record(
+                    "Opportunity",
+                    {
+                        "Name": f"{lead['Company']}-",
+                        "AccountId": account_id,
+                        "StageName": opportunity_stage,
+                        "CloseDate": close_date or stamp[:10],
+                        "LeadSource": lead["LeadSource"],
+                        "Type": "New Business",
+                    },
+                )
+                self.create_record(
+                    "OpportunityContactRole",
+                    {"OpportunityId": opportunity_id, "ContactId": contact_id, "IsPrimary": True},
+                )
             new = list(row)
             for name, value in (
+                ("ConvertedOpportunityId", opportunity_id),
                 ("IsConverted", True),
                 ("Status", "Closed - Converted"),
                 ("ConvertedDate", stamp[:10]),

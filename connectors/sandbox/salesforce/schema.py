@@ -16,10 +16,12 @@ from typing import Any
 
 __all__ = [
     "KEY_PREFIXES",
+    "OPPORTUNITY_STAGES",
     "FieldDef",
     "ObjectDef",
     "RecordError",
     "WriteRejected",
+    "derive_stage_flags",
     "is_valid_id",
     "make_id",
     "standard_objects",
@@ -44,6 +46,8 @@ KEY_PREFIXES: Mapping[str, str] = {
     "Task": "00T",
     "Event": "00U",
     "Campaign": "701",
+    "Opportunity": "006",
+    "OpportunityContactRole": "00K",
     "CampaignMember": "00v",
     "CustomField": "00N",
     "Organization": "00D",
@@ -317,6 +321,31 @@ INDUSTRIES: tuple[str, ...] = (
 TASK_SUBTYPES: tuple[str, ...] = ("Task", "Email", "ListEmail", "Cadence", "Call", "LinkedIn")
 TASK_STATUSES: tuple[str, ...] = ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred")
 CAMPAIGN_MEMBER_STATUSES: tuple[str, ...] = ("Sent", "Opened", "Clicked", "Responded")
+#: Salesforce's default opportunity stages: stage -> (probability %, IsClosed, IsWon); the two flags are
+#: read-only and follow the stage, as an org's OpportunityStage settings make them
+OPPORTUNITY_STAGES: Mapping[str, tuple[int, bool, bool]] = {
+    "Prospecting": (10, False, False),
+    "Qualification": (10, False, False),
+    "Needs Analysis": (20, False, False),
+    "Value Proposition": (50, False, False),
+    "Id. Decision Makers": (60, False, False),
+    "Perception Analysis": (70, False, False),
+    "Proposal/Price Quote": (75, False, False),
+    "Negotiation/Review": (90, False, False),
+    "Closed Won": (100, True, True),
+    "Closed Lost": (0, True, False),
+}
+CONTACT_ROLES: tuple[str, ...] = (
+    "Business User",
+    "Decision Maker",
+    "Economic Buyer",
+    "Economic Decision Maker",
+    "Evaluator",
+    "Executive Sponsor",
+    "Influencer",
+    "Technical Buyer",
+    "Other",
+)
 
 
 @dataclass(slots=True, eq=False)
@@ -412,6 +441,43 @@ def _person_fields(email_label: str = "Email") -> list[FieldDef]:
     ]
 
 
+def derive_stage_flags(obj: ObjectDef, row: list[Any], *, created: bool) -> None:
+    """An Opportunity's ``IsClosed``/``IsWon`` follow its stage (and a new one's ``Probability`` too)."""
+    if obj.name != "Opportunity":
+        return
+    stage = row[obj.by_lower["stagename"].index]
+    probability, closed, won = OPPORTUNITY_STAGES.get(stage, (0, False, False))
+    row[obj.by_lower["isclosed"].index] = closed
+    row[obj.by_lower["iswon"].index] = won
+    chance = obj.by_lower["probability"].index
+    if created and row[chance] is None:
+        row[chance] = float(probability)
+
+
+def _activity_object(
+    name: str, fields: list[FieldDef], *, description_label: str, required: tuple[str, ...] = ()
+) -> ObjectDef:
+    """Task or Event: Salesforce's two activity objects share who/what, subject, description and owner."""
+    return ObjectDef(
+        name,
+        name,
+        f"{name}s",
+        KEY_PREFIXES[name],
+        [
+            *_system_fields(),
+            _ref("WhoId", "Name ID", ["Contact", "Lead"], "Who"),
+            _ref("WhatId", "Related To ID", ["Account"], "What"),
+            FieldDef("Subject", "combobox", "Subject", length=255),
+            *fields,
+            FieldDef(
+                "Description", "textarea", description_label, length=32000, extra={"extraTypeInfo": "plaintextarea"}
+            ),
+            _owner(),
+        ],
+        required=required,
+    )
+
+
 def standard_objects() -> dict[str, ObjectDef]:
     """A fresh set of the standard objects (each org owns its copy: custom fields are added per org)."""
     lead = ObjectDef(
@@ -442,6 +508,7 @@ def standard_objects() -> dict[str, ObjectDef]:
             _ro(FieldDef("ConvertedDate", "date", "Converted Date")),
             _ro(_ref("ConvertedAccountId", "Converted Account ID", ["Account"], "ConvertedAccount")),
             _ro(_ref("ConvertedContactId", "Converted Contact ID", ["Contact"], "ConvertedContact")),
+            _ro(_ref("ConvertedOpportunityId", "Converted Opportunity ID", ["Opportunity"], "ConvertedOpportunity")),
             _owner(),
         ],
         required=("LastName", "Company", "Status"),
@@ -481,16 +548,9 @@ def standard_objects() -> dict[str, ObjectDef]:
         ],
         required=("Name",),
     )
-    task = ObjectDef(
+    task = _activity_object(
         "Task",
-        "Task",
-        "Tasks",
-        KEY_PREFIXES["Task"],
         [
-            *_system_fields(),
-            _ref("WhoId", "Name ID", ["Contact", "Lead"], "Who"),
-            _ref("WhatId", "Related To ID", ["Account"], "What"),
-            FieldDef("Subject", "combobox", "Subject", length=255),
             _picklist("TaskSubtype", "Task Subtype", TASK_SUBTYPES),
             FieldDef("ActivityDate", "date", "Due Date Only"),
             _picklist("Status", "Status", TASK_STATUSES, nillable=False, default_picklist="Not Started"),
@@ -499,30 +559,21 @@ def standard_objects() -> dict[str, ObjectDef]:
             _picklist("CallType", "Call Type", ("Internal", "Inbound", "Outbound")),
             FieldDef("CallDurationInSeconds", "int", "Call Duration", digits=8),
             _text("CallDisposition", "Call Result", 255),
-            FieldDef("Description", "textarea", "Comments", length=32000, extra={"extraTypeInfo": "plaintextarea"}),
-            _owner(),
         ],
+        description_label="Comments",
         required=("Status",),
     )
-    event = ObjectDef(
+    event = _activity_object(
         "Event",
-        "Event",
-        "Events",
-        KEY_PREFIXES["Event"],
         [
-            *_system_fields(),
-            _ref("WhoId", "Name ID", ["Contact", "Lead"], "Who"),
-            _ref("WhatId", "Related To ID", ["Account"], "What"),
-            FieldDef("Subject", "combobox", "Subject", length=255),
             _picklist("EventSubtype", "Event Subtype", ("Event",)),
             _dt("ActivityDateTime", "Due Date Time"),
             FieldDef("ActivityDate", "date", "Due Date Only"),
             _dt("StartDateTime", "Start Date Time"),
             _dt("EndDateTime", "End Date Time"),
             FieldDef("DurationInMinutes", "int", "Duration", digits=8),
-            FieldDef("Description", "textarea", "Description", length=32000, extra={"extraTypeInfo": "plaintextarea"}),
-            _owner(),
         ],
+        description_label="Description",
     )
     campaign = ObjectDef(
         "Campaign",
@@ -555,6 +606,41 @@ def standard_objects() -> dict[str, ObjectDef]:
         ],
         required=("CampaignId",),
     )
+    opportunity = ObjectDef(
+        "Opportunity",
+        "Opportunity",
+        "Opportunities",
+        KEY_PREFIXES["Opportunity"],
+        [
+            *_system_fields(),
+            _ref("AccountId", "Account ID", ["Account"], "Account"),
+            _text("Name", "Name", 120, nillable=False),
+            _picklist("StageName", "Stage", tuple(OPPORTUNITY_STAGES), nillable=False),
+            FieldDef("CloseDate", "date", "Close Date", nillable=False),
+            FieldDef("Amount", "currency", "Amount", precision=18, scale=2),
+            FieldDef("Probability", "percent", "Probability (%)", precision=3, scale=0),
+            _ro(_bool("IsClosed", "Closed")),
+            _ro(_bool("IsWon", "Won")),
+            _picklist("Type", "Opportunity Type", ("Existing Business", "New Business")),
+            _picklist("LeadSource", "Lead Source", LEAD_SOURCES),
+            _owner(),
+        ],
+        required=("Name", "StageName", "CloseDate"),
+    )
+    contact_role = ObjectDef(
+        "OpportunityContactRole",
+        "Opportunity Contact Role",
+        "Opportunity Contact Role",
+        KEY_PREFIXES["OpportunityContactRole"],
+        [
+            *_system_fields(),
+            _ref("OpportunityId", "Opportunity ID", ["Opportunity"], "Opportunity", nillable=False, updateable=False),
+            _ref("ContactId", "Contact ID", ["Contact"], "Contact", nillable=False),
+            _picklist("Role", "Role", CONTACT_ROLES),
+            _bool("IsPrimary", "Primary"),
+        ],
+        required=("OpportunityId", "ContactId"),
+    )
     user = ObjectDef(
         "User",
         "User",
@@ -572,4 +658,4 @@ def standard_objects() -> dict[str, ObjectDef]:
         updateable=False,
         createable=False,
     )
-    return {o.name: o for o in (lead, contact, account, task, event, campaign, member, user)}
+    return {o.name: o for o in (lead, contact, account, opportunity, contact_role, task, event, campaign, member, user)}

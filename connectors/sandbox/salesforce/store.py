@@ -269,6 +269,30 @@ class OrgStore:
     def integration_user_id(self) -> str:
         return self._users[0]
 
+    def _audit_values(self, created: str, modified: str | None = None, stamp: str | None = None) -> dict[str, Any]:
+        """The system fields of a seeded record the integration user created at ``created``.
+
+        ``modified`` (default ``created``) is its LastModifiedDate, ``stamp`` (default ``modified``) its
+        SystemModstamp.
+        """
+        modified = modified or created
+        user = self._users[0]
+        return {
+            "IsDeleted": False,
+            "CreatedDate": created,
+            "CreatedById": user,
+            "LastModifiedDate": modified,
+            "LastModifiedById": user,
+            "SystemModstamp": stamp or modified,
+        }
+
+    def _seed_record(self, sobject: str, values: Mapping[str, Any], *, index: bool = True) -> str:
+        """Store a new ``sobject`` record under the next id, as seeding does (no validation); returns the id."""
+        record_id = self.new_id(sobject)
+        table = self.tables[sobject]
+        table.insert(table.make_row({"Id": record_id, **values}), index=index)
+        return record_id
+
     # seeding
 
     def _seed_users(self) -> None:
@@ -301,33 +325,23 @@ class OrgStore:
             self._users.append(uid)
 
     def _seed_campaigns(self) -> None:
-        table = self.tables["Campaign"]
         created = soql.normalize_datetime(self.anchor - timedelta(days=800))
         self._campaigns: dict[str, str] = {}
         names = [(name, "Email") for name in _CAMPAIGNS] + [
             (form[0], "Webinar" if "Webinar" in form[0] else "Other") for form in _FORMS
         ]
         for name, ctype in names:
-            cid = self.new_id("Campaign")
-            table.insert(
-                table.make_row(
-                    {
-                        "Id": cid,
-                        "IsDeleted": False,
-                        "CreatedDate": created,
-                        "CreatedById": self._users[0],
-                        "LastModifiedDate": created,
-                        "LastModifiedById": self._users[0],
-                        "SystemModstamp": created,
-                        "Name": name,
-                        "Type": ctype,
-                        "Status": "In Progress",
-                        "IsActive": True,
-                        "OwnerId": self._users[1],
-                    }
-                )
+            self._campaigns[name] = self._seed_record(
+                "Campaign",
+                {
+                    **self._audit_values(created),
+                    "Name": name,
+                    "Type": ctype,
+                    "Status": "In Progress",
+                    "IsActive": True,
+                    "OwnerId": self._users[1],
+                },
             )
-            self._campaigns[name] = cid
 
     def _ensure_activities(self) -> None:
         """Build Task, Event and CampaignMember records from the people's events (first read only)."""

@@ -1,0 +1,457 @@
+"""Deals: the objects HubSpot tracks a sale with, associated with contacts, and what the people's outcomes make.
+
+Endpoints: ``GET /crm/v3/objects/deals`` (list), ``GET /crm/v3/objects/deals/{dealId}``, ``POST
+/crm/v3/objects/deals`` and ``.../batch/create`` (with ``associations`` to contacts, HUBSPOT_DEFINED type 3
+deal -> contact), ``POST .../batch/read`` (<= 100 ids, 207 ``OBJECT_NOT_FOUND`` for missing ones), and
+Associations v4 contacts <-> deals (type 4 contact -> deal, 3 deal -> contact) through the same batch read
+and list as activities. Only the default pipeline (``default``) and its default stages exist;
+``hs_is_closed_won`` and ``hs_is_closed`` are computed from ``dealstage``, as HubSpot does.
+
+Seeding (driven by the synthetic people's hidden propensity, deterministic for a portal seed): a person who
+converted gets a closed-won deal closing at ``customer_at`` (sometimes after an earlier lost one); a contact
+in the ``opportunity`` stage has an open deal (HubSpot's definition of that stage); a share of the others,
+growing with propensity, has an open or a closed-lost deal.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from connectors.sandbox._server import gc_paused, json_response
+from connectors.sandbox.hubspot._base import (
+    _CONTACT_TYPES,
+    LIST_DEFAULT_LIMIT,
+    LIST_MAX_LIMIT,
+    PortalError,
+    _check_batch_size,
+    _error_details,
+    _int_id,
+    _int_param,
+    _iso_ms,
+    _missing_error,
+    _ms_of,
+    _not_found,
+    _parse_ms,
+    _standard_error,
+    _validation_message,
+)
+from connectors.sandbox.hubspot._http import HubSpotRoutes
+from connectors.sandbox.hubspot.activity_types import EngagementType
+from connectors.sandbox.hubspot.associations import AssociationsPortal
+from connectors.sandbox.synthetic import SyntheticPerson
+
+__all__ = [
+    "CLOSED_STAGES",
+    "DEAL_ID_BASE",
+    "DEAL_PROPERTIES",
+    "DEAL_STAGES",
+    "DEAL_TYPE",
+    "DealsPortal",
+    "DealsRoutes",
+]
+
+#: the default pipeline's stages in order (internal ids, as the API takes and returns them)
+DEAL_STAGES: tuple[str, ...] = (
+    "appointmentscheduled",
+    "qualifiedtobuy",
+    "presentationscheduled",
+    "decisionmakerboughtin",
+    "contractsent",
+    "closedwon",
+    "closedlost",
+)
+CLOSED_STAGES = frozenset({"closedwon", "closedlost"})
+OPEN_STAGES: tuple[str, ...] = DEAL_STAGES[:5]
+PIPELINE = "default"
+#: deals as one side of an association (HubSpot's default type ids: deal -> contact 3, contact -> deal 4)
+DEAL_TYPE = EngagementType("deals", "deal", "0-3", 3, 4, ())
+#: deal ids start here (far from contact and activity ids)
+DEAL_ID_BASE = 9_000_000_001
+#: properties a deal has; the computed ones are read-only
+DEAL_PROPERTIES: tuple[str, ...] = (
+    "dealname",
+    "dealstage",
+    "pipeline",
+    "amount",
+    "closedate",
+    "createdate",
+    "hubspot_owner_id",
+    "hs_is_closed_won",
+    "hs_is_closed",
+    "hs_lastmodifieddate",
+    "hs_object_id",
+)
+_READ_ONLY = frozenset({"hs_is_closed_won", "hs_is_closed", "hs_lastmodifieddate", "hs_object_id"})
+_DATETIMES = frozenset({"closedate", "createdate", "hs_lastmodifieddate"})
+#: returned whatever a read asks for (HubSpot's default properties of deals)
+DEFAULT_DEAL_PROPERTIES: tuple[str, ...] = (
+    "amount",
+    "closedate",
+    "createdate",
+    "dealname",
+    "dealstage",
+    "hs_lastmodifieddate",
+    "hs_object_id",
+    "pipeline",
+)
+
+
+@dataclass(slots=True, eq=False)
+class _Deal:
+    id: int
+    properties: dict[str, str]
+    created_ms: int
+    updated_ms: int
+    contacts: list[int] = field(default_factory=list)
+
+
+def _computed(props: dict[str, str]) -> None:
+    stage = props.get("dealstage", "")
+    props["hs_is_closed_won"] = "true" if stage == "closedwon" else "false"
+    props["hs_is_closed"] = "true" if stage in CLOSED_STAGES else "false"
+
+
+def seeded_deals(person: SyntheticPerson, rng: random.Random) -> list[tuple[int, int, dict[str, str]]]:
+    """The deals of a synthetic person: (createdate ms, last-modified ms, properties), oldest first.
+
+    Closed deals close by the person's last change (never in the future); an open deal's ``closedate`` is
+    the expected close date and may lie ahead, as in HubSpot.
+    """
+    who = person.company or f"{person.first_name} {person.last_name}".strip() or "deal"
+    start, end = person.created_at, max(person.updated_at, person.created_at)
+    size = 1.0 + (person.employees or 10) ** 0.5
+
+    def amount() -> str:
+        return str(round(rng.lognormvariate(0.0, 0.6) * 1500 * size, 2))
+
+    def deal(created: Any, stage: str, closes: Any) -> tuple[int, int, dict[str, str]]:
+        props = {
+            "dealname": f"{who} - {'new business' if stage != 'closedlost' else 'evaluation'}",
+            "dealstage": stage,
+            "pipeline": PIPELINE,
+            "amount": amount(),
+            "closedate": _iso_ms(_ms_of(closes)),
+            "createdate": _iso_ms(_ms_of(created)),
+        }
+        _computed(props)
+        modified = max(created, closes) if stage in CLOSED_STAGES else created
+        return _ms_of(created), _ms_of(min(modified, end) if stage in CLOSED_STAGES else modified), props
+
+    out: list[tuple[int, int, dict[str, str]]] = []
+    if person.converted and person.customer_at is not None:
+        won_at = person.customer_at
+        opened = start + (won_at - start) * (0.2 + 0.6 * rng.random())
+        if rng.random() < 0.15 and opened - start > timedelta(days=2):
+            lost_open = start + (opened - start) * rng.random() * 0.5
+            lost_at = lost_open + (opened - lost_open) * rng.random()
+            out.append(deal(lost_open, "closedlost", lost_at))
+        out.append(deal(opened, "closedwon", won_at))
+        return out
+    has_deal = person.lifecycle_stage == "opportunity" or rng.random() < min(0.6, 0.05 + 2.0 * person.propensity)
+    if not has_deal:
+        return out
+    opened = start + (end - start) * rng.random()
+    if person.lifecycle_stage != "opportunity" and rng.random() < 0.6:
+        out.append(deal(opened, "closedlost", opened + (end - opened) * rng.random()))
+    else:
+        expected = opened + timedelta(days=rng.uniform(14, 120))
+        out.append(deal(opened, rng.choice(OPEN_STAGES), expected))
+    return out
+
+
+class DealsPortal(AssociationsPortal):
+    """Deals and their associations with contacts, on top of the activity associations."""
+
+    def __init__(self, *, seed: int = 0, **options: Any) -> None:
+        super().__init__(seed=seed, **options)
+        self._deals: dict[int, _Deal] = {}
+        #: per contact, the associated deal ids ascending
+        self._contact_deals: dict[int, list[int]] = {}
+        self._next_deal_id = DEAL_ID_BASE
+        self._deal_rng = random.Random(f"hubspot-deals:{seed}")
+
+    def _seed_objects(self, contact_id: int, person: SyntheticPerson) -> None:
+        super()._seed_objects(contact_id, person)
+        for created_ms, modified_ms, props in seeded_deals(person, self._deal_rng):
+            self._store_deal(_Deal(self._take_deal_id(), props, created_ms, modified_ms, [contact_id]))
+
+    def _take_deal_id(self) -> int:
+        deal_id = self._next_deal_id
+        self._next_deal_id += 1
+        return deal_id
+
+    def _store_deal(self, deal: _Deal) -> None:
+        deal.properties["hs_object_id"] = str(deal.id)
+        deal.properties["hs_lastmodifieddate"] = _iso_ms(deal.updated_ms)
+        deal.properties.setdefault("createdate", _iso_ms(deal.created_ms))
+        self._deals[deal.id] = deal
+        for contact_id in deal.contacts:
+            ids = self._contact_deals.setdefault(contact_id, [])
+            if not ids or ids[-1] < deal.id:
+                ids.append(deal.id)
+            else:
+                bisect.insort(ids, deal.id)
+
+    # ground truth for tests
+
+    def deal(self, deal_id: str | int) -> dict[str, str] | None:
+        """A copy of a deal's properties, or None."""
+        with self.lock:
+            key = _int_id(deal_id)
+            found = self._deals.get(key) if key is not None else None
+            return dict(found.properties) if found else None
+
+    def deals(self, contact_id: str | int | None = None) -> list[dict[str, Any]]:
+        """Deals ``{"id", "properties", "contacts"}`` by id: all of them, or those of one contact."""
+        with self.lock:
+            if contact_id is None:
+                ids = sorted(self._deals)
+            else:
+                key = _int_id(contact_id)
+                ids = list(self._contact_deals.get(key, [])) if key is not None else []
+            return [
+                {
+                    "id": str(i),
+                    "properties": dict(self._deals[i].properties),
+                    "contacts": [str(c) for c in self._deals[i].contacts],
+                }
+                for i in ids
+            ]
+
+    # associations: deals on one side, contacts on the other
+
+    def _association_pair(self, from_type: str, to_type: str) -> tuple[EngagementType | None, EngagementType | None]:
+        names = (from_type.lower(), to_type.lower())
+        deal_names = {"deals", "deal", DEAL_TYPE.type_id}
+        if not any(n in deal_names for n in names):
+            return super()._association_pair(from_type, to_type)
+        sides = [DEAL_TYPE if n in deal_names else None if n in _CONTACT_TYPES else n for n in names]
+        if any(isinstance(s, str) for s in sides) or sides[0] is sides[1]:
+            raise PortalError(
+                400, "VALIDATION_ERROR", f"No association is defined between {from_type} and {to_type} here"
+            )
+        return sides[0], sides[1]  # type: ignore[return-value]
+
+    def _associated(self, source: EngagementType | None, raw_id: str, target: EngagementType | None) -> list[int]:
+        if source is not DEAL_TYPE and target is not DEAL_TYPE:
+            return super()._associated(source, raw_id, target)
+        key = _int_id(raw_id)
+        if key is None:
+            return []
+        if source is None:  # contact -> deals
+            return list(self._contact_deals.get(key, [])) if key in self._contacts else []
+        deal = self._deals.get(key)
+        return sorted(c for c in deal.contacts if c in self._contacts) if deal is not None else []
+
+    # writes
+
+    def _deal_values(self, raw: Mapping[str, Any], *, creating: bool) -> tuple[dict[str, str], list[dict[str, str]]]:
+        values: dict[str, str] = {}
+        problems: list[dict[str, str]] = []
+
+        def problem(name: str, error: str, message: str) -> None:
+            problems.append({"name": name, "error": error, "message": message})
+
+        for name, value in raw.items():
+            text = "" if value is None else str(value)
+            if name not in DEAL_PROPERTIES:
+                problem(name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist')
+            elif name in _READ_ONLY:
+                problem(name, "READ_ONLY_VALUE", f'"{name}" is a read only property; its value cannot be set.')
+            elif name in _DATETIMES and text and _parse_ms(text) is None:
+                problem(name, "INVALID_DATE", f"{text!r} is not a valid datetime for {name}")
+            elif name == "amount" and text:
+                try:
+                    float(text)
+                except ValueError:
+                    problem(name, "INVALID_FLOAT", f"{text!r} is not a valid number for amount")
+                else:
+                    values[name] = text
+            elif name == "dealstage" and text not in DEAL_STAGES:
+                problem(name, "INVALID_OPTION", f"{text!r} is not a valid stage of pipeline {PIPELINE!r}")
+            elif name == "pipeline" and text != PIPELINE:
+                problem(name, "INVALID_OPTION", f"{text!r} is not a valid pipeline (only {PIPELINE!r})")
+            else:
+                values[name] = _iso_ms(_parse_ms(text) or 0) if name in _DATETIMES and text else text
+        if creating and not values.get("dealstage") and not any(p["name"] == "dealstage" for p in problems):
+            problem("dealstage", "REQUIRED", "dealstage is required to create a deal")
+        values.setdefault("pipeline", PIPELINE)
+        return values, problems
+
+    def _deal_targets(self, associations: Any) -> list[int]:
+        targets: list[int] = []
+        for item in associations or []:
+            to = item.get("to") if isinstance(item, Mapping) else None
+            contact = self._get(str(to.get("id", ""))) if isinstance(to, Mapping) else None
+            if contact is None:
+                raise PortalError(
+                    400,
+                    "VALIDATION_ERROR",
+                    f"One or more associations are invalid: no contact with id {(to or {}).get('id')!r}",
+                    subCategory="crm.associations.INVALID_OBJECT_IDS",
+                )
+            for kind in item.get("types") or []:
+                category = str(kind.get("associationCategory") or "")
+                type_id = kind.get("associationTypeId")
+                if category != "HUBSPOT_DEFINED" or str(type_id) != str(DEAL_TYPE.to_contact):
+                    raise PortalError(
+                        400,
+                        "VALIDATION_ERROR",
+                        f"One or more associations are invalid: {category} {type_id} is not an association type "
+                        f"from deal to contact (HUBSPOT_DEFINED {DEAL_TYPE.to_contact})",
+                        subCategory="crm.associations.INVALID_ASSOCIATION_TYPE",
+                    )
+            if contact.id not in targets:
+                targets.append(contact.id)
+        return targets
+
+    def _new_deal(self, values: dict[str, str], contacts: list[int]) -> _Deal:
+        ms = self._tick()
+        _computed(values)
+        created = _parse_ms(values.get("createdate", "")) or ms
+        deal = _Deal(self._take_deal_id(), values, created, ms, contacts)
+        self._store_deal(deal)
+        self._changed()
+        return deal
+
+    def create_deal(self, body: Mapping[str, Any]) -> _Deal:
+        """``POST /crm/v3/objects/deals``. :raises PortalError: 400 for invalid properties or associations."""
+        with self.lock:
+            values, problems = self._deal_values(body.get("properties") or {}, creating=True)
+            if problems:
+                raise PortalError(
+                    400, "VALIDATION_ERROR", _validation_message(problems), errors=_error_details(problems)
+                )
+            return self._new_deal(values, self._deal_targets(body.get("associations")))
+
+    def batch_create_deals(self, inputs: Sequence[Mapping[str, Any]]) -> tuple[list[_Deal], list[dict[str, Any]]]:
+        """Create per record: (created deals, HubSpot error objects); more than 100 inputs is a 400."""
+        with self.lock:
+            _check_batch_size(inputs)
+            done: list[_Deal] = []
+            errors: list[dict[str, Any]] = []
+            for n, item in enumerate(inputs):
+                values, problems = self._deal_values(item.get("properties") or {}, creating=True)
+                if problems:
+                    errors.append(
+                        _standard_error("VALIDATION_ERROR", _validation_message(problems), [str(n)], problems)
+                    )
+                    continue
+                try:
+                    targets = self._deal_targets(item.get("associations"))
+                except PortalError as exc:
+                    errors.append(_standard_error(exc.category, exc.message, [str(n)]))
+                    continue
+                done.append(self._new_deal(values, targets))
+            return done, errors
+
+    # reads
+
+    def batch_read_deals(self, inputs: Sequence[Mapping[str, Any]]) -> tuple[list[_Deal], list[str]]:
+        """(found deals in input order, missing ids); more than 100 inputs is a 400."""
+        with self.lock:
+            _check_batch_size(inputs)
+            found: list[_Deal] = []
+            missing: list[str] = []
+            for item in inputs:
+                raw = str(item.get("id", ""))
+                key = _int_id(raw)
+                deal = self._deals.get(key) if key is not None else None
+                if deal is None:
+                    missing.append(raw)
+                else:
+                    found.append(deal)
+            return found, missing
+
+    def list_deals(self, *, limit: int, after: str | None) -> tuple[list[_Deal], str | None]:
+        """One page of deals in id order from cursor ``after`` (an id, as for contacts)."""
+        with self.lock:
+            ids = sorted(self._deals)
+            start = 0
+            if after:
+                cursor = _int_id(after)
+                if cursor is None:
+                    raise PortalError(400, "VALIDATION_ERROR", f"Invalid after value: {after}")
+                start = bisect.bisect_left(ids, cursor)
+            chunk = ids[start : start + limit]
+            nxt = str(ids[start + limit]) if start + limit < len(ids) else None
+            return [self._deals[i] for i in chunk], nxt
+
+
+class DealsRoutes(HubSpotRoutes):
+    """``/crm/v3/objects/deals`` (static routes, so they win over the activity types' templates)."""
+
+    @staticmethod
+    def _deal_names(requested: Iterable[Any] | None) -> list[str]:
+        wanted: list[str] = []
+        for item in requested or []:
+            wanted.extend(n.strip() for n in str(item).split(",") if n.strip())
+        names = dict.fromkeys(n for n in wanted if n in DEAL_PROPERTIES)
+        if not wanted:
+            names.update(dict.fromkeys(DEFAULT_DEAL_PROPERTIES))
+        names.update(dict.fromkeys(("createdate", "hs_lastmodifieddate", "hs_object_id")))
+        return list(names)
+
+    @staticmethod
+    def _render_deal(deal: _Deal, names: Sequence[str], *, associations: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": str(deal.id),
+            "properties": {n: deal.properties.get(n) for n in names},
+            "createdAt": _iso_ms(deal.created_ms),
+            "updatedAt": _iso_ms(deal.updated_ms),
+            "archived": False,
+        }
+        if associations and deal.contacts:
+            body["associations"] = {
+                "contacts": {"results": [{"id": str(c), "type": "deal_to_contact"} for c in deal.contacts]}
+            }
+        return body
+
+    def _list_deals(self, request: Request) -> Response:
+        limit = _int_param(request.args.get("limit"), "limit", LIST_DEFAULT_LIMIT)
+        if not 1 <= limit <= LIST_MAX_LIMIT:
+            raise PortalError(400, "VALIDATION_ERROR", f"limit must be between 1 and {LIST_MAX_LIMIT}, got {limit}")
+        page, nxt = self.portal.list_deals(limit=limit, after=request.args.get("after"))
+        names = self._deal_names(request.args.getlist("properties"))
+        wanted = {n.strip().lower() for a in request.args.getlist("associations") for n in a.split(",")}
+        with_contacts = bool(wanted & _CONTACT_TYPES)
+        body: dict[str, Any] = {"results": [self._render_deal(d, names, associations=with_contacts) for d in page]}
+        if nxt is not None:
+            link = f"{request.host_url.rstrip('/')}{request.path}?limit={limit}&after={nxt}"
+            body["paging"] = {"next": {"after": nxt, "link": link}}
+        return json_response(body)
+
+    def _read_deal(self, request: Request, dealId: str) -> Response:
+        found, _missing = self.portal.batch_read_deals([{"id": dealId}])
+        if not found:
+            raise _not_found(dealId)
+        wanted = {n.strip().lower() for a in request.args.getlist("associations") for n in a.split(",")}
+        names = self._deal_names(request.args.getlist("properties"))
+        return json_response(self._render_deal(found[0], names, associations=bool(wanted & _CONTACT_TYPES)))
+
+    def _create_deal(self, request: Request) -> Response:
+        deal = self.portal.create_deal(self._body(request))
+        return json_response(self._render_deal(deal, self._deal_names(list(deal.properties))), 201)
+
+    def _batch_create_deals(self, request: Request) -> Response:
+        started = _iso_ms(time.time_ns() // 1_000_000)
+        done, errors = self.portal.batch_create_deals(self._body(request).get("inputs") or [])
+        results = [self._render_deal(d, self._deal_names(list(d.properties))) for d in done]
+        return self._batch_body(201, results, errors, started)
+
+    def _batch_read_deals(self, request: Request) -> Response:
+        started = _iso_ms(time.time_ns() // 1_000_000)
+        body = self._body(request)
+        with gc_paused():
+            found, missing = self.portal.batch_read_deals(body.get("inputs") or [])
+        names = self._deal_names(body.get("properties"))
+        errors = [_missing_error(missing, "DEAL")] if missing else []
+        return self._batch_body(200, [self._render_deal(d, names) for d in found], errors, started)
