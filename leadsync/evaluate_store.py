@@ -219,6 +219,12 @@ class StoreEvaluation:
         if self.run is not None:
             return None
         n = self.labels.positives
+        if n == 0 and self.labels.no_history:
+            return (
+                f"nothing to evaluate yet: {self.labels.no_history} leads were first scored after the moment "
+                "they are judged at (their score before the outcome is unknown, so they are left out); "
+                "evaluation starts as leads scored now reach their outcome or the end of their window"
+            )
         if n == 0:
             closes = self.first_window_closes_at
             if closes is None:

@@ -84,6 +84,15 @@ def test_labels_windows_and_the_score_before_the_outcome(store: StateStore) -> N
     assert "nohist" not in first.lead_ids and first.converted_before_anchor >= 1
 
 
+def test_outcomes_older_than_the_history_are_left_out_and_said_so(store: StateStore) -> None:
+    store.upsert_leads([lead("a", NOW - 100 * DAY)])
+    store.append_history([h("a", NOW - DAY, 50)])  # first synced yesterday
+    store.upsert_outcomes([StoredOutcome("a", NOW - 50 * DAY, "lifecycle:customer", {})])
+    result = evaluate_store(store, MAPPING, RULES, OutcomesConfig(), "f1", now=NOW)
+    assert result.run is None and result.labels.no_history == 1
+    assert "first scored after the moment" in (result.message() or "")
+
+
 def test_no_outcomes_yet_says_when_the_first_window_closes(store: StateStore) -> None:
     store.upsert_leads([lead("a", NOW - 30 * DAY), lead("b", NOW - 10 * DAY)])
     store.append_history([h("a", NOW - 29 * DAY, 30), h("b", NOW - 9 * DAY, 30)])
