@@ -95,6 +95,8 @@ class SyncSummary:
     bad_values: int = 0
     #: records skipped because the CRM sent them without a usable id (never scored, never written)
     bad_records: int = 0
+    #: cached values cut to the state store's bound (the CRM's limit for the property, else 64 KiB)
+    values_truncated: int = 0
     api_calls: int = 0
     duration_s: float = 0.0
     watermark: str | None = None
@@ -348,7 +350,7 @@ class SyncPipeline:
             # workflows trigger on the written properties: the trigger is delivered with the write
             triggers = [t for t in triggers if t[0] in landed]
         if not from_cache:
-            self._cache(page, leads, activities)
+            summary.values_truncated += self._cache(page, leads, activities)
         self.store.record_failures(
             [
                 (f.id, by_update[f.id].object_type, dict(by_update[f.id].properties), f.message, f.retriable)
@@ -374,10 +376,9 @@ class SyncPipeline:
         found = reader.read_outcomes(page, self.outcomes)
         return [StoredOutcome(o.record_id, o.converted_at, o.source, dict(o.detail)) for o in found.values()]
 
-    def _cache(
-        self, page: Sequence[RawRecord], leads: Sequence[Lead], activities: Mapping[str, list[Activity]]
-    ) -> None:
-        self.store.upsert_leads(
+    def _cache(self, page: Sequence[RawRecord], leads: Sequence[Lead], activities: Mapping[str, list[Activity]]) -> int:
+        """Cache the page; returns how many values were cut to the store's bound (a 20 MB title is not kept)."""
+        return self.store.upsert_leads(
             [
                 CachedLead(
                     id=r.id,

@@ -343,3 +343,21 @@ def test_a_drip_fed_workflow_enrollment_is_cut_off_at_timeout_s(hubspot_sandbox_
     server.sandbox.faults.clear_schedule()
     connector.trigger(contact_id, email)  # the same call lands once the answers come whole
     assert [e["email"] for e in server.portal.enrollments()] == [email]
+
+
+def test_a_huge_property_value_is_cut_in_the_cache_and_counted(
+    hubspot_sandbox_factory: Factory, tmp_path: Path
+) -> None:
+    server = hubspot_sandbox_factory(contacts=20, seed=5)
+    victim = server.portal.contact_ids()[0]
+    contact = server.portal._get(victim)
+    assert contact is not None
+    contact.properties["jobtitle"] = "VP " + "x" * 2_000_000  # what a broken integration left in the portal
+    pipe, store = _pipeline(server, tmp_path)
+    try:
+        summary = pipe.run_once(full=True)
+        cached = {lead.id: lead for chunk in store.iter_leads() for lead in chunk}
+    finally:
+        store.close()
+    assert summary.values_truncated == 1 and summary.leads_scored == 20
+    assert len(cached[victim].properties["jobtitle"]) == 65_536
