@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from werkzeug.wrappers import Response
 
@@ -49,6 +50,7 @@ _EMAIL_RE = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;.]{2,}$")
 _PROPERTY_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _TOKEN_SPLIT_RE = re.compile(r"[\s@.,;:/\-_+()]+")
 _INF = math.inf
+_T = TypeVar("_T")
 
 
 # helpers --------------------------------------------------------------------------------------------
@@ -115,6 +117,15 @@ def _problem(name: str, error: str, message: str) -> dict[str, Any]:
     return {"isValid": False, "message": message, "error": error, "name": name, "localizedErrorMessage": message}
 
 
+def _refuse_invalid(problems: Sequence[Mapping[str, Any]]) -> None:
+    """A single-record write with invalid properties is one 400 listing them all, as HubSpot answers it.
+
+    :raises PortalError: when there are problems.
+    """
+    if problems:
+        raise PortalError(400, "VALIDATION_ERROR", _validation_message(problems), errors=_error_details(problems))
+
+
 # property schema -----------------------------------------------------------------------------------------
 
 
@@ -163,6 +174,80 @@ def _check_batch_size(inputs: Any) -> None:
         )
     if any(not isinstance(i, Mapping) for i in inputs):
         raise PortalError(400, "VALIDATION_ERROR", "every input must be an object")
+
+
+def _requested_names(requested: Iterable[Any] | None) -> list[str]:
+    """The property names a request asks for: ``properties`` items, each possibly comma-separated."""
+    wanted: list[str] = []
+    for item in requested or []:
+        wanted.extend(n.strip() for n in str(item).split(",") if n.strip())
+    return wanted
+
+
+def _insert_id(ids: list[int], new_id: int) -> None:
+    """Keep a per-contact id list ascending (new ids are nearly always the largest, hence the fast path)."""
+    if not ids or ids[-1] < new_id:
+        ids.append(new_id)
+    else:
+        bisect.insort(ids, new_id)
+
+
+def _page_after(ids: Sequence[int], limit: int, after: str | None) -> tuple[Sequence[int], str | None]:
+    """One list page of ascending ids from cursor ``after`` (the id to start at): (ids, next cursor or None).
+
+    :raises PortalError: 400 for a cursor that is not an id.
+    """
+    start = 0
+    if after:
+        cursor = _int_id(after)
+        if cursor is None:
+            raise PortalError(400, "VALIDATION_ERROR", f"Invalid after value: {after}")
+        start = bisect.bisect_left(ids, cursor)
+    nxt = str(ids[start + limit]) if start + limit < len(ids) else None
+    return ids[start : start + limit], nxt
+
+
+def _split_found(
+    inputs: Sequence[Mapping[str, Any]], find: Callable[[str, Mapping[str, Any]], _T | None]
+) -> tuple[list[_T], list[str]]:
+    """A batch read's inputs as (found objects in input order, the ids not found), for a 207's error entry.
+
+    ``find`` takes an input's ``id`` as text and the input itself (for a per-input ``idProperty``).
+    """
+    found: list[_T] = []
+    missing: list[str] = []
+    for item in inputs:
+        key = str(item.get("id", ""))
+        obj = find(key, item)
+        if obj is None:
+            missing.append(key)
+        else:
+            found.append(obj)
+    return found, missing
+
+
+def _create_each(
+    inputs: Sequence[Mapping[str, Any]],
+    validate: Callable[[Any], tuple[dict[str, str], list[dict[str, Any]]]],
+    create: Callable[[dict[str, str], Mapping[str, Any]], _T],
+) -> tuple[list[_T], list[dict[str, Any]]]:
+    """A batch create, record by record: (created, 207 error entries naming each refused input's index).
+
+    ``validate`` takes an input's ``properties`` and gives (values, problems); ``create`` takes the values and
+    the whole input and may refuse it with a :class:`PortalError` (e.g. for its associations).
+    """
+    done: list[_T] = []
+    errors: list[dict[str, Any]] = []
+    for n, item in enumerate(inputs):
+        values, problems = validate(item.get("properties") or {})
+        if problems:
+            errors.append(_standard_error("VALIDATION_ERROR", _validation_message(problems), [str(n)], problems))
+            continue
+        try:
+            done.append(create(values, item))
+        except PortalError as exc:
+            errors.append(_standard_error(exc.category, exc.message, [str(n)]))
+    return done, errors
 
 
 def _not_found(contact_id: str) -> PortalError:

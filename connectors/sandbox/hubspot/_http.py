@@ -18,12 +18,17 @@ from connectors.sandbox.hubspot._base import (
     _CONTACT_TYPES,
     ALWAYS_RETURNED_PROPERTIES,
     DEFAULT_PROPERTIES,
+    LIST_DEFAULT_LIMIT,
+    LIST_MAX_LIMIT,
     PortalError,
     _error_body,
+    _int_param,
     _iso_ms,
+    _requested_names,
 )
 
 if TYPE_CHECKING:
+    from connectors.sandbox.hubspot.activity_types import _Engagement
     from connectors.sandbox.hubspot.portal import HubSpotPortal
     from connectors.sandbox.hubspot.store import View, _Contact
 
@@ -48,12 +53,7 @@ class HubSpotRoutes(SandboxApp):
 
     def _names(self, requested: Iterable[Any] | None) -> list[str]:
         """Properties to render: the requested ones (or the defaults) that exist, plus the always-returned."""
-        wanted: list[str] = []
-        if requested:
-            for item in requested:
-                wanted.extend(n.strip() for n in str(item).split(",") if n.strip())
-        else:
-            wanted = list(DEFAULT_PROPERTIES)
+        wanted = _requested_names(requested) if requested else list(DEFAULT_PROPERTIES)
         names = dict.fromkeys(n for n in wanted if n in self.portal.properties)
         names.update(dict.fromkeys(ALWAYS_RETURNED_PROPERTIES))
         return list(names)
@@ -71,6 +71,44 @@ class HubSpotRoutes(SandboxApp):
         if contact.archived_ms is not None:
             body["archivedAt"] = _iso_ms(contact.archived_ms)
         return body
+
+    @staticmethod
+    def _render_associated(obj: _Engagement, names: Sequence[str], *, associations: bool = False) -> dict[str, Any]:
+        """An activity object or a deal as HubSpot renders it; ``associations``: with its contacts."""
+        body: dict[str, Any] = {
+            "id": str(obj.id),
+            "properties": {n: obj.properties.get(n) for n in names},
+            "createdAt": _iso_ms(obj.created_ms),
+            "updatedAt": _iso_ms(obj.updated_ms),
+            "archived": False,
+        }
+        if associations and obj.contacts:
+            kind = f"{obj.spec.singular}_to_contact"
+            body["associations"] = {"contacts": {"results": [{"id": str(c), "type": kind} for c in obj.contacts]}}
+        return body
+
+    @staticmethod
+    def _wants_contacts(request: Request) -> bool:
+        """Whether a read's ``associations`` parameter asks for the associated contacts."""
+        wanted = {n.strip().lower() for a in request.args.getlist("associations") for n in a.split(",")}
+        return bool(wanted & _CONTACT_TYPES)
+
+    @staticmethod
+    def _list_limit(request: Request, default: int = LIST_DEFAULT_LIMIT, most: int = LIST_MAX_LIMIT) -> int:
+        """A list's ``limit`` parameter. :raises PortalError: 400 when it is not a whole number in 1..most."""
+        limit = _int_param(request.args.get("limit"), "limit", default)
+        if not 1 <= limit <= most:
+            raise PortalError(400, "VALIDATION_ERROR", f"limit must be between 1 and {most}, got {limit}")
+        return limit
+
+    @staticmethod
+    def _paged(request: Request, results: list[dict[str, Any]], limit: int, nxt: str | None) -> Response:
+        """A list page's body, with ``paging.next`` (cursor and the link to it) when there is more."""
+        body: dict[str, Any] = {"results": results}
+        if nxt is not None:
+            link = f"{request.host_url.rstrip('/')}{request.path}?limit={limit}&after={nxt}"
+            body["paging"] = {"next": {"after": nxt, "link": link}}
+        return json_response(body)
 
     @staticmethod
     def _object_type(object_type: str) -> None:

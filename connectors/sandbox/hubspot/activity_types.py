@@ -228,6 +228,8 @@ def _cursor_id(after: str) -> int:
 
 @dataclass(slots=True, eq=False)
 class _Engagement:
+    """A CRM object of one type associated with contacts: an activity object, or a deal (``spec`` says which)."""
+
     id: int
     spec: EngagementType
     properties: dict[str, str]

@@ -11,7 +11,6 @@ from werkzeug.wrappers import Request, Response
 
 from connectors.sandbox._server import (
     gc_paused,
-    json_response,
 )
 from connectors.sandbox.hubspot._base import (
     _CONTACT_TYPES,
@@ -155,10 +154,6 @@ class AssociationsRoutes(HubSpotRoutes):
         entries, nxt, _total = self.portal.associations_page(
             objectType, objectId, toObjectType, after=after, limit=limit
         )
-        body: dict[str, Any] = {"results": entries}
-        if nxt is not None:
-            link = f"{request.host_url.rstrip('/')}{request.path}?limit={limit}&after={nxt}"
-            body["paging"] = {"next": {"after": nxt, "link": link}}
-        return json_response(body)
+        return self._paged(request, entries, limit, nxt)
 
     # properties

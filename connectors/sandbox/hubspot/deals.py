@@ -15,11 +15,9 @@ growing with propensity, has an open or a closed-lost deal.
 
 from __future__ import annotations
 
-import bisect
 import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -28,23 +26,23 @@ from werkzeug.wrappers import Request, Response
 from connectors.sandbox._server import gc_paused, json_response
 from connectors.sandbox.hubspot._base import (
     _CONTACT_TYPES,
-    LIST_DEFAULT_LIMIT,
-    LIST_MAX_LIMIT,
     PortalError,
     _check_batch_size,
-    _error_details,
+    _create_each,
+    _insert_id,
     _int_id,
-    _int_param,
     _iso_ms,
     _missing_error,
     _ms_of,
     _not_found,
+    _page_after,
     _parse_ms,
-    _standard_error,
-    _validation_message,
+    _refuse_invalid,
+    _requested_names,
+    _split_found,
 )
 from connectors.sandbox.hubspot._http import HubSpotRoutes
-from connectors.sandbox.hubspot.activity_types import EngagementType
+from connectors.sandbox.hubspot.activity_types import EngagementType, _Engagement
 from connectors.sandbox.hubspot.associations import AssociationsPortal
 from connectors.sandbox.synthetic import SyntheticPerson
 
@@ -104,13 +102,8 @@ DEFAULT_DEAL_PROPERTIES: tuple[str, ...] = (
 )
 
 
-@dataclass(slots=True, eq=False)
-class _Deal:
-    id: int
-    properties: dict[str, str]
-    created_ms: int
-    updated_ms: int
-    contacts: list[int] = field(default_factory=list)
+#: a deal is stored as a CRM object of type DEAL_TYPE with its contacts, as an activity object is
+_Deal = _Engagement
 
 
 def _computed(props: dict[str, str]) -> None:
@@ -181,7 +174,7 @@ class DealsPortal(AssociationsPortal):
     def _seed_objects(self, contact_id: int, person: SyntheticPerson) -> None:
         super()._seed_objects(contact_id, person)
         for created_ms, modified_ms, props in seeded_deals(person, self._deal_rng):
-            self._store_deal(_Deal(self._take_deal_id(), props, created_ms, modified_ms, [contact_id]))
+            self._store_deal(_Deal(self._take_deal_id(), DEAL_TYPE, props, created_ms, modified_ms, [contact_id]))
 
     def _take_deal_id(self) -> int:
         deal_id = self._next_deal_id
@@ -194,19 +187,18 @@ class DealsPortal(AssociationsPortal):
         deal.properties.setdefault("createdate", _iso_ms(deal.created_ms))
         self._deals[deal.id] = deal
         for contact_id in deal.contacts:
-            ids = self._contact_deals.setdefault(contact_id, [])
-            if not ids or ids[-1] < deal.id:
-                ids.append(deal.id)
-            else:
-                bisect.insort(ids, deal.id)
+            _insert_id(self._contact_deals.setdefault(contact_id, []), deal.id)
+
+    def _deal(self, deal_id: str | int) -> _Deal | None:
+        key = _int_id(deal_id)
+        return self._deals.get(key) if key is not None else None
 
     # ground truth for tests
 
     def deal(self, deal_id: str | int) -> dict[str, str] | None:
         """A copy of a deal's properties, or None."""
         with self.lock:
-            key = _int_id(deal_id)
-            found = self._deals.get(key) if key is not None else None
+            found = self._deal(deal_id)
             return dict(found.properties) if found else None
 
     def deals(self, contact_id: str | int | None = None) -> list[dict[str, Any]]:
@@ -287,37 +279,14 @@ class DealsPortal(AssociationsPortal):
         return values, problems
 
     def _deal_targets(self, associations: Any) -> list[int]:
-        targets: list[int] = []
-        for item in associations or []:
-            to = item.get("to") if isinstance(item, Mapping) else None
-            contact = self._get(str(to.get("id", ""))) if isinstance(to, Mapping) else None
-            if contact is None:
-                raise PortalError(
-                    400,
-                    "VALIDATION_ERROR",
-                    f"One or more associations are invalid: no contact with id {(to or {}).get('id')!r}",
-                    subCategory="crm.associations.INVALID_OBJECT_IDS",
-                )
-            for kind in item.get("types") or []:
-                category = str(kind.get("associationCategory") or "")
-                type_id = kind.get("associationTypeId")
-                if category != "HUBSPOT_DEFINED" or str(type_id) != str(DEAL_TYPE.to_contact):
-                    raise PortalError(
-                        400,
-                        "VALIDATION_ERROR",
-                        f"One or more associations are invalid: {category} {type_id} is not an association type "
-                        f"from deal to contact (HUBSPOT_DEFINED {DEAL_TYPE.to_contact})",
-                        subCategory="crm.associations.INVALID_ASSOCIATION_TYPE",
-                    )
-            if contact.id not in targets:
-                targets.append(contact.id)
-        return targets
+        """The contact ids a deal create request associates the new deal with (type deal -> contact)."""
+        return [contact.id for contact in self._association_targets(DEAL_TYPE, associations)]
 
     def _new_deal(self, values: dict[str, str], contacts: list[int]) -> _Deal:
         ms = self._tick()
         _computed(values)
         created = _parse_ms(values.get("createdate", "")) or ms
-        deal = _Deal(self._take_deal_id(), values, created, ms, contacts)
+        deal = _Deal(self._take_deal_id(), DEAL_TYPE, values, created, ms, contacts)
         self._store_deal(deal)
         self._changed()
         return deal
@@ -326,32 +295,18 @@ class DealsPortal(AssociationsPortal):
         """``POST /crm/v3/objects/deals``. :raises PortalError: 400 for invalid properties or associations."""
         with self.lock:
             values, problems = self._deal_values(body.get("properties") or {}, creating=True)
-            if problems:
-                raise PortalError(
-                    400, "VALIDATION_ERROR", _validation_message(problems), errors=_error_details(problems)
-                )
+            _refuse_invalid(problems)
             return self._new_deal(values, self._deal_targets(body.get("associations")))
 
     def batch_create_deals(self, inputs: Sequence[Mapping[str, Any]]) -> tuple[list[_Deal], list[dict[str, Any]]]:
         """Create per record: (created deals, HubSpot error objects); more than 100 inputs is a 400."""
         with self.lock:
             _check_batch_size(inputs)
-            done: list[_Deal] = []
-            errors: list[dict[str, Any]] = []
-            for n, item in enumerate(inputs):
-                values, problems = self._deal_values(item.get("properties") or {}, creating=True)
-                if problems:
-                    errors.append(
-                        _standard_error("VALIDATION_ERROR", _validation_message(problems), [str(n)], problems)
-                    )
-                    continue
-                try:
-                    targets = self._deal_targets(item.get("associations"))
-                except PortalError as exc:
-                    errors.append(_standard_error(exc.category, exc.message, [str(n)]))
-                    continue
-                done.append(self._new_deal(values, targets))
-            return done, errors
+            return _create_each(
+                inputs,
+                lambda properties: self._deal_values(properties, creating=True),
+                lambda values, item: self._new_deal(values, self._deal_targets(item.get("associations"))),
+            )
 
     # reads
 
@@ -359,30 +314,12 @@ class DealsPortal(AssociationsPortal):
         """(found deals in input order, missing ids); more than 100 inputs is a 400."""
         with self.lock:
             _check_batch_size(inputs)
-            found: list[_Deal] = []
-            missing: list[str] = []
-            for item in inputs:
-                raw = str(item.get("id", ""))
-                key = _int_id(raw)
-                deal = self._deals.get(key) if key is not None else None
-                if deal is None:
-                    missing.append(raw)
-                else:
-                    found.append(deal)
-            return found, missing
+            return _split_found(inputs, lambda raw, _item: self._deal(raw))
 
     def list_deals(self, *, limit: int, after: str | None) -> tuple[list[_Deal], str | None]:
         """One page of deals in id order from cursor ``after`` (an id, as for contacts)."""
         with self.lock:
-            ids = sorted(self._deals)
-            start = 0
-            if after:
-                cursor = _int_id(after)
-                if cursor is None:
-                    raise PortalError(400, "VALIDATION_ERROR", f"Invalid after value: {after}")
-                start = bisect.bisect_left(ids, cursor)
-            chunk = ids[start : start + limit]
-            nxt = str(ids[start + limit]) if start + limit < len(ids) else None
+            chunk, nxt = _page_after(sorted(self._deals), limit, after)
             return [self._deals[i] for i in chunk], nxt
 
 
@@ -391,60 +328,37 @@ class DealsRoutes(HubSpotRoutes):
 
     @staticmethod
     def _deal_names(requested: Iterable[Any] | None) -> list[str]:
-        wanted: list[str] = []
-        for item in requested or []:
-            wanted.extend(n.strip() for n in str(item).split(",") if n.strip())
+        wanted = _requested_names(requested)
         names = dict.fromkeys(n for n in wanted if n in DEAL_PROPERTIES)
         if not wanted:
             names.update(dict.fromkeys(DEFAULT_DEAL_PROPERTIES))
         names.update(dict.fromkeys(("createdate", "hs_lastmodifieddate", "hs_object_id")))
         return list(names)
 
-    @staticmethod
-    def _render_deal(deal: _Deal, names: Sequence[str], *, associations: bool = False) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": str(deal.id),
-            "properties": {n: deal.properties.get(n) for n in names},
-            "createdAt": _iso_ms(deal.created_ms),
-            "updatedAt": _iso_ms(deal.updated_ms),
-            "archived": False,
-        }
-        if associations and deal.contacts:
-            body["associations"] = {
-                "contacts": {"results": [{"id": str(c), "type": "deal_to_contact"} for c in deal.contacts]}
-            }
-        return body
-
     def _list_deals(self, request: Request) -> Response:
-        limit = _int_param(request.args.get("limit"), "limit", LIST_DEFAULT_LIMIT)
-        if not 1 <= limit <= LIST_MAX_LIMIT:
-            raise PortalError(400, "VALIDATION_ERROR", f"limit must be between 1 and {LIST_MAX_LIMIT}, got {limit}")
+        limit = self._list_limit(request)
         page, nxt = self.portal.list_deals(limit=limit, after=request.args.get("after"))
         names = self._deal_names(request.args.getlist("properties"))
-        wanted = {n.strip().lower() for a in request.args.getlist("associations") for n in a.split(",")}
-        with_contacts = bool(wanted & _CONTACT_TYPES)
-        body: dict[str, Any] = {"results": [self._render_deal(d, names, associations=with_contacts) for d in page]}
-        if nxt is not None:
-            link = f"{request.host_url.rstrip('/')}{request.path}?limit={limit}&after={nxt}"
-            body["paging"] = {"next": {"after": nxt, "link": link}}
-        return json_response(body)
+        with_contacts = self._wants_contacts(request)
+        return self._paged(
+            request, [self._render_associated(d, names, associations=with_contacts) for d in page], limit, nxt
+        )
 
     def _read_deal(self, request: Request, dealId: str) -> Response:
         found, _missing = self.portal.batch_read_deals([{"id": dealId}])
         if not found:
             raise _not_found(dealId)
-        wanted = {n.strip().lower() for a in request.args.getlist("associations") for n in a.split(",")}
         names = self._deal_names(request.args.getlist("properties"))
-        return json_response(self._render_deal(found[0], names, associations=bool(wanted & _CONTACT_TYPES)))
+        return json_response(self._render_associated(found[0], names, associations=self._wants_contacts(request)))
 
     def _create_deal(self, request: Request) -> Response:
         deal = self.portal.create_deal(self._body(request))
-        return json_response(self._render_deal(deal, self._deal_names(list(deal.properties))), 201)
+        return json_response(self._render_associated(deal, self._deal_names(list(deal.properties))), 201)
 
     def _batch_create_deals(self, request: Request) -> Response:
         started = _iso_ms(time.time_ns() // 1_000_000)
         done, errors = self.portal.batch_create_deals(self._body(request).get("inputs") or [])
-        results = [self._render_deal(d, self._deal_names(list(d.properties))) for d in done]
+        results = [self._render_associated(d, self._deal_names(list(d.properties))) for d in done]
         return self._batch_body(201, results, errors, started)
 
     def _batch_read_deals(self, request: Request) -> Response:
@@ -454,4 +368,4 @@ class DealsRoutes(HubSpotRoutes):
             found, missing = self.portal.batch_read_deals(body.get("inputs") or [])
         names = self._deal_names(body.get("properties"))
         errors = [_missing_error(missing, "DEAL")] if missing else []
-        return self._batch_body(200, [self._render_deal(d, names) for d in found], errors, started)
+        return self._batch_body(200, [self._render_associated(d, names) for d in found], errors, started)

@@ -16,22 +16,22 @@ from connectors.sandbox._server import (
 )
 from connectors.sandbox.hubspot._base import (
     _CONTACT_TYPES,
-    LIST_DEFAULT_LIMIT,
-    LIST_MAX_LIMIT,
     PortalError,
     _check_batch_size,
     _count,
-    _error_details,
+    _create_each,
+    _insert_id,
     _int_id,
-    _int_param,
     _iso_ms,
     _missing_error,
     _ms_of,
     _not_found,
+    _page_after,
     _parse_ms,
     _problem,
-    _standard_error,
-    _validation_message,
+    _refuse_invalid,
+    _requested_names,
+    _split_found,
 )
 from connectors.sandbox.hubspot.activity_types import (
     _ENGAGEMENT_COMMON,
@@ -79,11 +79,7 @@ class EngagementsPortal(PortalStore):
         props["hs_object_id"] = str(engagement.id)
         self._engagements[engagement.id] = engagement
         for contact_id in engagement.contacts:
-            ids = self._activity.setdefault(contact_id, {}).setdefault(engagement.spec.name, [])
-            if not ids or ids[-1] < engagement.id:
-                ids.append(engagement.id)
-            else:
-                bisect.insort(ids, engagement.id)
+            _insert_id(self._activity.setdefault(contact_id, {}).setdefault(engagement.spec.name, []), engagement.id)
 
     def _engagement(self, engagement_id: int | None) -> _Engagement | None:
         if engagement_id is None:
@@ -169,41 +165,6 @@ class EngagementsPortal(PortalStore):
         if not values.get("hs_timestamp") and not any(p["name"] == "hs_timestamp" for p in problems):
             problems.append(_problem("hs_timestamp", "REQUIRED_FIELD", 'Property "hs_timestamp" is required'))
         return values, problems
-
-    def _association_targets(self, spec: EngagementType, associations: Any) -> list[_Contact]:
-        """The contacts a create request associates the new activity with.
-
-        :raises PortalError: 400 for an unknown contact or an association type other than the default.
-        """
-        if associations is None:
-            return []
-        if not isinstance(associations, list):
-            raise PortalError(400, "VALIDATION_ERROR", "associations must be a list")
-        targets: list[_Contact] = []
-        for item in associations:
-            to = (item.get("to") or {}) if isinstance(item, Mapping) else {}
-            contact = self._get(str(to.get("id", "")))
-            if contact is None:
-                raise PortalError(
-                    400,
-                    "VALIDATION_ERROR",
-                    f"One or more associations are invalid: no contact with id {to.get('id')!r}",
-                    subCategory="crm.associations.INVALID_OBJECT_IDS",
-                )
-            for kind in item.get("types") or []:
-                category = str(kind.get("associationCategory") or "")
-                type_id = kind.get("associationTypeId")
-                if category != "HUBSPOT_DEFINED" or str(type_id) != str(spec.to_contact):
-                    raise PortalError(
-                        400,
-                        "VALIDATION_ERROR",
-                        f"One or more associations are invalid: {category} {type_id} is not an association type "
-                        f"from {spec.singular} to contact (HUBSPOT_DEFINED {spec.to_contact})",
-                        subCategory="crm.associations.INVALID_ASSOCIATION_TYPE",
-                    )
-            if contact not in targets:
-                targets.append(contact)
-        return targets
 
     def _new_engagement(
         self, spec: EngagementType, values: Mapping[str, str], contacts: Sequence[_Contact]
@@ -309,10 +270,7 @@ class EngagementsPortal(PortalStore):
             object_type, defaults = _KIND_OBJECTS.get(name, (name, {}))
             spec = self._spec(object_type)
             values, problems = self._engagement_values(spec, {"hs_timestamp": at, **defaults, **(properties or {})})
-            if problems:
-                raise PortalError(
-                    400, "VALIDATION_ERROR", _validation_message(problems), errors=_error_details(problems)
-                )
+            _refuse_invalid(problems)
             return str(self._new_engagement(spec, values, [contact]).id)
 
     def create_engagement(self, object_type: str, body: Mapping[str, Any]) -> _Engagement:
@@ -323,10 +281,7 @@ class EngagementsPortal(PortalStore):
         with self.lock:
             spec = self._spec(object_type)
             values, problems = self._engagement_values(spec, body.get("properties") or {})
-            if problems:
-                raise PortalError(
-                    400, "VALIDATION_ERROR", _validation_message(problems), errors=_error_details(problems)
-                )
+            _refuse_invalid(problems)
             return self._new_engagement(spec, values, self._association_targets(spec, body.get("associations")))
 
     def batch_create_engagements(
@@ -336,22 +291,13 @@ class EngagementsPortal(PortalStore):
         with self.lock:
             spec = self._spec(object_type)
             _check_batch_size(inputs)
-            done: list[_Engagement] = []
-            errors: list[dict[str, Any]] = []
-            for n, item in enumerate(inputs):
-                values, problems = self._engagement_values(spec, item.get("properties") or {})
-                if problems:
-                    errors.append(
-                        _standard_error("VALIDATION_ERROR", _validation_message(problems), [str(n)], problems)
-                    )
-                    continue
-                try:
-                    targets = self._association_targets(spec, item.get("associations"))
-                except PortalError as exc:
-                    errors.append(_standard_error(exc.category, exc.message, [str(n)]))
-                    continue
-                done.append(self._new_engagement(spec, values, targets))
-            return done, errors
+            return _create_each(
+                inputs,
+                lambda properties: self._engagement_values(spec, properties),
+                lambda values, item: self._new_engagement(
+                    spec, values, self._association_targets(spec, item.get("associations"))
+                ),
+            )
 
     def batch_read_engagements(
         self, object_type: str, inputs: Sequence[Mapping[str, Any]]
@@ -360,15 +306,12 @@ class EngagementsPortal(PortalStore):
         with self.lock:
             spec = self._spec(object_type)
             _check_batch_size(inputs)
-            found: list[_Engagement] = []
-            missing: list[str] = []
-            for item in inputs:
-                key = str(item.get("id", ""))
+
+            def find(key: str, _item: Mapping[str, Any]) -> _Engagement | None:
                 engagement = self._engagement(_int_id(key))
-                if engagement is None or engagement.spec is not spec:
-                    missing.append(key)
-                else:
-                    found.append(engagement)
+                return engagement if engagement is not None and engagement.spec is spec else None
+
+            found, missing = _split_found(inputs, find)
             return spec, found, missing
 
     def list_engagements(
@@ -379,14 +322,7 @@ class EngagementsPortal(PortalStore):
             spec = self._spec(object_type)
             self._materialize_all()
             ids = sorted(e.id for e in self._engagements.values() if e.spec is spec)
-            start = 0
-            if after:
-                cursor = _int_id(after)
-                if cursor is None:
-                    raise PortalError(400, "VALIDATION_ERROR", f"Invalid after value: {after}")
-                start = bisect.bisect_left(ids, cursor)
-            chunk = ids[start : start + limit]
-            nxt = str(ids[start + limit]) if start + limit < len(ids) else None
+            chunk, nxt = _page_after(ids, limit, after)
             return spec, [self._engagements[i] for i in chunk], nxt
 
 
@@ -396,51 +332,20 @@ class EngagementsRoutes(ObjectsRoutes):
     def _engagement_names(self, spec: EngagementType, requested: Iterable[Any] | None) -> list[str]:
         """Requested properties the type has (unknown ones are left out, as HubSpot does), plus the defaults."""
         known = set(_ENGAGEMENT_COMMON) | set(spec.properties)
-        wanted: list[str] = []
-        for item in requested or []:
-            wanted.extend(n.strip() for n in str(item).split(",") if n.strip())
-        names = dict.fromkeys(n for n in wanted if n in known)
+        names = dict.fromkeys(n for n in _requested_names(requested) if n in known)
         names.update(dict.fromkeys(ENGAGEMENT_DEFAULT_PROPERTIES))
         return list(names)
-
-    @staticmethod
-    def _render_engagement(
-        engagement: _Engagement, names: Sequence[str], *, associations: bool = False
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": str(engagement.id),
-            "properties": {n: engagement.properties.get(n) for n in names},
-            "createdAt": _iso_ms(engagement.created_ms),
-            "updatedAt": _iso_ms(engagement.updated_ms),
-            "archived": False,
-        }
-        if associations and engagement.contacts:
-            kind = f"{engagement.spec.singular}_to_contact"
-            body["associations"] = {
-                "contacts": {"results": [{"id": str(c), "type": kind} for c in engagement.contacts]}
-            }
-        return body
-
-    def _wants_contacts(self, request: Request) -> bool:
-        wanted = {n.strip().lower() for a in request.args.getlist("associations") for n in a.split(",")}
-        return bool(wanted & _CONTACT_TYPES)
 
     def _list_engagements(self, request: Request, objectType: str) -> Response:
         if objectType.lower() in _CONTACT_TYPES:
             return self._list(request)
-        limit = _int_param(request.args.get("limit"), "limit", LIST_DEFAULT_LIMIT)
-        if not 1 <= limit <= LIST_MAX_LIMIT:
-            raise PortalError(400, "VALIDATION_ERROR", f"limit must be between 1 and {LIST_MAX_LIMIT}, got {limit}")
+        limit = self._list_limit(request)
         spec, page, nxt = self.portal.list_engagements(objectType, limit=limit, after=request.args.get("after"))
         names = self._engagement_names(spec, request.args.getlist("properties"))
         with_contacts = self._wants_contacts(request)
-        body: dict[str, Any] = {
-            "results": [self._render_engagement(e, names, associations=with_contacts) for e in page]
-        }
-        if nxt is not None:
-            link = f"{request.host_url.rstrip('/')}{request.path}?limit={limit}&after={nxt}"
-            body["paging"] = {"next": {"after": nxt, "link": link}}
-        return json_response(body)
+        return self._paged(
+            request, [self._render_associated(e, names, associations=with_contacts) for e in page], limit, nxt
+        )
 
     def _read_engagement(self, request: Request, objectType: str, objectId: str) -> Response:
         if objectType.lower() in _CONTACT_TYPES:
@@ -449,21 +354,21 @@ class EngagementsRoutes(ObjectsRoutes):
         if not found:
             raise _not_found(objectId)
         names = self._engagement_names(spec, request.args.getlist("properties"))
-        return json_response(self._render_engagement(found[0], names, associations=self._wants_contacts(request)))
+        return json_response(self._render_associated(found[0], names, associations=self._wants_contacts(request)))
 
     def _create_engagement(self, request: Request, objectType: str) -> Response:
         if objectType.lower() in _CONTACT_TYPES:
             return self._create(request)
         engagement = self.portal.create_engagement(objectType, self._body(request))
         names = self._engagement_names(engagement.spec, list(engagement.properties))
-        return json_response(self._render_engagement(engagement, names), 201)
+        return json_response(self._render_associated(engagement, names), 201)
 
     def _batch_create_engagements(self, request: Request, objectType: str) -> Response:
         if objectType.lower() in _CONTACT_TYPES:
             return self._batch_create(request)
         started = _iso_ms(time.time_ns() // 1_000_000)
         done, errors = self.portal.batch_create_engagements(objectType, self._body(request).get("inputs") or [])
-        results = [self._render_engagement(e, self._engagement_names(e.spec, list(e.properties))) for e in done]
+        results = [self._render_associated(e, self._engagement_names(e.spec, list(e.properties))) for e in done]
         return self._batch_body(201, results, errors, started)
 
     def _batch_read_engagements(self, request: Request, objectType: str) -> Response:
@@ -474,4 +379,4 @@ class EngagementsRoutes(ObjectsRoutes):
         spec, found, missing = self.portal.batch_read_engagements(objectType, body.get("inputs") or [])
         names = self._engagement_names(spec, body.get("properties"))
         errors = [_missing_error(missing, spec.singular.upper())] if missing else []
-        return self._batch_body(200, [self._render_engagement(e, names) for e in found], errors, started)
+        return self._batch_body(200, [self._render_associated(e, names) for e in found], errors, started)

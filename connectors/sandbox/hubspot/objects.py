@@ -17,20 +17,20 @@ from connectors.sandbox._server import (
 )
 from connectors.sandbox.hubspot._base import (
     _EMAIL_RE,
-    LIST_DEFAULT_LIMIT,
-    LIST_MAX_LIMIT,
     MAX_VALUE_LENGTH,
     PortalError,
     _check_batch_size,
+    _create_each,
     _error_details,
-    _int_id,
-    _int_param,
     _iso_ms,
     _missing_error,
     _ms_of,
     _not_found,
+    _page_after,
     _parse_ms,
     _problem,
+    _refuse_invalid,
+    _split_found,
     _standard_error,
     _validation_message,
 )
@@ -139,10 +139,7 @@ class ObjectsPortal(PortalStore):
         with self.lock:
             self._check_whole([{"properties": properties}])
             values, problems = self._record_problems(properties)
-            if problems:
-                raise PortalError(
-                    400, "VALIDATION_ERROR", _validation_message(problems), errors=_error_details(problems)
-                )
+            _refuse_invalid(problems)
             return str(self._create(values).id)
 
     def update_contact(self, contact_id: str | int, properties: Mapping[str, Any]) -> bool:
@@ -156,10 +153,7 @@ class ObjectsPortal(PortalStore):
                 raise _not_found(str(contact_id))
             self._check_whole([{"properties": properties}])
             values, problems = self._record_problems(properties)
-            if problems:
-                raise PortalError(
-                    400, "VALIDATION_ERROR", _validation_message(problems), errors=_error_details(problems)
-                )
+            _refuse_invalid(problems)
             return self._apply(contact, values)
 
     def track_engagement(self, contact_id: str | int, properties: Mapping[str, Any]) -> bool:
@@ -228,16 +222,10 @@ class ObjectsPortal(PortalStore):
     ) -> tuple[list[_Contact], list[str]]:
         with self.lock:
             _check_batch_size(inputs)
-            found: list[_Contact] = []
-            missing: list[str] = []
-            for item in inputs:
-                key = str(item.get("id", ""))
-                contact = self._lookup(key, id_property or item.get("idProperty"), archived=archived)
-                if contact is None:
-                    missing.append(key)
-                else:
-                    found.append(contact)
-            return found, missing
+            return _split_found(
+                inputs,
+                lambda key, item: self._lookup(key, id_property or item.get("idProperty"), archived=archived),
+            )
 
     def batch_update(
         self, inputs: Sequence[Mapping[str, Any]]
@@ -285,20 +273,7 @@ class ObjectsPortal(PortalStore):
         with self.lock:
             _check_batch_size(inputs)
             self._check_whole(inputs)
-            done: list[tuple[_Contact, Mapping[str, Any]]] = []
-            errors: list[dict[str, Any]] = []
-            for n, item in enumerate(inputs):
-                values, problems = self._record_problems(item.get("properties") or {})
-                if problems:
-                    errors.append(
-                        _standard_error("VALIDATION_ERROR", _validation_message(problems), [str(n)], problems)
-                    )
-                    continue
-                try:
-                    done.append((self._create(values), item))
-                except PortalError as exc:
-                    errors.append(_standard_error(exc.category, exc.message, [str(n)]))
-            return done, errors
+            return _create_each(inputs, self._record_problems, lambda values, item: (self._create(values), item))
 
     # listing
 
@@ -310,14 +285,7 @@ class ObjectsPortal(PortalStore):
                 source = self._archived
             else:
                 ids, source = self._ids, self._contacts
-            start = 0
-            if after:
-                cursor = _int_id(after)
-                if cursor is None:
-                    raise PortalError(400, "VALIDATION_ERROR", f"Invalid after value: {after}")
-                start = bisect.bisect_left(ids, cursor)
-            chunk = ids[start : start + limit]
-            nxt = str(ids[start + limit]) if start + limit < len(ids) else None
+            chunk, nxt = _page_after(ids, limit, after)
             return [source[i] for i in chunk], nxt
 
 
@@ -325,18 +293,12 @@ class ObjectsRoutes(HubSpotRoutes):
     """``/crm/v3/objects/contacts`` (all but search)."""
 
     def _list(self, request: Request) -> Response:
-        limit = _int_param(request.args.get("limit"), "limit", LIST_DEFAULT_LIMIT)
-        if not 1 <= limit <= LIST_MAX_LIMIT:
-            raise PortalError(400, "VALIDATION_ERROR", f"limit must be between 1 and {LIST_MAX_LIMIT}, got {limit}")
+        limit = self._list_limit(request)
         names = self._names(request.args.getlist("properties"))
         page, nxt = self.portal.list_page(
             limit=limit, after=request.args.get("after"), archived=self._flag(request, "archived")
         )
-        body: dict[str, Any] = {"results": [self._render(c, names) for c in page]}
-        if nxt is not None:
-            link = f"{request.host_url.rstrip('/')}{request.path}?limit={limit}&after={nxt}"
-            body["paging"] = {"next": {"after": nxt, "link": link}}
-        return json_response(body)
+        return self._paged(request, [self._render(c, names) for c in page], limit, nxt)
 
     def _read(self, request: Request, contactId: str) -> Response:
         contact = self.portal._lookup(

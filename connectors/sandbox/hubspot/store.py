@@ -29,6 +29,7 @@ from connectors.sandbox.hubspot._base import (
 from connectors.sandbox.hubspot.activity_types import (
     ASSOCIATION_PAGE_SIZE,
     ENGAGEMENT_ID_BASE,
+    EngagementType,
     _Engagement,
     _seeded_engagement_count,
 )
@@ -283,6 +284,46 @@ class PortalStore:
             found = self._by_email.get(value.strip().lower())
             return self._contacts.get(found) if found is not None else None
         return self._get(value, archived=archived)
+
+    def _association_targets(self, spec: EngagementType, associations: Any) -> list[_Contact]:
+        """The contacts a create request of a ``spec`` object (activity or deal) associates the new one with.
+
+        Each item is ``{"to": {"id"}, "types": [...]}``; the only type accepted is the default one from
+        ``spec`` to contact (HUBSPOT_DEFINED ``spec.to_contact``). Duplicates count once, in input order.
+
+        :raises PortalError: 400 for a non-list, an unknown contact or another association type.
+        """
+        if associations is None:
+            return []
+        if not isinstance(associations, list):
+            raise PortalError(400, "VALIDATION_ERROR", "associations must be a list")
+        targets: list[_Contact] = []
+        for item in associations:
+            to = item.get("to") if isinstance(item, Mapping) else None
+            if not isinstance(to, Mapping):
+                to = {}
+            contact = self._get(str(to.get("id", "")))
+            if contact is None:
+                raise PortalError(
+                    400,
+                    "VALIDATION_ERROR",
+                    f"One or more associations are invalid: no contact with id {to.get('id')!r}",
+                    subCategory="crm.associations.INVALID_OBJECT_IDS",
+                )
+            for kind in item.get("types") or []:
+                category = str(kind.get("associationCategory") or "")
+                type_id = kind.get("associationTypeId")
+                if category != "HUBSPOT_DEFINED" or str(type_id) != str(spec.to_contact):
+                    raise PortalError(
+                        400,
+                        "VALIDATION_ERROR",
+                        f"One or more associations are invalid: {category} {type_id} is not an association type "
+                        f"from {spec.singular} to contact (HUBSPOT_DEFINED {spec.to_contact})",
+                        subCategory="crm.associations.INVALID_ASSOCIATION_TYPE",
+                    )
+            if contact not in targets:
+                targets.append(contact)
+        return targets
 
     # validation and writes
 
