@@ -302,7 +302,7 @@ class SyncPipeline:
             summary.leads_read += len(page)
             self.progress("read", len(page))
             activities = self._activities(page, written, summary)
-        outcomes = [] if from_cache or dry_run else self._read_outcomes(page)
+        outcomes = [] if from_cache or dry_run else self._read_outcomes(page, written)
         on_bad = self._bad_value(summary)
         leads = [self.mapping.to_lead(r.id, r.properties, on_bad, object_type=r.object_type) for r in page]
         previous = self.store.get_scores(ids)
@@ -368,12 +368,22 @@ class SyncPipeline:
             outcomes=outcomes,
         )
 
-    def _read_outcomes(self, page: Sequence[RawRecord]) -> list[StoredOutcome]:
-        """The page's outcomes as the CRM shows them (none when the connector or the config does not read them)."""
+    def _read_outcomes(
+        self, page: Sequence[RawRecord], written: Mapping[str, Mapping[str, str]]
+    ) -> list[StoredOutcome]:
+        """The page's outcomes as the CRM shows them (none when the connector or the config does not read them).
+
+        Not asked again: records unchanged since leadsync's own write (read back only because of it), and
+        records whose outcome is stored already (the earliest one counts, and it is known).
+        """
         reader = self._outcome_reader()
         if reader is None or self.outcomes is None:
             return []
-        found = reader.read_outcomes(page, self.outcomes)
+        skip = _own_writes(page, written) | set(self.store.get_outcomes([r.id for r in page]))
+        asked = [r for r in page if r.id not in skip]
+        if not asked:
+            return []
+        found = reader.read_outcomes(asked, self.outcomes)
         return [StoredOutcome(o.record_id, o.converted_at, o.source, dict(o.detail)) for o in found.values()]
 
     def _cache(self, page: Sequence[RawRecord], leads: Sequence[Lead], activities: Mapping[str, list[Activity]]) -> int:
@@ -400,11 +410,7 @@ class SyncPipeline:
         A write moves the record's modification time, so the next pass reads it back; re-reading its
         activities too would cost calls for nothing (the storm PRODUCT.md warns about).
         """
-        untouched = {
-            r.id
-            for r in page
-            if r.updated_at is not None and written.get(r.id, {}).get(MODIFIED_KEY) == _iso_utc(r.updated_at)
-        }
+        untouched = _own_writes(page, written)
         fresh = [r for r in page if r.id not in untouched]
         raw = self.connector.read_activities(fresh) if fresh else {}
         activities = {
@@ -525,3 +531,13 @@ def score_cached(
         for lead, c in zip(leads, cached, strict=True)
     ]
     return list(zip(leads, rules.score_many(items, now), strict=True))
+
+
+def _own_writes(page: Sequence[RawRecord], written: Mapping[str, Mapping[str, str]]) -> set[str]:
+    """Records whose modification time is still the one the CRM returned for leadsync's own write: read
+    back only because of that write, nothing about them changed since."""
+    return {
+        r.id
+        for r in page
+        if r.updated_at is not None and written.get(r.id, {}).get(MODIFIED_KEY) == _iso_utc(r.updated_at)
+    }
