@@ -190,9 +190,7 @@ def test_backfill_rescores_leads_without_history_as_of_before_their_outcome(stor
     old = NOW - 200 * DAY
     converted = old + 30 * DAY
     before = {"kind": "page_view", "timestamp": (old + 10 * DAY).isoformat(), "attributes": {"url": "/pricing"}}
-    surge = [
-        {"kind": "meeting", "timestamp": (converted + k * DAY).isoformat(), "attributes": {}} for k in range(1, 6)
-    ]
+    surge = [{"kind": "meeting", "timestamp": (converted + k * DAY).isoformat(), "attributes": {}} for k in range(1, 6)]
     props = {"createdate": old.isoformat(), "lifecyclestage": "customer"}
     store.upsert_leads(
         [
