@@ -101,6 +101,12 @@ class App:
             explicit_triggers=bool(explicit),
             progress=progress,
             outcomes=self.config.outcomes.spec() if self.config.outcomes.enabled else None,
+            outcome_window=(
+                timedelta(days=self.config.outcomes.window_days)
+                if self.config.outcomes.window_from == "created"
+                else None  # from the first score: a creation date cannot tell that the window closed
+            ),
+            recheck_per_pass=self.config.outcomes.recheck_per_pass,
         )
 
 

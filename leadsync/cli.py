@@ -714,6 +714,14 @@ DateOption = Annotated[
     str | None,
     typer.Option("--date", help="Date column for MQLs a week and drift (default: the mapped created_at column)."),
 ]
+BackfillOption = Annotated[
+    bool,
+    typer.Option(
+        "--backfill",
+        help="Leads first scored after their outcome: rescore the rules as of before it from the cache "
+        "(labelled in the output; cached attribute values and CRM-kept counters are today's).",
+    ),
+]
 AsOfOption = Annotated[
     datetime | None,
     typer.Option("--as-of", help="When the CSV's columns were taken (decay is computed from it; default now)."),
@@ -734,11 +742,24 @@ def _print_store_evaluation(result: Any) -> bool:
         f"{c['excluded_no_anchor'] + c['excluded_converted_before_window']} without a usable window",
         highlight=False,
     )
+    _say_backfilled(result, out)
     message = result.message()
     if message is not None:
         out.print(f"[yellow]{escape(message)}[/]", highlight=False)
         return True
     return False
+
+
+def _say_backfilled(result: Any, console: Any = None) -> None:
+    """The --backfill label: how many scores are rescored from the cache rather than read from the history."""
+    n = result.labels.counts()["backfilled"]
+    if n:
+        (console or err).print(
+            f"[yellow]backfilled[/]: {n} of {len(result.labels.outcomes)} scores rescored from the cache as of "
+            f"before the outcome (score source: {result.labels.score_source}); cached attribute values and "
+            "CRM-kept counters are today's and may leak what happened after it",
+            highlight=False,
+        )
 
 
 def _labeled_run(
@@ -750,6 +771,7 @@ def _labeled_run(
     date: str | None,
     as_of: datetime | None,
     report: bool = False,
+    backfill: bool = False,
 ) -> Any:
     """Score the labeled CSV with the configured (and candidate) rules and evaluate; bad input exits 2.
 
@@ -764,9 +786,13 @@ def _labeled_run(
 
         try:
             parse_objective(objective)
-            return evaluate_configured(config, rules, objective, now=_as_of(as_of), contributions=report)
+            return evaluate_configured(
+                config, rules, objective, now=_as_of(as_of), contributions=report, backfill=backfill
+            )
         except InputError as exc:
             fail(str(exc), 2)
+    if backfill:
+        fail("--backfill applies to the state store (without --input): a labeled CSV has no score history", 2)
     if label is None:
         fail("--input needs --label COL (the column saying who converted)", 2)
     try:
@@ -799,10 +825,11 @@ def evaluate(
     date: DateOption = None,
     as_of: AsOfOption = None,
     as_json: JsonOption = False,
+    backfill: BackfillOption = False,
 ) -> None:
     """Scores vs outcomes: AUC, lift by grade and decile, a recommended MQL threshold, champion vs candidate."""
     with clean_errors():
-        result = _labeled_run(input_path, label, config, rules, objective, date, as_of)
+        result = _labeled_run(input_path, label, config, rules, objective, date, as_of, backfill=backfill)
     data = result.as_dict()
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
@@ -811,6 +838,7 @@ def evaluate(
         if _print_store_evaluation(result):
             return
         result = result.run
+        data = result.as_dict()  # the store's JSON drops the CSV counts the lines below print
     ev = result.champion
     auc = ev.auc
     out.print(
@@ -862,16 +890,20 @@ def report(
     objective: ObjectiveOption = "f1",
     date: DateOption = None,
     as_of: AsOfOption = None,
+    backfill: BackfillOption = False,
 ) -> None:
     """One self-contained HTML report (opens offline): distributions, lift, ROC, thresholds, rules, drift."""
     from leadsync.report import render_report
     from leadsync.scorefile import ScoreFileError, open_output
 
     with clean_errors():
-        result = _labeled_run(input_path, label, config, rules, objective, date, as_of, report=True)
+        result = _labeled_run(
+            input_path, label, config, rules, objective, date, as_of, report=True, backfill=backfill
+        )
         if input_path is None:
             if result.run is None:
                 fail(f"no report written: {result.message()}", 1)
+            _say_backfilled(result)
             result = result.run
         page = render_report(result)
     try:

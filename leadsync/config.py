@@ -416,6 +416,9 @@ class OutcomesConfig(_Section):
     lead_time_days: float = Field(default=1, ge=0)
     #: the scheduled evaluation warns when AUC falls by more than this from the previous one
     auc_drop_warn: float = Field(default=0.05, ge=0, le=1)
+    #: cached leads without an outcome (window still open) asked again each pass: conversions that do not
+    #: modify the lead (a converted Salesforce Lead, a HubSpot deal closing won) are otherwise missed; 0: off
+    recheck_per_pass: int = Field(default=5000, ge=0)
 
     def spec(self) -> OutcomeSpec:
         """The CRM-neutral definition the connectors read."""

@@ -4,8 +4,10 @@ The honesty rule: a lead is judged by the score it had *before* its outcome, as 
 lead_time_days`` for converters and ``anchor + window_days - lead_time_days`` for the others, taken from
 the score history. A score taken after a sale includes the sales cycle's own meetings, calls and replies and
 flatters any model. Leads without a history row before that moment are left out (and counted), never
-scored after the fact. A ``--rules`` candidate has no history: it is rescored from the cache as of the same
-moments (activities after the moment dropped, ``now`` set to it; see the README for what can still leak).
+scored after the fact; with ``--backfill`` (explicit, and labelled in the output) they are rescored from the
+cache as of that moment instead, like a candidate. A ``--rules`` candidate has no history: it is rescored
+from the cache as of the same moments (activities after the moment dropped, ``now`` set to it; see the
+README for what can still leak).
 
 The result is the same :class:`~leadsync.evaluate_cmd.LabeledData` the CSV path builds, so the metrics
 (``scoring.evaluation``) and the report are shared, not forked.
@@ -51,10 +53,20 @@ class StoreLabels:
     scores: list[int] = field(default_factory=list)
     grades: list[str] = field(default_factory=list)
     oldest_anchor: datetime | None = None
+    #: with ``--backfill``: indexes (into the lists above) of leads without a history row before their moment,
+    #: whose score is rescored from the cache as of that moment instead (see :func:`backfill_scores`)
+    backfilled: list[int] = field(default_factory=list)
 
     @property
     def positives(self) -> int:
         return sum(self.outcomes)
+
+    @property
+    def score_source(self) -> str:
+        """Where the evaluated champion scores come from: ``history``, ``backfill`` or ``mixed``."""
+        if not self.backfilled:
+            return "history"
+        return "backfill" if len(self.backfilled) == len(self.outcomes) else "mixed"
 
     def first_window_closes_at(self, window: timedelta) -> datetime | None:
         return None if self.oldest_anchor is None else self.oldest_anchor + window
@@ -69,6 +81,7 @@ class StoreLabels:
             "excluded_no_history": self.no_history,
             "excluded_no_anchor": self.no_anchor,
             "excluded_converted_before_window": self.converted_before_anchor,
+            "backfilled": len(self.backfilled),
         }
 
 
@@ -97,7 +110,10 @@ def _as_of(rows: list[HistoryRow], moment: datetime) -> HistoryRow | None:
 
 
 class _Labeler:
-    def __init__(self, settings: OutcomesConfig, now: datetime, outcomes: dict[str, datetime]) -> None:
+    def __init__(
+        self, settings: OutcomesConfig, now: datetime, outcomes: dict[str, datetime], backfill: bool = False
+    ) -> None:
+        self.backfill = backfill
         self.window = timedelta(days=settings.window_days)
         self.lead_time = timedelta(days=settings.lead_time_days)
         self.now = now
@@ -125,26 +141,36 @@ class _Labeler:
         else:
             label, moment = NEGATIVE, closes - self.lead_time
         row = _as_of(rows, moment)
-        if row is None:
+        if row is None and not self.backfill:
             out.no_history += 1
             return
+        if row is None:  # scored later by backfill_scores, from the cache as of the moment
+            out.backfilled.append(len(out.outcomes))
         out.lead_ids.append(lead_id)
         out.outcomes.append(label)
         out.moments.append(moment)
         out.anchors.append(anchor)
-        out.scores.append(row.total)
-        out.grades.append(row.grade)
+        out.scores.append(row.total if row is not None else 0)
+        out.grades.append(row.grade if row is not None else "")
 
 
 def label_from_store(
-    store: StateStore, mapping: LeadMapping, settings: OutcomesConfig, *, now: datetime, arm: str = "champion"
+    store: StateStore,
+    mapping: LeadMapping,
+    settings: OutcomesConfig,
+    *,
+    now: datetime,
+    arm: str = "champion",
+    backfill: bool = False,
 ) -> StoreLabels:
     """Label every cached lead from the outcomes and take its score as of its moment from the history.
 
     Streams the history (one lead's rows at a time); holds one anchor per lead and the evaluated arrays.
+    With ``backfill``, leads without a history row before their moment are kept (``labels.backfilled``)
+    for :func:`backfill_scores` instead of being left out.
     """
     outcomes = {o.lead_id: o.converted_at for page in store.iter_outcomes() for o in page}
-    labeler = _Labeler(settings, now, outcomes)
+    labeler = _Labeler(settings, now, outcomes, backfill)
     history = _grouped(store.iter_history(arm=arm))
     if settings.window_from == "first_scored":
         for lead_id, rows in history:
@@ -200,6 +226,26 @@ def rescore_as_of(
     return scored
 
 
+def backfill_scores(store: StateStore, mapping: LeadMapping, rules: CompiledRules, labels: StoreLabels) -> None:
+    """Fill in the champion's score of the ``backfilled`` leads, rescored as of each one's moment from the cache.
+
+    Exactly the candidate path (:func:`rescore_as_of`): activities before the moment only, ``now`` the moment,
+    lifecycle stage and lead status cleared. What can still leak: the cache holds today's attribute values
+    (a job title or company size updated during the sales cycle) and any CRM-kept counter the rules read as a
+    property (page views, form submissions), which include what happened after the moment.
+    """
+    if not labels.backfilled:
+        return
+    subset = StoreLabels(
+        lead_ids=[labels.lead_ids[i] for i in labels.backfilled],
+        moments=[labels.moments[i] for i in labels.backfilled],
+    )
+    scored = rescore_as_of(store, mapping, rules, subset, "backfill")
+    for i, total, grade in zip(labels.backfilled, scored.scores, scored.grades, strict=True):
+        labels.scores[i] = total
+        labels.grades[i] = grade
+
+
 @dataclass
 class StoreEvaluation:
     """The store path's result: the counts always, the shared evaluation once there are enough outcomes."""
@@ -250,6 +296,7 @@ class StoreEvaluation:
             "window_days": s.window_days,
             "window_from": s.window_from,
             "lead_time_days": s.lead_time_days,
+            "score_source": self.labels.score_source,
             **self.labels.counts(),
             "first_window_closes_at": closes.isoformat() if closes else None,
             "message": self.message(),
@@ -274,10 +321,17 @@ def evaluate_store(
     contributions: bool = False,
     now: datetime | None = None,
     n_boot: int = 1000,
+    backfill: bool = False,
 ) -> StoreEvaluation:
-    """Label, take the as-of scores, and evaluate with the same code as the CSV path."""
+    """Label, take the as-of scores, and evaluate with the same code as the CSV path.
+
+    ``backfill``: leads without history before their moment get the champion rescored from the cache as of
+    it (a fresh install's past conversions); off by default, and said in the output when used.
+    """
     now = now or datetime.now(UTC)
-    labels = label_from_store(store, mapping, settings, now=now)
+    labels = label_from_store(store, mapping, settings, now=now, backfill=backfill)
+    if backfill:
+        backfill_scores(store, mapping, rules, labels)
     n, positives = len(labels.outcomes), labels.positives
     if positives < MIN_POSITIVES or positives == n:
         return StoreEvaluation(labels, settings, now, None, store.where)
@@ -309,6 +363,7 @@ def evaluate_configured(
     *,
     now: datetime | None = None,
     contributions: bool = False,
+    backfill: bool = False,
 ) -> StoreEvaluation:
     """The store path of the CLI: the config's store, mapping, rules and ``outcomes:`` section.
 
@@ -331,6 +386,7 @@ def evaluate_configured(
             candidate=candidate,
             contributions=contributions,
             now=now,
+            backfill=backfill,
         )
     finally:
         store.close()

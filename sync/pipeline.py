@@ -104,6 +104,11 @@ class SyncSummary:
     grades: dict[str, int] = field(default_factory=lambda: {"hot": 0, "warm": 0, "cold": 0})
     #: leads whose first outcome (conversion) this pass read from the CRM
     outcomes: int = 0
+    #: cached leads without an outcome whose window is open, asked again for one (a conversion or a won deal
+    #: that did not modify the lead is missed by the incremental read)
+    outcomes_rechecked: int = 0
+    #: the last lead id the re-check reached; the next pass resumes after it (round robin over the cache)
+    outcomes_recheck_cursor: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,6 +175,8 @@ class SyncPipeline:
         scoring_clock: Callable[[], datetime] | None = None,
         owner: str | None = None,
         outcomes: OutcomeSpec | None = None,
+        outcome_window: timedelta | None = None,
+        recheck_per_pass: int = 5000,
     ) -> None:
         self.connector = connector
         self.mapping = mapping
@@ -190,6 +197,10 @@ class SyncPipeline:
         self.stream = f"{connector.name}:{mapping.object_type}s"
         #: what counts as converted; None: outcomes are not read
         self.outcomes = outcomes
+        #: leads created longer ago than this are not re-checked for an outcome (None: every lead is)
+        self.outcome_window = outcome_window
+        #: cached leads without an outcome asked again each pass (0: never)
+        self.recheck_per_pass = recheck_per_pass
 
     def _outcome_reader(self) -> OutcomeReader | None:
         """The connector when it reads outcomes and outcomes are enabled (else None)."""
@@ -247,6 +258,8 @@ class SyncPipeline:
                 summary.watermark = window.end.isoformat()
                 self._retry_failed_writes(summary)
                 self._deliver_triggers(summary)
+                if window.start is not None:  # a full read has just asked every lead already
+                    self.recheck_outcomes(now, summary)
         except Exception as exc:
             summary.api_calls = self.connector.api_calls - calls_before
             summary.duration_s = round(time.monotonic() - started, 3)
@@ -385,6 +398,70 @@ class SyncPipeline:
             return []
         found = reader.read_outcomes(asked, self.outcomes)
         return [StoredOutcome(o.record_id, o.converted_at, o.source, dict(o.detail)) for o in found.values()]
+
+    def recheck_outcomes(self, now: datetime, summary: SyncSummary) -> None:
+        """Ask the CRM again for the outcome of cached leads that have none yet and whose window is open.
+
+        The incremental read misses outcomes that do not modify the lead: Salesforce reads only unconverted
+        leads (a converted one is never read again) and a HubSpot deal closing won does not touch the contact.
+        At most ``recheck_per_pass`` leads a pass, resuming after the last one checked (round robin, so the
+        lead checked longest ago comes next). Records are built from the cache without the outcome
+        properties, so the connector looks each one up by id (Salesforce: one query per 450 leads).
+        """
+        reader = self._outcome_reader()
+        if reader is None or self.outcomes is None or self.recheck_per_pass <= 0:
+            return
+        previous = self._previous_recheck_cursor()
+        spec = self.mapping.fields.get("created_at")
+        prop = spec.property if spec is not None else "createdate"
+        picked: list[str] = []
+        cursor: str | None = None  # None: the cache was gone through to its end
+        # from after the previous pass's last lead to the end, then from the start up to it
+        for after, until in ((previous, None), (None, previous)) if previous else ((None, None),):
+            for page in self.store.iter_lead_values(prop, after=after):
+                known = self.store.get_outcomes([lead_id for lead_id, _ in page])
+                for lead_id, raw in page:
+                    if until is not None and lead_id > until:
+                        break
+                    if lead_id in known or not self._window_open(lead_id, raw, now):
+                        continue
+                    picked.append(lead_id)
+                    if len(picked) >= self.recheck_per_pass:
+                        cursor = lead_id
+                        break
+                else:
+                    continue
+                break
+            if cursor is not None:
+                break
+        summary.outcomes_recheck_cursor = cursor
+        if not picked:
+            return
+        hidden = set(reader.outcome_properties(self.outcomes))
+        cached = self.store.get_leads(picked)
+        records = [
+            RawRecord(c.id, c.object_type, {k: v for k, v in c.properties.items() if k not in hidden}, c.updated_at)
+            for c in (cached[i] for i in picked if i in cached)
+        ]
+        found = reader.read_outcomes(records, self.outcomes)
+        summary.outcomes_rechecked += len(records)
+        summary.outcomes += self.store.upsert_outcomes(
+            [StoredOutcome(o.record_id, o.converted_at, o.source, dict(o.detail)) for o in found.values()]
+        )
+
+    def _window_open(self, lead_id: str, raw: str | None, now: datetime) -> bool:
+        """Whether the lead may still convert within its window (no creation date: it may)."""
+        if self.outcome_window is None or raw in (None, ""):
+            return True
+        created = self.mapping.convert(lead_id, "created_at", raw, None)
+        return not isinstance(created, datetime) or created + self.outcome_window > now
+
+    def _previous_recheck_cursor(self) -> str | None:
+        for run in self.store.last_runs(20, job="sync"):
+            if run.status == "ok":
+                cursor = run.summary.get("outcomes_recheck_cursor")
+                return str(cursor) if cursor else None
+        return None
 
     def _cache(self, page: Sequence[RawRecord], leads: Sequence[Lead], activities: Mapping[str, list[Activity]]) -> int:
         """Cache the page; returns how many values were cut to the store's bound (a 20 MB title is not kept)."""

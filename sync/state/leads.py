@@ -122,13 +122,16 @@ class LeadCache(Database):
                 return
             last = chunk[-1].id
 
-    def iter_lead_values(self, prop: str, chunk_size: int = 10_000) -> Iterator[list[tuple[str, str | None]]]:
+    def iter_lead_values(
+        self, prop: str, chunk_size: int = 10_000, *, after: str | None = None
+    ) -> Iterator[list[tuple[str, str | None]]]:
         """(id, one raw property as text) of every cached lead, ordered by id, without loading whole leads.
 
         Evaluation needs only each lead's creation date of a million leads: the JSON is read by the database.
+        ``after``: start after this id (the outcome re-check resumes where its last pass stopped).
         """
         value = t_leads.c.properties[prop].as_string()
-        last: str | None = None
+        last: str | None = after
         while True:
             query = select(t_leads.c.id, value).order_by(t_leads.c.id).limit(chunk_size)
             if last is not None:

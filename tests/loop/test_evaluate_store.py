@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 
 from leadsync.cli import app
 from leadsync.config import OutcomesConfig
-from leadsync.evaluate_store import evaluate_store, label_from_store
+from leadsync.evaluate_store import backfill_scores, evaluate_store, label_from_store
 from mappings import load_mapping
 from scoring import compile_rules, load_rules
+from sync.pipeline import activities_from_dicts
 from sync.state import CachedLead, HistoryRow, StateStore, StoredOutcome
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -104,25 +105,26 @@ def test_no_outcomes_yet_says_when_the_first_window_closes(store: StateStore) ->
     assert "in 60 days" in (result.message() or "")
 
 
-def seed_store(store: StateStore, n: int, seed: int = 1) -> dict[str, tuple[bool, int]]:
+def seed_store(store: StateStore, n: int, seed: int = 1, *, history: bool = True) -> dict[str, tuple[bool, int]]:
     """Leads whose pre-outcome score predicts conversion (with noise); each converter surges after it."""
     rng = random.Random(seed)
-    leads, history, outcomes, truth = [], [], [], {}
+    leads, rows, outcomes, truth = [], [], [], {}
     for i in range(n):
         lid = f"L{i:05d}"
         created = NOW - rng.uniform(100, 400) * DAY
         quality = rng.random()
         score = int(min(100, max(0, quality * 80 + rng.gauss(0, 15))))
         leads.append(lead(lid, created))
-        history.append(h(lid, created + DAY, score))
+        rows.append(h(lid, created + DAY, score))
         converted = rng.random() < quality**2 * 0.6
         if converted:
             at = created + rng.uniform(5, 85) * DAY
             outcomes.append(StoredOutcome(lid, at, "lifecycle:customer", {}))
-            history.append(h(lid, at + 0.5 * DAY, 100))  # after the outcome: never evaluated
+            rows.append(h(lid, at + 0.5 * DAY, 100))  # after the outcome: never evaluated
         truth[lid] = (converted, score)
     store.upsert_leads(leads)
-    store.append_history(history)
+    if history:
+        store.append_history(rows)
     store.upsert_outcomes(outcomes)
     return truth
 
@@ -182,3 +184,53 @@ def test_cli_store_evaluation_and_report(config_file: Path, tmp_path: Path) -> N
     report = runner.invoke(app, ["report", "--config", str(config_file), "--output", str(out), *as_of])
     assert report.exit_code == 0, report.output
     assert "<svg" in out.read_text()
+
+
+def test_backfill_rescores_leads_without_history_as_of_before_their_outcome(store: StateStore) -> None:
+    old = NOW - 200 * DAY
+    converted = old + 30 * DAY
+    before = {"kind": "page_view", "timestamp": (old + 10 * DAY).isoformat(), "attributes": {"url": "/pricing"}}
+    surge = [{"kind": "meeting", "timestamp": (converted + k * DAY).isoformat(), "attributes": {}} for k in range(1, 6)]
+    props = {"createdate": old.isoformat(), "lifecyclestage": "customer"}
+    store.upsert_leads(
+        [
+            CachedLead("pos", "contact", "pos@x.io", props, [before, *surge], None),
+            CachedLead("hist", "contact", "hist@x.io", {"createdate": old.isoformat()}, [], None),
+        ]
+    )
+    store.append_history([h("hist", old + DAY, 42)])
+    store.upsert_outcomes([StoredOutcome("pos", converted, "lifecycle:customer", {})])
+
+    plain = label_from_store(store, MAPPING, OutcomesConfig(), now=NOW)
+    assert plain.lead_ids == ["hist"] and plain.no_history == 1 and plain.score_source == "history"
+
+    labels = label_from_store(store, MAPPING, OutcomesConfig(), now=NOW, backfill=True)
+    backfill_scores(store, MAPPING, RULES, labels)
+    assert sorted(labels.lead_ids) == ["hist", "pos"] and labels.no_history == 0
+    assert labels.score_source == "mixed" and labels.counts()["backfilled"] == 1
+    got = dict(zip(labels.lead_ids, labels.scores, strict=True))
+    assert got["hist"] == 42  # the history's score stays
+    moment = converted - DAY
+    lead_before = MAPPING.to_lead("pos", {"createdate": old.isoformat()}, object_type="contact")
+    expected = RULES.score(lead_before, activities_from_dicts("pos", [before]), moment).total
+    leaky = RULES.score(lead_before, activities_from_dicts("pos", [before, *surge]), moment + 10 * DAY).total
+    assert got["pos"] == expected and expected < leaky  # the meetings after the sale do not count
+
+
+def test_backfill_is_said_in_the_output(config_file: Path, tmp_path: Path) -> None:
+    with StateStore.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        seed_store(store, 400, history=False)  # a fresh install: outcomes, no history before them
+    as_of = ["--as-of", NOW.isoformat()]
+    plain = json.loads(runner.invoke(app, ["evaluate", "--config", str(config_file), "--json", *as_of]).stdout)
+    assert plain["evaluated"] == 0 and plain["score_source"] == "history" and plain["backfilled"] == 0
+    data = json.loads(
+        runner.invoke(app, ["evaluate", "--config", str(config_file), "--json", "--backfill", *as_of]).stdout
+    )
+    assert data["backfilled"] == data["evaluated"] > 0 and data["score_source"] == "backfill"
+    text = runner.invoke(app, ["evaluate", "--config", str(config_file), "--backfill", *as_of])
+    assert text.exit_code == 0 and "backfilled" in text.output and "score source: backfill" in text.output
+    out = tmp_path / "r.html"
+    report = runner.invoke(app, ["report", "--config", str(config_file), "--backfill", "-o", str(out), *as_of])
+    assert report.exit_code == 0 and "backfilled" in report.output and out.exists()
+    bad = runner.invoke(app, ["evaluate", "--input", str(tmp_path / "x.csv"), "--label", "y", "--backfill"])
+    assert bad.exit_code == 2 and "--backfill applies to the state store" in bad.output
