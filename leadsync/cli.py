@@ -807,10 +807,12 @@ def evaluate(
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
         return
+    shadow = (data.get("challenger") or {}).get("summary", [])  # store path with `challenger:` configured
     if input_path is None:
         if _print_store_evaluation(result):
             return
         result = result.run
+        data = result.as_dict()  # the run's counts (the store's dict drops the CSV-only keys)
     ev = result.champion
     auc = ev.auc
     out.print(
@@ -850,6 +852,8 @@ def evaluate(
         out.print(f"[yellow]no recommended threshold[/] ({rec.objective}): {rec.reason}", highlight=False)
     if result.comparison is not None:
         out.print(result.comparison.summary, highlight=False)
+    for line in shadow:
+        out.print(line, highlight=False)
 
 
 @app.command()
