@@ -10,7 +10,7 @@ from typing import Any
 from connectors._salesforce_auth import SalesforceAuth
 from connectors.hubspot import HubSpotConnector
 from connectors.salesforce import SalesforceConnector
-from leadsync.config import Config, ConfigError, load_sections, secret
+from leadsync.config import Config, ConfigError, load_rules_file, load_sections, secret
 from mappings import LeadMapping, MappingError, load_mapping
 from scoring import CompiledRules, RulesError, ScoringError, compile_rules, load_rules
 from sync.pipeline import Progress, SyncPipeline
@@ -43,6 +43,8 @@ class App:
     mapping: LeadMapping
     rules: CompiledRules
     writeback: WritebackSettings
+    #: the shadow challenger's rules (``challenger:``), scored beside ``rules`` every pass
+    challenger: CompiledRules | None = None
 
     def connector(self) -> HubSpotConnector | SalesforceConnector:
         if self.config.crm == "salesforce" and self.config.salesforce is not None:
@@ -107,6 +109,8 @@ class App:
                 else None  # from the first score: a creation date cannot tell that the window closed
             ),
             recheck_per_pass=self.config.outcomes.recheck_per_pass,
+            challenger=self.challenger,
+            challenger_split=self.config.challenger.split if self.config.challenger else 0.0,
         )
 
 
@@ -133,6 +137,23 @@ def load_csv_scoring(config: Path | None) -> tuple[str, CompiledRules, LeadMappi
     return source, rules, mapping
 
 
+def load_challenger(config: Config, mapping: LeadMapping) -> CompiledRules | None:
+    """The ``challenger.rules`` file, read and checked as ``preview --rules`` reads one (relative to the
+    config's directory). Mistakes name the rules file, or the config's ``challenger.rules`` when it is absent."""
+    if config.challenger is None:
+        return None
+    path = Path(config.challenger.rules).expanduser()
+    if not path.is_absolute() and Path(config.source).is_file():
+        path = Path(config.source).parent / path
+    if not path.is_file():
+        raise ConfigError(config.source, "challenger.rules", f"{path} is not a file")
+    source, section = load_rules_file(path)
+    try:
+        return load_scoring(section, mapping, source=source)
+    except ScoringError as exc:
+        raise ConfigError(source, getattr(exc, "where", "scoring"), getattr(exc, "problem", str(exc))) from None
+
+
 def build_app(config: Config) -> App:
     """Validate the mapping and rules of a config; errors name the config file and the key."""
     try:
@@ -156,11 +177,11 @@ def build_app(config: Config) -> App:
             stage_order=tuple(sf.status_order),
             stage_objects=frozenset({"lead"}),
         )
-        return App(config=config, mapping=mapping, rules=rules, writeback=writeback)
+        return App(config, mapping, rules, writeback, load_challenger(config, mapping))
     writeback = WritebackSettings(
         prefix=wb.prefix,
         stage_property=stage.property if stage else None,
         stage_on_qualify=wb.lifecycle_stage or None,
         stage_order=tuple(wb.lifecycle_order),
     )
-    return App(config=config, mapping=mapping, rules=rules, writeback=writeback)
+    return App(config, mapping, rules, writeback, load_challenger(config, mapping))

@@ -834,6 +834,7 @@ def evaluate(
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
         return
+    shadow = (data.get("challenger") or {}).get("summary", [])  # store path with `challenger:` configured
     if input_path is None:
         if _print_store_evaluation(result):
             return
@@ -878,6 +879,8 @@ def evaluate(
         out.print(f"[yellow]no recommended threshold[/] ({rec.objective}): {rec.reason}", highlight=False)
     if result.comparison is not None:
         out.print(result.comparison.summary, highlight=False)
+    for line in shadow:
+        out.print(line, highlight=False)
 
 
 @app.command()
@@ -897,9 +900,7 @@ def report(
     from leadsync.scorefile import ScoreFileError, open_output
 
     with clean_errors():
-        result = _labeled_run(
-            input_path, label, config, rules, objective, date, as_of, report=True, backfill=backfill
-        )
+        result = _labeled_run(input_path, label, config, rules, objective, date, as_of, report=True, backfill=backfill)
         if input_path is None:
             if result.run is None:
                 fail(f"no report written: {result.message()}", 1)

@@ -427,6 +427,19 @@ class OutcomesConfig(_Section):
         )
 
 
+class ChallengerConfig(_Section):
+    """A shadow rule set scored beside the configured one every pass (``challenger:``; see the README).
+
+    Top level rather than under ``scoring:``, whose keys are the rules and are checked strictly.
+    """
+
+    #: the challenger's rules: a bare rules file or a config-like file with a ``scoring:`` key (as
+    #: ``preview --rules``); a relative path is read from the config file's directory
+    rules: str
+    #: the share of leads (by a stable hash of their id) for which the challenger's score is written
+    split: float = Field(default=0.0, ge=0, le=1)
+
+
 class RunConfig(_Section):
     """The daemon process: HTTP endpoints, leases between replicas, shutdown."""
 
@@ -455,6 +468,8 @@ class Config(_Section):
     run: RunConfig = Field(default_factory=RunConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     outcomes: OutcomesConfig = Field(default_factory=OutcomesConfig)
+    #: a shadow challenger rule set (None: the configured rules only)
+    challenger: ChallengerConfig | None = None
 
     #: where this config was read from (for messages)
     _source: str = PrivateAttr(default="<memory>")

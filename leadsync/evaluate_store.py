@@ -16,6 +16,7 @@ The result is the same :class:`~leadsync.evaluate_cmd.LabeledData` the CSV path 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,8 @@ from leadsync.config import OutcomesConfig
 from leadsync.evaluate_cmd import MIN_POSITIVES, EvaluationRun, LabeledData, RuleSetScores, run_evaluation
 from mappings import LeadMapping
 from scoring import Activity, CompiledRules, Lead
-from sync.pipeline import activities_from_dicts
+from scoring.evaluation import Comparison, auc_score, compare
+from sync.pipeline import CHALLENGER, activities_from_dicts, written_arm
 from sync.state import HistoryRow, StateStore
 
 POSITIVE, NEGATIVE = True, False
@@ -246,6 +248,142 @@ def backfill_scores(store: StateStore, mapping: LeadMapping, rules: CompiledRule
         labels.grades[i] = grade
 
 
+@dataclass(frozen=True)
+class ArmConversion:
+    """One arm of a split: the evaluated leads its score was written for, and how many converted."""
+
+    arm: str
+    leads: int
+    converted: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.converted / self.leads if self.leads else None
+
+
+@dataclass
+class ShadowComparison:
+    """The shadow challenger against the champion on the same leads, each judged by its score as of the same
+    moment (history before the outcome); with a split, each arm's conversion among the leads it was written for."""
+
+    #: evaluated leads with a challenger score at their moment (the comparison is on these)
+    leads: int
+    positives: int
+    #: evaluated leads without one (the challenger started after their moment)
+    missing: int
+    champion_auc: float | None
+    challenger_auc: float | None
+    comparison: Comparison | None
+    split: float = 0.0
+    arms: list[ArmConversion] = field(default_factory=list)
+    #: two-proportion z-test of the arms' conversion rates (pooled), two-sided
+    z: float | None = None
+    p_value: float | None = None
+    alpha: float = 0.05
+
+    def summary(self) -> list[str]:
+        """What the CLI prints: the AUC comparison, then the split's arms when there is one."""
+        if self.comparison is not None:
+            lines = [f"shadow challenger on {self.leads} leads: {self.comparison.summary}"]
+        else:
+            lines = [
+                f"shadow challenger: {self.leads} evaluated leads have a challenger score before their moment "
+                f"({self.positives} converted); comparing AUCs needs at least two of each class"
+            ]
+        if self.split > 0 and len(self.arms) == 2:
+            shown = ", ".join(
+                f"{a.arm} written for {a.leads} leads, {a.converted} converted"
+                + (f" ({a.rate:.1%})" if a.rate is not None else "")
+                for a in self.arms
+            )
+            if self.p_value is None:
+                lines.append(f"split {self.split:g}: {shown}; no test (an arm without leads or no variation)")
+            else:
+                verdict = "significant" if self.p_value < self.alpha else "not significant"
+                lines.append(
+                    f"split {self.split:g}: {shown}; difference {verdict} "
+                    f"(two-proportion z = {self.z:.2f}, p = {self.p_value:.3g})"
+                )
+        return lines
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "leads": self.leads,
+            "positives": self.positives,
+            "excluded_no_challenger_history": self.missing,
+            "champion_auc": self.champion_auc,
+            "challenger_auc": self.challenger_auc,
+            "comparison": self.comparison.as_dict() if self.comparison is not None else None,
+            "split": self.split,
+            "arms": [{"arm": a.arm, "leads": a.leads, "converted": a.converted, "rate": a.rate} for a in self.arms],
+            "split_test": None
+            if self.p_value is None
+            else {"method": "two-proportion z-test", "z": self.z, "p_value": self.p_value, "alpha": self.alpha},
+            "summary": self.summary(),
+        }
+
+
+def two_proportion_test(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float] | None:
+    """(z, two-sided p) of the pooled two-proportion z-test of x2/n2 vs x1/n1; None when it is undefined."""
+    if n1 == 0 or n2 == 0:
+        return None
+    pooled = (x1 + x2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return None
+    z = (x2 / n2 - x1 / n1) / se
+    return z, math.erfc(abs(z) / math.sqrt(2))
+
+
+def compare_challenger(store: StateStore, labels: StoreLabels, split: float = 0.0) -> ShadowComparison | None:
+    """Champion vs the shadow challenger from the history (None when the challenger never ran).
+
+    Each labeled lead is judged by the challenger's history row as of the lead's own moment, exactly as the
+    champion is; leads without one are left out of the paired comparison (DeLong) and counted. With
+    ``split``, the arms are the leads the stable hash sent to each (the pipeline's ``written_arm``).
+    """
+    if store.count_history(CHALLENGER) == 0:
+        return None
+    index = {lead_id: k for k, lead_id in enumerate(labels.lead_ids)}
+    found: list[int] = []
+    shadow: list[int] = []
+    for lead_id, rows in _grouped(store.iter_history(arm=CHALLENGER)):
+        k = index.get(lead_id)
+        if k is None:
+            continue
+        row = _as_of(rows, labels.moments[k])
+        if row is not None:
+            found.append(k)
+            shadow.append(row.total)
+    y = np.array([labels.outcomes[k] for k in found], dtype=np.bool_)
+    champ = np.array([labels.scores[k] for k in found], dtype=np.float64)
+    chall = np.array(shadow, dtype=np.float64)
+    positives = int(y.sum())
+    both = positives >= 2 and len(found) - positives >= 2
+    result = ShadowComparison(
+        leads=len(found),
+        positives=positives,
+        missing=len(labels.lead_ids) - len(found),
+        champion_auc=auc_score(champ, y) if both else None,
+        challenger_auc=auc_score(chall, y) if both else None,
+        comparison=compare(champ, chall, y, names=("champion", "challenger")) if both else None,
+        split=split,
+    )
+    if split > 0:
+        counts = {"champion": [0, 0], CHALLENGER: [0, 0]}
+        for lead_id, converted in zip(labels.lead_ids, labels.outcomes, strict=True):
+            cell = counts[written_arm(lead_id, split)]
+            cell[0] += 1
+            cell[1] += int(converted)
+        result.arms = [ArmConversion(arm, n, x) for arm, (n, x) in counts.items()]
+        test = two_proportion_test(
+            counts["champion"][1], counts["champion"][0], counts[CHALLENGER][1], counts[CHALLENGER][0]
+        )
+        if test is not None:
+            result.z, result.p_value = test
+    return result
+
+
 @dataclass
 class StoreEvaluation:
     """The store path's result: the counts always, the shared evaluation once there are enough outcomes."""
@@ -255,6 +393,8 @@ class StoreEvaluation:
     now: datetime
     run: EvaluationRun | None
     where: str
+    #: champion vs the shadow challenger (None: no challenger history)
+    challenger: ShadowComparison | None = None
 
     @property
     def first_window_closes_at(self) -> datetime | None:
@@ -300,6 +440,7 @@ class StoreEvaluation:
             **self.labels.counts(),
             "first_window_closes_at": closes.isoformat() if closes else None,
             "message": self.message(),
+            "challenger": self.challenger.as_dict() if self.challenger is not None else None,
         }
         if self.run is None:
             return base
@@ -322,6 +463,7 @@ def evaluate_store(
     now: datetime | None = None,
     n_boot: int = 1000,
     backfill: bool = False,
+    challenger_split: float = 0.0,
 ) -> StoreEvaluation:
     """Label, take the as-of scores, and evaluate with the same code as the CSV path.
 
@@ -353,7 +495,9 @@ def evaluate_store(
         champion=champion,
         candidate=challenger,
     )
-    return StoreEvaluation(labels, settings, now, run_evaluation(data, objective, n_boot=n_boot), store.where)
+    result = StoreEvaluation(labels, settings, now, run_evaluation(data, objective, n_boot=n_boot), store.where)
+    result.challenger = compare_challenger(store, labels, challenger_split)
+    return result
 
 
 def evaluate_configured(
@@ -387,6 +531,7 @@ def evaluate_configured(
             contributions=contributions,
             now=now,
             backfill=backfill,
+            challenger_split=app.config.challenger.split if app.config.challenger is not None else 0.0,
         )
     finally:
         store.close()

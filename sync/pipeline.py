@@ -7,6 +7,7 @@ the whole window has been processed, and never past the moment the pass started.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import time
@@ -109,6 +110,10 @@ class SyncSummary:
     outcomes_rechecked: int = 0
     #: the last lead id the re-check reached; the next pass resumes after it (round robin over the cache)
     outcomes_recheck_cursor: str | None = None
+    #: leads the shadow challenger scored (its scores go to the history, arm "challenger")
+    challenger_scored: int = 0
+    #: leads whose write carried the challenger's score (``challenger.split``)
+    challenger_written: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,6 +141,30 @@ def stored_score(score: Score, now: datetime) -> StoredScore:
 def history_row(score: Score, now: datetime, arm: str = "champion") -> HistoryRow:
     """The history row of a score (stored only when it differs from the lead's last one)."""
     return HistoryRow(score.lead_id, now, score.total, score.grade, score.qualified, score.rules_version, arm)
+
+
+#: the arms of a shadow challenger (``score_history.arm``)
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def challenger_share(lead_id: str) -> float:
+    """Where a lead falls in [0, 1): a stable hash of its id (SHA-256, not Python's per-process salted
+    ``hash()``), so the same leads get the challenger's score on every pass, in every process and replica."""
+    return int.from_bytes(hashlib.sha256(lead_id.encode("utf-8")).digest()[:8], "big") / 2**64
+
+
+def written_arm(lead_id: str, split: float) -> str:
+    """The arm whose score is written to the CRM for this lead (the champion unless the hash falls in ``split``)."""
+    return CHALLENGER if split > 0 and challenger_share(lead_id) < split else CHAMPION
+
+
+@dataclass
+class PageArms:
+    """One page's scores per arm: what is written (and stored as the current score), and each arm's history."""
+
+    written: list[Score]
+    history: list[HistoryRow]
+    challenger_ids: frozenset[str] = frozenset()
 
 
 def activities_as_dicts(activities: Iterable[Activity]) -> list[dict[str, Any]]:
@@ -177,6 +206,8 @@ class SyncPipeline:
         outcomes: OutcomeSpec | None = None,
         outcome_window: timedelta | None = None,
         recheck_per_pass: int = 5000,
+        challenger: CompiledRules | None = None,
+        challenger_split: float = 0.0,
     ) -> None:
         self.connector = connector
         self.mapping = mapping
@@ -201,6 +232,9 @@ class SyncPipeline:
         self.outcome_window = outcome_window
         #: cached leads without an outcome asked again each pass (0: never)
         self.recheck_per_pass = recheck_per_pass
+        #: the shadow challenger's rules (None: none), and the share of leads its score is written for
+        self.challenger = challenger
+        self.challenger_split = challenger_split
 
     def _outcome_reader(self) -> OutcomeReader | None:
         """The connector when it reads outcomes and outcomes are enabled (else None)."""
@@ -319,9 +353,11 @@ class SyncPipeline:
         on_bad = self._bad_value(summary)
         leads = [self.mapping.to_lead(r.id, r.properties, on_bad, object_type=r.object_type) for r in page]
         previous = self.store.get_scores(ids)
-        scores = self.rules.score_many(
+        champion = self.rules.score_many(
             ((lead, activities[lead.id], _qualification(previous.get(lead.id))) for lead in leads), now
         )
+        arms = self._score_arms(leads, activities, previous, champion, now, summary)
+        scores = arms.written
         summary.leads_scored += len(scores)
         self.progress("scored", len(scores))
 
@@ -349,12 +385,14 @@ class SyncPipeline:
                 summary.leads_unchanged += 1
         if dry_run:
             summary.leads_written += len(updates)
+            summary.challenger_written += sum(u.id in arms.challenger_ids for u in updates)
             return
 
         result = self.connector.write(updates)
         landed = set(result.succeeded)
         by_update = {u.id: u for u in updates}
         summary.leads_written += len(landed)
+        summary.challenger_written += len(landed & arms.challenger_ids)
         summary.write_failures += len(result.failed)
         self.progress("written", len(landed))
         for failure in result.failed:
@@ -377,8 +415,62 @@ class SyncPipeline:
             written={i: _written_values(by_update[i].properties, result.modified_at.get(i)) for i in landed},
             triggers=triggers,
             watermark=None,
-            history=[history_row(s, now) for s in scores],
+            history=arms.history,
             outcomes=outcomes,
+        )
+
+    def _score_arms(
+        self,
+        leads: Sequence[Lead],
+        activities: Mapping[str, list[Activity]],
+        previous: Mapping[str, StoredScore],
+        champion: Sequence[Score],
+        now: datetime,
+        summary: SyncSummary,
+    ) -> PageArms:
+        """Score the page with the shadow challenger too (bulk, like the champion) and pick each lead's
+        written score: the champion's, or the challenger's for the leads ``challenger_split`` hashes to it.
+
+        The stored current score is the written one, so each arm's hysteresis state comes from the stored
+        score when that arm is written and from the arm's last history row when it is not.
+        """
+        history = [history_row(s, now) for s in champion]
+        if self.challenger is None:
+            return PageArms(list(champion), history)
+        ids = [lead.id for lead in leads]
+        to_challenger = frozenset(i for i in ids if written_arm(i, self.challenger_split) == CHALLENGER)
+        shadow = self.store.last_history([i for i in ids if i not in to_challenger], CHALLENGER)
+        challenger = self.challenger.score_many(
+            (
+                (
+                    lead,
+                    activities[lead.id],
+                    _qualification(previous.get(lead.id))
+                    if lead.id in to_challenger
+                    else _history_qualification(shadow.get(lead.id)),
+                )
+                for lead in leads
+            ),
+            now,
+        )
+        summary.challenger_scored += len(challenger)
+        if not to_challenger:
+            return PageArms(list(champion), history + [history_row(s, now, CHALLENGER) for s in challenger])
+        # the champion of challenger-written leads: rescored with its own state (the stored one is the challenger's)
+        moved = [lead for lead in leads if lead.id in to_challenger]
+        own = self.store.last_history([lead.id for lead in moved], CHAMPION)
+        rescored = {
+            s.lead_id: s
+            for s in self.rules.score_many(
+                ((lead, activities[lead.id], _history_qualification(own.get(lead.id))) for lead in moved), now
+            )
+        }
+        champion = [rescored.get(s.lead_id, s) for s in champion]
+        written = [c if c.lead_id in to_challenger else s for s, c in zip(champion, challenger, strict=True)]
+        return PageArms(
+            written,
+            [history_row(s, now) for s in champion] + [history_row(s, now, CHALLENGER) for s in challenger],
+            to_challenger,
         )
 
     def _read_outcomes(
@@ -592,6 +684,13 @@ def _qualification(previous: StoredScore | None) -> QualificationState | None:
     if previous is None:
         return None
     return QualificationState(qualified=previous.qualified, qualified_at=previous.qualified_at)
+
+
+def _history_qualification(row: HistoryRow | None) -> QualificationState | None:
+    """An unwritten arm's hysteresis state from its last history row (which keeps no ``qualified_at``)."""
+    if row is None:
+        return None
+    return QualificationState(qualified=row.qualified, qualified_at=row.at if row.qualified else None)
 
 
 def score_cached(
