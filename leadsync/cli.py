@@ -901,12 +901,14 @@ def report(
 
     with clean_errors():
         result = _labeled_run(input_path, label, config, rules, objective, date, as_of, report=True, backfill=backfill)
+        shadow: list[str] | None = None
         if input_path is None:
             if result.run is None:
                 fail(f"no report written: {result.message()}", 1)
             _say_backfilled(result)
+            shadow = result.challenger.summary() if result.challenger is not None else None
             result = result.run
-        page = render_report(result)
+        page = render_report(result, shadow=shadow)
     try:
         with open_output(output) as handle:  # the same output rules as `score`: atomic, links followed
             handle.write(page)

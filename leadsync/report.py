@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -345,8 +345,11 @@ def _threshold_table(run: EvaluationRun) -> str:
     )
 
 
-def render_report(run: EvaluationRun, *, generated: datetime | None = None) -> str:
-    """The whole report as one HTML string."""
+def render_report(
+    run: EvaluationRun, *, generated: datetime | None = None, shadow: Sequence[str] | None = None
+) -> str:
+    """The whole report as one HTML string; ``shadow``: the shadow challenger's comparison, line by line
+    (champion vs challenger on the same leads, and with a split each arm's conversion and its test)."""
     ev, d = run.champion, run.data
     when = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     figures = [
@@ -412,6 +415,14 @@ def render_report(run: EvaluationRun, *, generated: datetime | None = None) -> s
                 "same leads: the higher curve finds buyers sooner. The ROC chart above shows both.",
             )
         )
+    challenger = ""
+    if shadow:
+        lines = "".join(f"<li>{html.escape(line)}</li>" for line in shadow)
+        challenger = (
+            "<h2>Shadow challenger</h2><ul>" + lines + "</ul>"
+            '<p class="sub">Both rule sets scored every lead each pass; each is judged by the score it gave '
+            "before the outcome. A significant split difference means sales converted more of one arm's picks.</p>"
+        )
     rejected = ""
     if d.rejected:
         shown = "".join(f"<li>{html.escape(p)}</li>" for p in d.rejected[:10])
@@ -424,7 +435,7 @@ def render_report(run: EvaluationRun, *, generated: datetime | None = None) -> s
         f'<p class="sub">{html.escape(str(d.source))}, label column <code>{html.escape(d.label)}</code>; '
         f"rules {html.escape(d.champion.compiled.version)}; generated {when}</p>"
         f'<p class="summary">{html.escape(summary_text(run))}</p>'
-        f"{_threshold_table(run)}{''.join(figures)}{rejected}"
+        f"{_threshold_table(run)}{''.join(figures)}{challenger}{rejected}"
         '<p class="sub">Scores must be those the leads had before their outcome: a score taken after conversion '
         "includes the sales cycle's own engagement and flatters any model.</p>"
         "</body></html>"

@@ -135,3 +135,8 @@ def test_cli_prints_the_challenger(tmp_path: Path) -> None:
     text = runner.invoke(app, ["evaluate", "--config", str(config), *as_of])
     assert text.exit_code == 0, text.output
     assert "shadow challenger on" in text.output and "split 0.5: champion written for" in text.output
+    page = tmp_path / "report.html"
+    report = runner.invoke(app, ["report", "--config", str(config), "--output", str(page), *as_of])
+    assert report.exit_code == 0, report.output
+    body = page.read_text()
+    assert "<h2>Shadow challenger</h2>" in body and "shadow challenger on" in body and "two-proportion z" in body
