@@ -345,9 +345,7 @@ def _threshold_table(run: EvaluationRun) -> str:
     )
 
 
-def render_report(
-    run: EvaluationRun, *, generated: datetime | None = None, shadow: Sequence[str] | None = None
-) -> str:
+def render_report(run: EvaluationRun, *, generated: datetime | None = None, shadow: Sequence[str] | None = None) -> str:
     """The whole report as one HTML string; ``shadow``: the shadow challenger's comparison, line by line
     (champion vs challenger on the same leads, and with a split each arm's conversion and its test)."""
     ev, d = run.champion, run.data
