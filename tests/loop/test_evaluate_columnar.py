@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Literal
@@ -83,7 +84,11 @@ def test_history_columns_page_like_the_rows(store: StateStore) -> None:
         for lead, at, total, grade, qualified in zip(p.lead_ids, p.at_us, p.totals, p.grades, p.qualified, strict=True)
     ]
     assert cols == rows and len(pages) > 1
-    assert all(p.lead_ids[-1] != q.lead_ids[0] for p, q in zip(pages, pages[1:], strict=False))  # whole leads
+    assert all(p.lead_ids[-1] != q.lead_ids[0] for p, q in itertools.pairwise(pages))  # whole leads
     converted = {o.lead_id: o.converted_at for page in store.iter_outcomes() for o in page}
-    got = {i: epoch + timedelta(microseconds=at) for ids, ats in store.iter_outcome_columns(5) for i, at in zip(ids, ats)}
+    got = {
+        i: epoch + timedelta(microseconds=at)
+        for ids, ats in store.iter_outcome_columns(5)
+        for i, at in zip(ids, ats, strict=True)
+    }
     assert got == converted
