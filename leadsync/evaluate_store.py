@@ -32,6 +32,7 @@ from scoring import Activity, CompiledRules, Lead
 from scoring.evaluation import Comparison, auc_score, compare
 from sync.pipeline import CHALLENGER, activities_from_dicts, written_arm
 from sync.state import HistoryRow, StateStore
+from sync.state.history import HistoryColumns
 
 POSITIVE, NEGATIVE = True, False
 
@@ -167,9 +168,171 @@ def label_from_store(
 ) -> StoreLabels:
     """Label every cached lead from the outcomes and take its score as of its moment from the history.
 
-    Streams the history (one lead's rows at a time); holds one anchor per lead and the evaluated arrays.
+    Columnar (issue 10: a million leads in seconds): history, outcomes and anchors are read as plain columns,
+    each page of whole leads is labelled with numpy; equals :func:`label_from_rows` (tested). Holds one anchor
+    per cached lead, one page of history and the evaluated arrays.
     With ``backfill``, leads without a history row before their moment are kept (``labels.backfilled``)
-    for :func:`backfill_scores` instead of being left out.
+    for :func:`backfill_scores` instead of being left out (through the row path).
+    """
+    if backfill:  # an explicit one-off: the row path, which keeps the leads to rescore (labels.backfilled)
+        return label_from_rows(store, mapping, settings, now=now, arm=arm, backfill=True)
+    converted: dict[str, int] = {}
+    for ids, at in store.iter_outcome_columns():
+        converted.update(zip(ids, at, strict=True))
+    labeler = _Columnar(settings, now, converted)
+    created = settings.window_from == "created"
+    anchors = _Anchors.read(store, mapping) if created else None
+    for page in store.iter_history_columns(arm=arm):
+        labeler.add_page(page, anchors)
+    if anchors is not None:
+        unseen = ~anchors.seen  # cached but never scored
+        ids = [lead for lead, seen in zip(anchors.position, anchors.seen.tolist(), strict=True) if not seen]
+        labeler.add_unscored(ids, anchors.us[unseen], anchors.ok[unseen])
+    return labeler.finish()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def _to_us(value: datetime) -> int:
+    return (value - _EPOCH) // _US
+
+
+def _from_us(values: np.ndarray) -> list[datetime]:
+    return [_EPOCH + timedelta(microseconds=v) for v in values.tolist()]
+
+
+@dataclass
+class _Anchors:
+    """Each cached lead's creation date as microseconds (``ok`` False: none usable), by position of its id."""
+
+    position: dict[str, int]
+    us: np.ndarray
+    ok: np.ndarray
+    seen: np.ndarray
+
+    @classmethod
+    def read(cls, store: StateStore, mapping: LeadMapping) -> _Anchors:
+        position: dict[str, int] = {}
+        us: list[int] = []
+        spec = mapping.fields.get("created_at")
+        if spec is not None:
+            for page in store.iter_lead_values(spec.property, chunk_size=100_000):
+                for lead_id, raw in page:
+                    anchor = _created(mapping, lead_id, raw)
+                    position[lead_id] = len(us)
+                    us.append(_MISSING if anchor is None else _to_us(anchor))
+        values = np.array(us, dtype=np.int64)
+        return cls(position, values, values != _MISSING, np.zeros(len(values), dtype=np.bool_))
+
+
+_MISSING = np.iinfo(np.int64).min
+
+
+class _Columnar:
+    """:class:`_Labeler`'s rules on arrays: one call per page of whole leads instead of one per lead."""
+
+    def __init__(self, settings: OutcomesConfig, now: datetime, converted: dict[str, int]) -> None:
+        self.window = timedelta(days=settings.window_days) // _US
+        self.lead_time = timedelta(days=settings.lead_time_days) // _US
+        self.now = _to_us(now)
+        self.converted = converted
+        self.labels = StoreLabels()
+        self.oldest: int | None = None
+        self.parts: list[tuple[np.ndarray, ...]] = []
+
+    def _judge(self, anchor: np.ndarray, ok: np.ndarray, conv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Which leads are judged (the rest counted), their label and the moment they are judged at."""
+        out = self.labels
+        out.leads += len(anchor)
+        out.no_anchor += int((~ok).sum())
+        if ok.any():
+            oldest = int(anchor[ok].min())
+            self.oldest = oldest if self.oldest is None else min(self.oldest, oldest)
+        has = ok & (conv != _MISSING)
+        closes = np.where(ok, anchor, 0) + self.window
+        before = has & (conv < anchor)
+        positive = has & ~before & (conv <= closes)
+        rest = ok & ~before & ~positive
+        pending = rest & (closes > self.now)
+        out.converted_before_anchor += int(before.sum())
+        out.pending += int(pending.sum())
+        judged = positive | (rest & ~pending)
+        moment = np.where(positive, conv, closes) - self.lead_time
+        return judged, positive, moment
+
+    def _conv(self, lead_ids: list[str]) -> np.ndarray:
+        get = self.converted.get
+        return np.array([get(i, _MISSING) for i in lead_ids], dtype=np.int64)
+
+    def add_page(self, page: HistoryColumns, anchors: _Anchors | None) -> None:
+        ids = np.array(page.lead_ids, dtype=object)
+        at = np.array(page.at_us, dtype=np.int64)
+        starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+        lengths = np.diff(np.append(starts, len(ids)))
+        leads = ids[starts].tolist()
+        if anchors is None:  # window_from: first_scored
+            keep = np.ones(len(starts), dtype=np.bool_)
+            anchor, ok = at[starts], keep
+        else:  # only cached leads count (history of a lead no longer cached is skipped)
+            found = np.array([anchors.position.get(i, -1) for i in leads], dtype=np.int64)
+            keep = found >= 0
+            anchors.seen[found[keep]] = True
+            anchor, ok = anchors.us[found[keep]], anchors.ok[found[keep]]
+        rows = np.flatnonzero(np.repeat(keep, lengths))
+        starts, lengths = starts[keep], lengths[keep]
+        kept = [lead for lead, k in zip(leads, keep.tolist(), strict=True) if k]
+        judged, positive, moment = self._judge(anchor, ok, self._conv(kept))
+        # the last row at or before the moment (rows are in time order within a lead): count the prefix
+        before = (at[rows] <= np.repeat(moment, lengths)).astype(np.int64)
+        counts = np.add.reduceat(before, np.cumsum(lengths) - lengths) if len(rows) else before
+        found_row = judged & (counts > 0)
+        self.labels.no_history += int((judged & ~found_row).sum())
+        pick = (starts + counts - 1)[found_row]
+        self.parts.append(
+            (
+                np.array(kept, dtype=object)[found_row],
+                positive[found_row],
+                moment[found_row],
+                anchor[found_row],
+                np.array(page.totals, dtype=np.int64)[pick],
+                np.array(page.grades, dtype=object)[pick],
+            )
+        )
+
+    def add_unscored(self, lead_ids: list[str], anchor: np.ndarray, ok: np.ndarray) -> None:
+        """Cached leads without history: counted; the judged ones have no score before their moment."""
+        judged, _, _ = self._judge(anchor, ok, self._conv(lead_ids))
+        self.labels.no_history += int(judged.sum())
+
+    def finish(self) -> StoreLabels:
+        out = self.labels
+        if self.parts:
+            ids, positive, moment, anchor, totals, grades = (np.concatenate(c) for c in zip(*self.parts, strict=True))
+            out.lead_ids = ids.tolist()
+            out.outcomes = positive.tolist()
+            out.moments = _from_us(moment)
+            out.anchors = _from_us(anchor)
+            out.scores = totals.tolist()
+            out.grades = grades.tolist()
+        if self.oldest is not None:
+            out.oldest_anchor = _EPOCH + timedelta(microseconds=self.oldest)
+        return out
+
+
+def label_from_rows(
+    store: StateStore,
+    mapping: LeadMapping,
+    settings: OutcomesConfig,
+    *,
+    now: datetime,
+    arm: str = "champion",
+    backfill: bool = False,
+) -> StoreLabels:
+    """The row-at-a-time labelling :func:`label_from_store` vectorises: the reference its result must equal.
+
+    Builds a :class:`HistoryRow` per history row: clear, but about 70 s for a million leads.
     """
     outcomes = {o.lead_id: o.converted_at for page in store.iter_outcomes() for o in page}
     labeler = _Labeler(settings, now, outcomes, backfill)

@@ -7,15 +7,40 @@ engagement of the sales cycle itself. Rows are only appended, never updated.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import BigInteger, ColumnElement, Connection, Integer, cast, func, select
 
 from sync.state.engine import Database, aware, chunks, unique
 from sync.state.records import HistoryRow, from_row
 from sync.state.schema import ARMS, t_score_history
 
 _KEY = ("total", "grade", "qualified")
+
+
+class HistoryColumns(NamedTuple):
+    """One page of history as columns (tuples of plain values): what a vectorised reader needs, no row objects."""
+
+    lead_ids: Sequence[str]
+    #: microseconds since 1970-01-01 UTC
+    at_us: Sequence[int]
+    totals: Sequence[int]
+    grades: Sequence[str]
+    qualified: Sequence[bool]
+    arms: Sequence[str]
+
+
+def epoch_us(column: ColumnElement[Any], dialect: str) -> ColumnElement[int]:
+    """A UTCDateTime column as integer microseconds since the epoch, computed by the database.
+
+    Decoding a million timestamps into aware ``datetime`` objects in Python costs seconds; an integer is exact
+    (SQLite keeps UTC text ``YYYY-MM-DD HH:MM:SS.ffffff``; PostgreSQL's ``extract`` is numeric since 14).
+    """
+    if dialect == "sqlite":
+        seconds = cast(func.strftime("%s", column), Integer)
+        micros = cast(func.substr(column, 21, 6), Integer)  # '' (no fraction) casts to 0
+        return seconds * 1_000_000 + micros
+    return cast(func.round(func.extract("epoch", column) * 1_000_000), BigInteger)
 
 
 def _same(a: HistoryRow, b: HistoryRow) -> bool:
@@ -118,6 +143,38 @@ class ScoreHistory(Database):
             if page:
                 yield page
             if upto is None or not page:
+                return
+            last = upto
+
+    def iter_history_columns(self, *, arm: str | None = None, chunk_size: int = 200_000) -> Iterator[HistoryColumns]:
+        """Like :meth:`iter_history` (same order, whole leads per page) but as plain columns, timestamps as
+        integer microseconds: evaluation of a million leads reads their history without a row object each.
+        """
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1")
+        h = t_score_history
+        at = epoch_us(h.c.at, self._dialect)
+        last: str | None = None
+        while True:
+            bound = select(h.c.lead_id).order_by(h.c.lead_id).offset(chunk_size - 1).limit(1)
+            query = select(h.c.lead_id, at, h.c.total, h.c.grade, h.c.qualified, h.c.arm).order_by(
+                h.c.lead_id, h.c.at, h.c.id
+            )
+            if arm is not None:
+                bound = bound.where(h.c.arm == arm)
+                query = query.where(h.c.arm == arm)
+            if last is not None:
+                bound = bound.where(h.c.lead_id > last)
+                query = query.where(h.c.lead_id > last)
+            with self._begin(write=False) as conn:
+                upto = conn.execute(bound).scalar()
+                if upto is not None:
+                    query = query.where(h.c.lead_id <= upto)
+                rows = conn.execute(query).fetchall()
+            if rows:
+                ids, ats, totals, grades, qualified, arms = zip(*rows, strict=True)
+                yield HistoryColumns(ids, ats, totals, grades, tuple(map(bool, qualified)), arms)
+            if upto is None or not rows:
                 return
             last = upto
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from sqlalchemy import Connection, func, select
 
 from sync.state.engine import Database, aware, chunks, unique
+from sync.state.history import epoch_us
 from sync.state.records import StoredOutcome, from_row
 from sync.state.schema import t_outcomes
 
@@ -79,6 +80,24 @@ class Outcomes(Database):
             if len(page) < chunk_size:
                 return
             last = page[-1].lead_id
+
+    def iter_outcome_columns(self, chunk_size: int = 200_000) -> Iterator[tuple[Sequence[str], Sequence[int]]]:
+        """(lead ids, converted_at as integer microseconds since the epoch) pages, ordered by lead id."""
+        o = t_outcomes
+        last: str | None = None
+        while True:
+            query = select(o.c.lead_id, epoch_us(o.c.converted_at, self._dialect)).order_by(o.c.lead_id)
+            if last is not None:
+                query = query.where(o.c.lead_id > last)
+            with self._begin(write=False) as conn:
+                rows = conn.execute(query.limit(chunk_size)).fetchall()
+            if not rows:
+                return
+            ids, at = zip(*rows, strict=True)
+            yield ids, at
+            if len(rows) < chunk_size:
+                return
+            last = ids[-1]
 
     def count_outcomes(self) -> int:
         with self._begin(write=False) as conn:
