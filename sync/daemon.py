@@ -512,6 +512,12 @@ class Daemon:
         self.metrics.last_success.labels(spec.name).set(time.time())
         self.metrics.write_failures.labels(crm).inc(summary.write_failures)
         self.metrics.workflows_triggered.labels(crm).inc(summary.workflows_triggered)
+        for reason, count in (
+            ("no_id", summary.bad_records),
+            ("bad_value", summary.bad_values),
+            ("value_truncated", summary.values_truncated),
+        ):
+            self.metrics.records_refused.labels(crm, reason).inc(count)
         # writes retried from earlier passes are in the summary but not in the progress events
         extra = summary.leads_written - self._pass_counts.get("written", 0)
         if extra > 0:

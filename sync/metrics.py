@@ -97,6 +97,13 @@ class SyncMetrics:
         self.write_failures = Counter(
             "leadsync_write_failures", "Per-record write failures reported by the CRM", ["crm"], registry=r
         )
+        self.records_refused = Counter(
+            "leadsync_records_refused",
+            "Records or values refused or cut: no_id (a record without a usable id, never scored or written), "
+            "bad_value (a value the mapping could not read), value_truncated (a cached value cut to the bound)",
+            ["crm", "reason"],
+            registry=r,
+        )
         self.workflows_triggered = Counter(
             "leadsync_workflows_triggered", "Workflow triggers delivered (once per qualification)", ["crm"], registry=r
         )

@@ -36,6 +36,7 @@ REQUIRED_METRICS = {
     "leadsync_leads_written",
     "leadsync_write_failures",
     "leadsync_workflows_triggered",
+    "leadsync_records_refused",
     "leadsync_api_calls",
     "leadsync_api_throttled",
     "leadsync_rate_limit_headroom_ratio",
@@ -74,6 +75,7 @@ def test_health_metrics_logs_status_and_no_secret_anywhere(hubspot_sandbox_facto
         samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
         assert samples[("leadsync_leads_read_total", (("crm", "hubspot"),))] >= 150
         assert samples[("leadsync_leads_written_total", (("crm", "hubspot"),))] == 150
+        assert samples[("leadsync_records_refused_total", (("crm", "hubspot"), ("reason", "no_id")))] == 0
         assert samples[("leadsync_runs_total", (("job", "sync"), ("status", "ok")))] >= 1
         assert samples[("leadsync_lease_held", (("lease", "sync:hubspot:contacts"),))] == 1
         assert 0 <= samples[("leadsync_rate_limit_headroom_ratio", (("crm", "hubspot"),))] <= 1
