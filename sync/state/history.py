@@ -119,47 +119,31 @@ class ScoreHistory(Database):
         short transaction each: memory stays bounded and no page rescans the table (a keyset condition on
         (lead, at, id) would, on SQLite). A page may exceed ``chunk_size`` rows by one lead's rows.
         """
-        if chunk_size < 1:
-            raise ValueError("chunk_size must be >= 1")
         h = t_score_history
-        last: str | None = None
-        while True:
-            bound = select(h.c.lead_id).order_by(h.c.lead_id).offset(chunk_size - 1).limit(1)
-            query = select(h).order_by(h.c.lead_id, h.c.at, h.c.id)
-            if arm is not None:
-                bound = bound.where(h.c.arm == arm)
-                query = query.where(h.c.arm == arm)
-            if last is not None:
-                bound = bound.where(h.c.lead_id > last)
-                query = query.where(h.c.lead_id > last)
-            with self._begin(write=False) as conn:
-                upto = conn.execute(bound).scalar()
-                if upto is not None:
-                    query = query.where(h.c.lead_id <= upto)
-                page = [
-                    HistoryRow(r.lead_id, r.at, r.total, r.grade, bool(r.qualified), r.rules_version, r.arm)
-                    for r in conn.execute(query)
-                ]
-            if page:
-                yield page
-            if upto is None or not page:
-                return
-            last = upto
+        for rows in self._history_pages(list(h.c), arm, chunk_size):
+            yield [
+                HistoryRow(r.lead_id, r.at, r.total, r.grade, bool(r.qualified), r.rules_version, r.arm) for r in rows
+            ]
 
     def iter_history_columns(self, *, arm: str | None = None, chunk_size: int = 200_000) -> Iterator[HistoryColumns]:
         """Like :meth:`iter_history` (same order, whole leads per page) but as plain columns, timestamps as
         integer microseconds: evaluation of a million leads reads their history without a row object each.
         """
+        h = t_score_history
+        columns = [h.c.lead_id, epoch_us(h.c.at, self._dialect), h.c.total, h.c.grade, h.c.qualified, h.c.arm]
+        for rows in self._history_pages(columns, arm, chunk_size):
+            ids, ats, totals, grades, qualified, arms = zip(*rows, strict=True)
+            yield HistoryColumns(ids, ats, totals, grades, tuple(map(bool, qualified)), arms)
+
+    def _history_pages(self, columns: list[Any], arm: str | None, chunk_size: int) -> Iterator[Sequence[Any]]:
+        """The paging both readers share: ranges of whole leads in (lead, at, id) order, non-empty pages only."""
         if chunk_size < 1:
             raise ValueError("chunk_size must be >= 1")
         h = t_score_history
-        at = epoch_us(h.c.at, self._dialect)
         last: str | None = None
         while True:
             bound = select(h.c.lead_id).order_by(h.c.lead_id).offset(chunk_size - 1).limit(1)
-            query = select(h.c.lead_id, at, h.c.total, h.c.grade, h.c.qualified, h.c.arm).order_by(
-                h.c.lead_id, h.c.at, h.c.id
-            )
+            query = select(*columns).order_by(h.c.lead_id, h.c.at, h.c.id)
             if arm is not None:
                 bound = bound.where(h.c.arm == arm)
                 query = query.where(h.c.arm == arm)
@@ -172,8 +156,7 @@ class ScoreHistory(Database):
                     query = query.where(h.c.lead_id <= upto)
                 rows = conn.execute(query).fetchall()
             if rows:
-                ids, ats, totals, grades, qualified, arms = zip(*rows, strict=True)
-                yield HistoryColumns(ids, ats, totals, grades, tuple(map(bool, qualified)), arms)
+                yield rows
             if upto is None or not rows:
                 return
             last = upto
