@@ -5,31 +5,44 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from connectors.sandbox.hubspot import HubSpotSandboxServer, start_hubspot_sandbox
+from connectors.sandbox.salesforce import SalesforceSandboxServer, start_salesforce_sandbox
 from tests._pg import pg_url  # noqa: F401 (fixture shared by every test package)
+
+T = TypeVar("T")
 
 #: fixed anchor for synthetic data, so that fixture portals are identical on every run
 SANDBOX_NOW = datetime(2025, 3, 1, tzinfo=UTC)
 
 
-@pytest.fixture
-def hubspot_sandbox_factory() -> Iterator[Callable[..., HubSpotSandboxServer]]:
-    """Start HubSpot sandboxes with any options of ``start_hubspot_sandbox``; all are stopped afterwards."""
-    started: list[HubSpotSandboxServer] = []
+def _started(start: Callable[..., T], **defaults: Any) -> Iterator[Callable[..., T]]:
+    """A factory fixture's body: start servers with ``defaults`` overridable per call; stop all afterwards."""
+    started: list[Any] = []
 
-    def start(**options: Any) -> HubSpotSandboxServer:
-        options.setdefault("now", SANDBOX_NOW)
-        server = start_hubspot_sandbox(**options)
+    def run(**options: Any) -> T:
+        server = start(**(defaults | options))
         started.append(server)
         return server
 
-    yield start
+    yield run
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def hubspot_sandbox_factory() -> Iterator[Callable[..., HubSpotSandboxServer]]:
+    """Start HubSpot sandboxes with any options of ``start_hubspot_sandbox``; all are stopped afterwards."""
+    yield from _started(start_hubspot_sandbox, now=SANDBOX_NOW)
+
+
+@pytest.fixture
+def salesforce_sandbox_factory() -> Iterator[Callable[..., SalesforceSandboxServer]]:
+    """Start Salesforce sandboxes with any options of ``start_salesforce_sandbox``; all are stopped afterwards."""
+    yield from _started(start_salesforce_sandbox)
 
 
 @pytest.fixture

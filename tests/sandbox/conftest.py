@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from simple_salesforce.api import Salesforce
@@ -17,19 +17,9 @@ from tests.sandbox._salesforce import Factory, _client
 
 
 @pytest.fixture
-def sf_factory() -> Iterator[Factory]:
-    """Start Salesforce sandboxes with any options of ``start_salesforce_sandbox``; all stop afterwards."""
-    started: list[SalesforceSandboxServer] = []
-
-    def start(**options: Any) -> SalesforceSandboxServer:
-        options.setdefault("now", SANDBOX_NOW)
-        server = start_salesforce_sandbox(**options)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+def sf_factory(salesforce_sandbox_factory: Factory) -> Factory:
+    """Salesforce sandboxes anchored at ``SANDBOX_NOW`` unless a test says otherwise."""
+    return functools.partial(salesforce_sandbox_factory, now=SANDBOX_NOW)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from connectors.errors import MalformedResponse, RetriableError
 from connectors.salesforce import _bulk_rows
 from connectors.sandbox._server import GATEWAY_PAGE
 from connectors.sandbox.hubspot import HubSpotSandboxServer
-from connectors.sandbox.salesforce import SalesforceSandboxServer, start_salesforce_sandbox
+from connectors.sandbox.salesforce import SalesforceSandboxServer
 from sync.pipeline import SyncPipeline
 from sync.state import StateStore
 from tests.sync.test_hubspot_robustness import pipeline_for
@@ -210,16 +210,8 @@ BULK_RESULTS = "GET /services/data/v{version}/jobs/query/{job_id}/results"
 
 
 @pytest.fixture
-def sf_orgs() -> Iterator[SfFactory]:
-    started: list[SalesforceSandboxServer] = []
-
-    def start(**options: Any) -> SalesforceSandboxServer:
-        started.append(start_salesforce_sandbox(**options))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.stop()
+def sf_orgs(salesforce_sandbox_factory: SfFactory) -> SfFactory:
+    return salesforce_sandbox_factory
 
 
 @pytest.fixture

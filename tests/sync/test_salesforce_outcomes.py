@@ -3,9 +3,10 @@ an OpportunityContactRole), the number of queries, and a bad page retried."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from connectors._salesforce_auth import SalesforceAuth
 from connectors.base import OutcomeSpec, RawRecord, Window
 from connectors.salesforce import OUTCOME_ID_CHUNK, SalesforceConnector
-from connectors.sandbox.salesforce import SalesforceSandboxServer, start_salesforce_sandbox
+from connectors.sandbox.salesforce import SalesforceSandboxServer
 from connectors.sandbox.synthetic import iter_people
 
 Factory = Callable[..., SalesforceSandboxServer]
@@ -26,16 +27,8 @@ BOTH = OutcomeSpec(lifecycle_stage=None, closed_won=True, converted_lead=True)
 
 
 @pytest.fixture
-def sf_factory() -> Iterator[Factory]:
-    started: list[SalesforceSandboxServer] = []
-
-    def start(**options: Any) -> SalesforceSandboxServer:
-        started.append(start_salesforce_sandbox(now=ANCHOR, **options))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.stop()
+def sf_factory(salesforce_sandbox_factory: Factory) -> Factory:
+    return functools.partial(salesforce_sandbox_factory, now=ANCHOR)
 
 
 def connector(server: SalesforceSandboxServer, **options: Any) -> SalesforceConnector:

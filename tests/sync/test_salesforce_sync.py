@@ -22,7 +22,7 @@ from connectors._salesforce_auth import SalesforceAuth
 from connectors.base import RecordUpdate, Window
 from connectors.errors import AuthError, BudgetExhausted, FatalError, RequestRejected, RetriableError
 from connectors.salesforce import SalesforceConnector, map_error
-from connectors.sandbox.salesforce import SalesforceSandboxServer, start_salesforce_sandbox
+from connectors.sandbox.salesforce import SalesforceSandboxServer
 from leadsync.app import build_app
 from leadsync.config import parse_config
 from sync.pipeline import SyncPipeline
@@ -44,17 +44,8 @@ QUERY = "GET /services/data/v{version}/query"
 
 
 @pytest.fixture
-def sf_factory() -> Iterator[Factory]:
-    started: list[SalesforceSandboxServer] = []
-
-    def start(**options: Any) -> SalesforceSandboxServer:
-        server = start_salesforce_sandbox(**options)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+def sf_factory(salesforce_sandbox_factory: Factory) -> Factory:
+    return salesforce_sandbox_factory
 
 
 def sf_config(server: SalesforceSandboxServer, state: str, **salesforce: Any) -> dict[str, Any]:
