@@ -347,8 +347,8 @@ def explain(
         highlight=False,
     )
     out.print(
-        f"fit {data['fit']} + engagement {data['engagement']} + penalties {data['penalties']}; "
-        f"rules {data['rules_version']}",
+        f"fit {data['fit']} + engagement {data['engagement']} + penalties {data['penalties']} "
+        f"= {data['points']:g} points; rules {data['rules_version']}",
         highlight=False,
     )
     if data["last_synced_score"] is not None and data["last_synced_score"] != data["score"]:
@@ -722,6 +722,14 @@ BackfillOption = Annotated[
         "(labelled in the output; cached attribute values and CRM-kept counters are today's).",
     ),
 ]
+RankByOption = Annotated[
+    str,
+    typer.Option(
+        "--rank-by",
+        help="Rank leads by `score` (0..100, what the CRM shows) or `points` (the unclamped total, which keeps "
+        "apart the leads that all score 0).",
+    ),
+]
 AsOfOption = Annotated[
     datetime | None,
     typer.Option("--as-of", help="When the CSV's columns were taken (decay is computed from it; default now)."),
@@ -772,22 +780,25 @@ def _labeled_run(
     as_of: datetime | None,
     report: bool = False,
     backfill: bool = False,
+    rank_by: str = "score",
 ) -> Any:
     """Score the labeled CSV with the configured (and candidate) rules and evaluate; bad input exits 2.
 
     Without ``--input``: the state store's outcomes and score history (:mod:`leadsync.evaluate_store`).
     """
     from leadsync.app import load_csv_scoring
-    from leadsync.evaluate_cmd import InputError, load_candidate, load_labeled, run_evaluation
+    from leadsync.evaluate_cmd import RANK_BY, InputError, load_candidate, load_labeled, run_evaluation
     from scoring.evaluation import parse_objective
 
+    if rank_by not in RANK_BY:
+        fail(f"--rank-by: expected one of {', '.join(RANK_BY)}, got {rank_by!r}", 2)
     if input_path is None:
         from leadsync.evaluate_store import evaluate_configured
 
         try:
             parse_objective(objective)
             return evaluate_configured(
-                config, rules, objective, now=_as_of(as_of), contributions=report, backfill=backfill
+                config, rules, objective, now=_as_of(as_of), contributions=report, backfill=backfill, rank_by=rank_by
             )
         except InputError as exc:
             fail(str(exc), 2)
@@ -810,7 +821,7 @@ def _labeled_run(
             now=now,
             on_problem=lambda p: err.print(f"[yellow]skipped[/] {input_path}: {p}", highlight=False),
         )
-        return run_evaluation(data, objective)
+        return run_evaluation(data, objective, rank_by=rank_by)
     except InputError as exc:
         fail(str(exc), 2)
 
@@ -826,10 +837,13 @@ def evaluate(
     as_of: AsOfOption = None,
     as_json: JsonOption = False,
     backfill: BackfillOption = False,
+    rank_by: RankByOption = "score",
 ) -> None:
     """Scores vs outcomes: AUC, lift by grade and decile, a recommended MQL threshold, champion vs candidate."""
     with clean_errors():
-        result = _labeled_run(input_path, label, config, rules, objective, date, as_of, backfill=backfill)
+        result = _labeled_run(
+            input_path, label, config, rules, objective, date, as_of, backfill=backfill, rank_by=rank_by
+        )
     data = result.as_dict()
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
@@ -847,6 +861,7 @@ def evaluate(
         f"{ev.positives} converted ({ev.base_rate:.1%})",
         highlight=False,
     )
+    out.print(_ranked_by(rank_by, input_path is None), highlight=False)
     out.print(f"AUC {auc.value:.3f} (95% CI {auc.ci_low:.3f} to {auc.ci_high:.3f})", highlight=False)
     for title, rows in (("by grade", ev.grades), ("by score decile", ev.deciles)):
         table = Table(
@@ -883,6 +898,16 @@ def evaluate(
         out.print(line, highlight=False)
 
 
+def _ranked_by(rank_by: str, from_store: bool) -> str:
+    """The line saying what the evaluation ranks leads by."""
+    if rank_by == "score":
+        return "ranked by score (0..100, as the CRM shows it; --rank-by points for the unclamped total)"
+    note = "; the history keeps scores only, so points are rescored from the cache as of each lead's moment"
+    return "ranked by points (the unclamped total after part caps; thresholds and groups are in points)" + (
+        note if from_store else ""
+    )
+
+
 @app.command()
 def report(
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")],
@@ -894,13 +919,16 @@ def report(
     date: DateOption = None,
     as_of: AsOfOption = None,
     backfill: BackfillOption = False,
+    rank_by: RankByOption = "score",
 ) -> None:
     """One self-contained HTML report (opens offline): distributions, lift, ROC, thresholds, rules, drift."""
     from leadsync.report import render_report
     from leadsync.scorefile import ScoreFileError, open_output
 
     with clean_errors():
-        result = _labeled_run(input_path, label, config, rules, objective, date, as_of, report=True, backfill=backfill)
+        result = _labeled_run(
+            input_path, label, config, rules, objective, date, as_of, report=True, backfill=backfill, rank_by=rank_by
+        )
         shadow: list[str] | None = None
         if input_path is None:
             if result.run is None:

@@ -29,6 +29,8 @@ FALSE = frozenset({"0", "false", "no"})
 #: fewer converters than this and an AUC or a threshold is noise
 MIN_POSITIVES = 30
 CHUNK = 5_000
+#: what ``--rank-by`` may rank leads by: the 0..100 score, or the unclamped points (``Score.points``)
+RANK_BY = ("score", "points")
 
 
 class InputError(Exception):
@@ -44,16 +46,23 @@ class RuleSetScores:
     scores: list[int] = field(default_factory=list)
     grades: list[str] = field(default_factory=list)
     points: dict[str, list[float]] = field(default_factory=dict)
+    #: each lead's ``Score.points`` (the unclamped total), for ``--rank-by points``
+    totals: list[float] = field(default_factory=list)
 
     def add(self, leads: list[Lead], now: datetime) -> None:
         start = len(self.scores)
         for k, score in enumerate(self.compiled.iter_scores(((lead, [], None) for lead in leads), now)):
             self.scores.append(score.total)
             self.grades.append(score.grade)
+            self.totals.append(score.points)
             for hit in score.hits:
                 column = self.points.setdefault(hit.rule, [])
                 column.extend([0.0] * (start + k - len(column)))
                 column.append(hit.points)
+
+    def ranked(self, rank_by: str) -> npt.NDArray[np.float64]:
+        """What the evaluation ranks leads by: the scores (0..100) or the points (unclamped)."""
+        return np.asarray(self.totals if rank_by == "points" else self.scores, dtype=np.float64)
 
     def points_matrix(self) -> tuple[list[str], npt.NDArray[np.float64]]:
         names = [n for n in self.compiled.rule_names if n in self.points] + sorted(
@@ -219,6 +228,8 @@ class EvaluationRun:
     contributions: list[RuleContribution]
     candidate: Evaluation | None = None
     comparison: Comparison | None = None
+    #: ``score`` (0..100, what the CRM shows) or ``points`` (the unclamped total)
+    rank_by: str = "score"
 
     def as_dict(self) -> dict[str, Any]:
         d = self.data
@@ -233,6 +244,7 @@ class EvaluationRun:
             "rules_version": d.champion.compiled.version,
             "configured_threshold": d.champion.compiled.mql_threshold,
             "objective": self.objective,
+            "rank_by": self.rank_by,
             **self.champion.as_dict(),
             "rules": [c.as_dict() for c in self.contributions],
             "candidate": None,
@@ -249,10 +261,14 @@ class EvaluationRun:
         return out
 
 
-def run_evaluation(data: LabeledData, objective: str, *, n_boot: int = 1000, seed: int = 0) -> EvaluationRun:
+def run_evaluation(
+    data: LabeledData, objective: str, *, n_boot: int = 1000, seed: int = 0, rank_by: str = "score"
+) -> EvaluationRun:
+    """``rank_by``: ``score`` or ``points`` (thresholds, deciles and AUC are then in points)."""
+
     def one(scored: RuleSetScores) -> Evaluation:
         return evaluate(
-            np.asarray(scored.scores, dtype=np.float64),
+            scored.ranked(rank_by),
             data.outcomes,
             threshold=scored.compiled.mql_threshold,
             objective=objective,
@@ -265,12 +281,12 @@ def run_evaluation(data: LabeledData, objective: str, *, n_boot: int = 1000, see
     champion = one(data.champion)
     names, matrix = data.champion.points_matrix()
     contributions = rule_contributions(matrix, names, data.outcomes)
-    run = EvaluationRun(data, objective, champion, contributions)
+    run = EvaluationRun(data, objective, champion, contributions, rank_by=rank_by)
     if data.candidate is not None:
         run.candidate = one(data.candidate)
         run.comparison = compare(
-            np.asarray(data.champion.scores, dtype=np.float64),
-            np.asarray(data.candidate.scores, dtype=np.float64),
+            data.champion.ranked(rank_by),
+            data.candidate.ranked(rank_by),
             data.outcomes,
             names=("configured rules", "candidate"),
         )

@@ -384,6 +384,7 @@ def rescore_as_of(
         score = rules.score(lead, activities, moment)
         scored.scores.append(score.total)
         scored.grades.append(score.grade)
+        scored.totals.append(score.points)
         for rule_hit in score.hits:
             column = scored.points.setdefault(rule_hit.rule, [])
             column.extend([0.0] * (k - len(column)))
@@ -627,11 +628,14 @@ def evaluate_store(
     n_boot: int = 1000,
     backfill: bool = False,
     challenger_split: float = 0.0,
+    rank_by: str = "score",
 ) -> StoreEvaluation:
     """Label, take the as-of scores, and evaluate with the same code as the CSV path.
 
     ``backfill``: leads without history before their moment get the champion rescored from the cache as of
     it (a fresh install's past conversions); off by default, and said in the output when used.
+    ``rank_by="points"``: the history keeps scores only, so the champion's points are rescored from the cache
+    as of each lead's moment (as a candidate's are); said in the output.
     """
     now = now or datetime.now(UTC)
     labels = label_from_store(store, mapping, settings, now=now, backfill=backfill)
@@ -641,9 +645,10 @@ def evaluate_store(
     if positives < MIN_POSITIVES or positives == n:
         return StoreEvaluation(labels, settings, now, None, store.where)
     champion = RuleSetScores("champion", rules, scores=labels.scores, grades=labels.grades)
-    if contributions:
+    if contributions or rank_by == "points":
         # the rules' points as of the moment (history keeps totals only); the scores evaluated stay the history's
-        champion.points = rescore_as_of(store, mapping, rules, labels, "champion").points
+        rescored = rescore_as_of(store, mapping, rules, labels, "champion")
+        champion.points, champion.totals = rescored.points, rescored.totals
     challenger = rescore_as_of(store, mapping, candidate, labels, "candidate") if candidate is not None else None
     dates = np.array([np.datetime64(a.astimezone(UTC).replace(tzinfo=None), "s") for a in labels.anchors])
     data = LabeledData(
@@ -658,7 +663,8 @@ def evaluate_store(
         champion=champion,
         candidate=challenger,
     )
-    result = StoreEvaluation(labels, settings, now, run_evaluation(data, objective, n_boot=n_boot), store.where)
+    run = run_evaluation(data, objective, n_boot=n_boot, rank_by=rank_by)
+    result = StoreEvaluation(labels, settings, now, run, store.where)
     result.challenger = compare_challenger(store, labels, challenger_split)
     return result
 
@@ -671,6 +677,7 @@ def evaluate_configured(
     now: datetime | None = None,
     contributions: bool = False,
     backfill: bool = False,
+    rank_by: str = "score",
 ) -> StoreEvaluation:
     """The store path of the CLI: the config's store, mapping, rules and ``outcomes:`` section.
 
@@ -695,6 +702,7 @@ def evaluate_configured(
             now=now,
             backfill=backfill,
             challenger_split=app.config.challenger.split if app.config.challenger is not None else 0.0,
+            rank_by=rank_by,
         )
     finally:
         store.close()

@@ -26,6 +26,7 @@ class Explanation:
             "id": self.lead.id,
             "email": self.lead.email,
             "score": s.total,
+            "points": s.points,  # the unclamped total after part caps (score is it rounded, within 0..100)
             "fit": s.fit,
             "engagement": s.engagement,
             "penalties": s.penalties,
@@ -35,7 +36,15 @@ class Explanation:
             "rules_version": s.rules_version,
             "reasons": s.reasons,
             "hits": [
-                {"rule": h.rule, "part": h.part, "points": h.points, "value": h.value, "count": h.count} for h in s.hits
+                {
+                    "rule": h.rule,
+                    "part": h.part,
+                    "points": h.points,
+                    "value": h.value,
+                    "count": h.count,
+                    "label": h.label,
+                }
+                for h in s.hits
             ],
             "last_synced_score": self.stored_total,
             "last_synced_rules_version": self.stored_rules_version,

@@ -431,7 +431,7 @@ def render_report(run: EvaluationRun, *, generated: datetime | None = None, shad
         f"<title>Is the scoring working? {html.escape(d.source.name)}</title><style>{_CSS}</style></head><body>"
         "<h1>Is the scoring working?</h1>"
         f'<p class="sub">{html.escape(str(d.source))}, label column <code>{html.escape(d.label)}</code>; '
-        f"rules {html.escape(d.champion.compiled.version)}; generated {when}</p>"
+        f"rules {html.escape(d.champion.compiled.version)}; ranked by {html.escape(run.rank_by)}; generated {when}</p>"
         f'<p class="summary">{html.escape(summary_text(run))}</p>'
         f"{_threshold_table(run)}{''.join(figures)}{challenger}{rejected}"
         '<p class="sub">Scores must be those the leads had before their outcome: a score taken after conversion '

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._values import UNIT, as_aware
-from .columns import I64, Bools, LeadBatch
+from .columns import F64, I64, Bools, LeadBatch
 from .compiler import Result
 from .contexts import BatchView
 from .model import QualificationState, Score, TGrade
@@ -157,6 +157,12 @@ class ScoreColumns:
     @property
     def penalties(self) -> I64:
         return _whole_points(self.part_units[2])
+
+    @property
+    def points(self) -> F64:
+        """``Score.points`` of every lead: the unclamped total after part caps."""
+        result: F64 = self.raw_units / UNIT
+        return result
 
     @property
     def grades(self) -> list[TGrade]:

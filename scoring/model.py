@@ -122,7 +122,8 @@ class Score:
 
     ``fit`` and ``engagement`` are >= 0 and ``penalties`` <= 0, each after its part cap and rounded;
     ``raw_total`` is the exact sum of the hits' points before rounding and clamping, and ``total`` is
-    ``raw_total`` rounded (halves up) and clamped to 0..100.
+    ``raw_total`` rounded (halves up) and clamped to 0..100. ``points`` is the same raw total under the name
+    the CSV output, ``explain`` and the cache use: it keeps apart the leads that all score 0 (or 100).
     """
 
     lead_id: str
@@ -140,3 +141,8 @@ class Score:
     priority_tier: str | None = None
     model_version: str | None = None
     raw_total: float = 0.0
+
+    @property
+    def points(self) -> float:
+        """The unclamped total after part caps (fit + engagement + penalties, each capped), unrounded."""
+        return self.raw_total

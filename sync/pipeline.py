@@ -135,6 +135,7 @@ def stored_score(score: Score, now: datetime) -> StoredScore:
         reasons=score.reasons,
         rules_version=score.rules_version,
         scored_at=now,
+        points=score.points,
     )
 
 

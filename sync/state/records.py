@@ -40,6 +40,8 @@ class StoredScore:
     reasons: str
     rules_version: str
     scored_at: datetime
+    #: ``Score.points``, the unclamped total after part caps; None for a row scored before it was kept
+    points: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -123,6 +124,7 @@ t_scores = Table(
     Column("reasons", Text, nullable=False),
     Column("rules_version", String(255), nullable=False),
     Column("scored_at", UTCDateTime, nullable=False),
+    Column("points", Float, nullable=True),  # revision 0004_score_points: Score.points, the unclamped total
 )
 
 

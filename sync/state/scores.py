@@ -39,9 +39,15 @@ class Scores(Database):
                 "reasons": s.reasons,
                 "rules_version": s.rules_version,
                 "scored_at": s.scored_at,
+                # only when known: a score without points leaves the column alone (and stores from before
+                # revision 0004_score_points have none)
+                **({"points": s.points} if s.points is not None else {}),
             }
             for s in by_id.values()
         ]
+        if any("points" in row for row in rows):
+            for row in rows:
+                row.setdefault("points", None)
         ins = self._insert(t_scores)
         stmt = ins.on_conflict_do_update(
             index_elements=[t_scores.c.lead_id],

@@ -50,8 +50,11 @@ def test_explain_by_email_matches_what_was_written(synced: tuple[Path, HubSpotSa
     assert data["reasons"] == row["leadsync_reasons"]
     points = sum(h["points"] for h in data["hits"])
     assert max(0, min(100, round(points))) == data["score"]
+    assert data["points"] == pytest.approx(points)  # the raw total, unclamped
+    assert all(h["label"] for h in data["hits"])
     text = runner.invoke(app, ["explain", contact_id, "--config", str(config)])
     assert text.exit_code == 0 and "rule hits" in text.stdout
+    assert f"= {data['points']:g} points" in text.stdout
 
 
 def test_explain_unknown_lead_is_a_clear_error(synced: tuple[Path, HubSpotSandboxServer]) -> None:

@@ -218,6 +218,7 @@ def test_batch_paths_agree_with_single_scores(
     assert batch.grades == [s.grade for s in expected]
     assert batch.fit.tolist() == [s.fit for s in expected]
     assert batch.penalties.tolist() == [s.penalties for s in expected]
+    assert batch.points.tolist() == [s.points for s in expected]
     assert DEFAULT.score_many(items, NOW, chunk_size=5) == expected
 
 
@@ -398,7 +399,9 @@ def test_random_rules_invariants_and_path_agreement(
         result = score(engine, lead, acts, prev)
         check_invariants(engine, result)
         expected.append(result)
-    assert engine.score_batch(LeadBatch.from_items(items), NOW).scores() == expected
+    columns = engine.score_batch(LeadBatch.from_items(items), NOW)
+    assert columns.scores() == expected
+    assert columns.points.tolist() == [r.points for r in expected]
 
 
 @PROFILE
