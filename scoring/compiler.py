@@ -277,10 +277,11 @@ class CounterRule(_RepeatedRule):
             count = MAX_COUNT if q >= MAX_COUNT else math.floor(q)
             units = self.table.total(count)
         if self.decay is not None:
-            # decays from the anchor date; with no date at all it counts as fully decayed (so that
-            # learning of any engagement date can only raise the score)
+            # decays from the anchor date; with no date at all (a CSV export without date columns) there is
+            # nothing to age from, so the points are kept undecayed rather than silently lost
             anchor = to_micros(self._get_anchor(row))
-            units = 0 if anchor is None else scaled(units * self.decay.factor(age_days(row.now_us, anchor)))
+            if anchor is not None:
+                units = scaled(units * self.decay.factor(age_days(row.now_us, anchor)))
         return self.capped(units), count, display(raw)
 
     def vec(self, cols: BatchView) -> tuple[I64, I64]:
@@ -304,7 +305,7 @@ class CounterRule(_RepeatedRule):
         if self.decay is not None:
             micros, has = cols.lead_column(self.anchor).micros()
             has = has & ok
-            decayed = np.zeros(cols.n, dtype=np.int64)
+            decayed = units.copy()  # no date to age from: undecayed, as on the row path
             if has.any():
                 days = np.maximum(cols.now_us // DAY_US - micros[has] // DAY_US, 0)
                 decayed[has] = scaled_vec(units[has] * self.decay.factors(days))

@@ -21,7 +21,7 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 from pydantic import (
@@ -720,3 +720,32 @@ def effective_half_life(rules: Rules, rule: RuleSpec) -> float | None:
     if rule.kind not in ("event", "counter"):
         return None
     return rule.half_life_days if rule.half_life_days is not None else rules.decay.half_life_days
+
+
+class DecayingRule(NamedTuple):
+    """A counter rule that decays, and the date it ages from (``decay_from``, default ``last_engaged_at``)."""
+
+    rule: str
+    date_attribute: str
+
+
+def decaying_rules(rules: Rules) -> list[DecayingRule]:
+    """The active counter rules that decay, each with the date attribute it ages from.
+
+    On a lead without that date the rule keeps its points undecayed (nothing to age from), so a check of a
+    file without date columns can say so once per rule. Event rules are not listed: an activity always has
+    its timestamp. :func:`date_sources` tells which attributes give the date.
+    """
+    return [
+        DecayingRule(rule.name, rule.decay_from or "last_engaged_at")
+        for _, _, rule in rules.iter_rules()
+        if rule.kind == "counter" and effective_half_life(rules, rule)
+    ]
+
+
+def date_sources(rules: Rules, date_attribute: str) -> tuple[str, ...]:
+    """The lead attributes a date is read from: for the derived ``last_engaged_at``, ``created_at`` and
+    ``activity.timestamp_attributes`` (besides the lead's activities); for any other attribute, itself."""
+    if date_attribute == "last_engaged_at":
+        return ("created_at", *(a for a in rules.activity.timestamp_attributes if a != "created_at"))
+    return (date_attribute,)

@@ -171,6 +171,15 @@ def check_invariants(engine: CompiledRules, result: Score) -> None:
         assert result.qualified_at is None
 
 
+def has_engagement_date(engine: CompiledRules, lead: Lead, acts: list[Activity]) -> bool:
+    """Whether counters have a date to decay from (``last_engaged_at``). Without one they keep their points
+    undecayed, so the first date learned may lower them: the monotonicity below holds once a date is known
+    (``test_decay_without_dates`` shows the exception)."""
+    settings = engine.rules.activity
+    dates = [lead.created_at, *(lead.attributes.get(a) for a in settings.timestamp_attributes)]
+    return any(d is not None for d in dates) or any(a.kind not in settings.ignore_kinds for a in acts)
+
+
 # -- the default rules ---------------------------------------------------------------------------------
 
 
@@ -188,6 +197,7 @@ def test_default_rules_invariants(lead: Lead, acts: list[Activity], previous: Qu
 def test_adding_an_activity_never_lowers_the_score(
     lead: Lead, acts: list[Activity], extra: Activity, position: int
 ) -> None:
+    assume(has_engagement_date(DEFAULT, lead, acts))
     before = score(DEFAULT, lead, acts)
     after = score(DEFAULT, lead, [*acts[:position], extra, *acts[position:]])
     assert after.raw_total >= before.raw_total - 1e-9
@@ -410,6 +420,7 @@ def test_random_rules_monotone_in_activity(
     data: dict[str, Any], lead: Lead, acts: list[Activity], extra: Activity, position: int, more: st.DataObject
 ) -> None:
     engine = compile_rules(load_rules(data))
+    assume(has_engagement_date(engine, lead, acts))
     before = score(engine, lead, acts)
     after = score(engine, lead, [*acts[:position], extra, *acts[position:]])
     assert after.raw_total >= before.raw_total - 1e-9
