@@ -375,7 +375,11 @@ class TableRule(ConditionRule):
     def lookups_vec(self, col: Column) -> I64:
         if self.ranges is not None and not col.has_multi():
             return self.ranges.lookup_vec(col.numbers(), col.missing())
-        return col.map_unique_int(self.lookup)
+        # once per distinct value (a table's attribute repeats a few values: factorizing is C loops)
+        codes, cats = col.codes()
+        table = np.array([self.lookup(c) for c in cats], dtype=np.int64)
+        result: I64 = table[codes] if len(codes) else np.zeros(0, dtype=np.int64)
+        return result
 
     def vec(self, cols: BatchView) -> tuple[I64, I64]:
         units = self.units_arr[self.lookups_vec(cols.lead_column(self.attribute))]
