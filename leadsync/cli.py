@@ -915,3 +915,8 @@ def report(
     except ScoreFileError as exc:
         fail(str(exc), 2)
     err.print(f"wrote {output} ({len(page) // 1024} KiB); open it in any browser", highlight=False)
+
+
+from leadsync.model_cmd import model_app  # noqa: E402 (its commands import this module's helpers lazily)
+
+app.add_typer(model_app, name="model")

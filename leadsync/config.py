@@ -395,6 +395,8 @@ class ScheduleConfig(_Section):
     full_sync: JobScheduleConfig | None = None
     #: re-evaluate the scores against outcomes (leadsync evaluate, logged and exported as gauges)
     evaluate: JobScheduleConfig | None = Field(default_factory=lambda: JobScheduleConfig(every=15 * 86400))
+    #: retrain the predictive model; the new one becomes active only if it beats the active one
+    train: JobScheduleConfig | None = Field(default_factory=lambda: JobScheduleConfig(every=15 * 86400))
 
 
 class OutcomesConfig(_Section):
@@ -425,6 +427,24 @@ class OutcomesConfig(_Section):
         return OutcomeSpec(
             lifecycle_stage=self.lifecycle_stage, closed_won=self.closed_won, converted_lead=self.converted_lead
         )
+
+
+class ModelConfig(_Section):
+    """The predictive model (``leadsync model train``, the daemon's ``schedule.train``; see the README)."""
+
+    #: score with the active model during sync and ``score --input`` (off: rules alone)
+    enabled: bool = True
+    #: labeled leads needed to train (never fewer than 100), and leads of the smaller outcome (never fewer than 20)
+    min_labeled: int = Field(default=100, ge=100)
+    min_minority: int = Field(default=20, ge=20)
+    #: attributes or CSV columns never used as features (e.g. fields sales fills in during the deal)
+    exclude: list[str] = Field(default_factory=list)
+    #: features the leakage guard lets through (known before the outcome despite separating it so well)
+    allow_leaky: list[str] = Field(default_factory=list)
+    #: share of labeled leads held out for the metrics (the latest ones when dates exist)
+    holdout: float = Field(default=0.2, ge=0.1, le=0.5)
+    #: most values a categorical keeps (the rest share one "other" value)
+    max_categories: int = Field(default=60, ge=2, le=250)
 
 
 class ChallengerConfig(_Section):
@@ -470,6 +490,7 @@ class Config(_Section):
     outcomes: OutcomesConfig = Field(default_factory=OutcomesConfig)
     #: a shadow challenger rule set (None: the configured rules only)
     challenger: ChallengerConfig | None = None
+    model: ModelConfig = Field(default_factory=ModelConfig)
 
     #: where this config was read from (for messages)
     _source: str = PrivateAttr(default="<memory>")

@@ -13,9 +13,19 @@ from sqlalchemy import inspect, text
 from sync.state import StateStore, StateStoreError, metadata, normalize_url
 
 #: the newest alembic revision (sync/migrations/versions/)
-HEAD = "0003"
+HEAD = "0005_models"
 TABLES = {
-    "runs", "watermarks", "leads", "scores", "written", "failed_writes", "outbox", "leases", "score_history", "outcomes"
+    "runs",
+    "watermarks",
+    "leads",
+    "scores",
+    "written",
+    "failed_writes",
+    "outbox",
+    "leases",
+    "score_history",
+    "outcomes",
+    "models",
 }
 
 
