@@ -111,6 +111,8 @@ class App:
             recheck_per_pass=self.config.outcomes.recheck_per_pass,
             challenger=self.challenger,
             challenger_split=self.config.challenger.split if self.config.challenger else 0.0,
+            use_model=self.config.model.enabled,
+            model_exclude=self.config.model.exclude,
         )
 
 

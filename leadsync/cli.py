@@ -332,11 +332,19 @@ def explain(
         store = application.store()
         try:
             found = explain_lead(store, application.rules, application.mapping, lead, _now())
+            model = None
+            if found is not None and application.config.model.enabled:
+                from leadsync.model_apply import explain_likelihood
+
+                exclude = application.config.model.exclude
+                model = explain_likelihood(
+                    store, application.rules, application.mapping, found.lead.id, _now(), exclude
+                )
         finally:
             store.close()
     if found is None:
         fail(f"no lead '{lead}' in the local cache (run `leadsync sync --once` first, or check the address)", 1)
-    data = found.as_dict()
+    data = found.as_dict() | {"model": model}
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
         return
@@ -362,6 +370,10 @@ def explain(
         count = f" x{hit['count']}" if hit["count"] > 1 else ""
         table.add_row(hit["part"], hit["rule"], f"{hit['points']:+g}", f"{hit['value']}{count}")
     out.print(table)
+    if model is not None:
+        from leadsync.model_apply import print_factors
+
+        print_factors(out, model)
 
 
 @app.command()
@@ -440,11 +452,13 @@ def score(
     Exit 1 when rows were rejected (each is reported with its line), 2 when the input or output is unusable.
     """
     from leadsync.app import load_csv_scoring
+    from leadsync.model_apply import MODEL_COLUMNS, offline_annotator
     from leadsync.scorefile import ScoreFileError, Terminated, score_csv
 
     to_stdout = output is None or str(output) == "-"
     with clean_errors():
         _, rules, mapping = load_csv_scoring(config)
+        annotate = offline_annotator(config, rules, mapping, _now())  # the active model's columns, if any
         if not input_path.is_file():
             fail(f"--input: {input_path} is not a file", 2)
         try:
@@ -455,6 +469,8 @@ def score(
                 sys.stdout if to_stdout or output is None else output,
                 on_problem=lambda p: err.print(f"[yellow]skipped[/] {input_path}: {p}", highlight=False),
                 max_record_lines=max_record_lines,
+                annotate=annotate,
+                annotated_columns=MODEL_COLUMNS if annotate is not None else (),
             )
         except ScoreFileError as exc:
             fail(str(exc), 2)

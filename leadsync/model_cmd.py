@@ -21,7 +21,8 @@ from typing import Annotated, Any, TypeVar
 import numpy as np
 import typer
 
-from leadsync.config import ConfigError, ModelConfig, StateConfig, interpolate, load_config, load_sections
+from leadsync.config import ConfigError, ModelConfig, load_config
+from leadsync.model_apply import offline_settings
 from mappings import FieldSpec, LeadMapping, MappingError
 from scoring import CompiledRules
 from scoring.predictive import FeatureTable, LeadFeatures, TrainOptions, TrainResult, train_model
@@ -155,13 +156,7 @@ def _offline(config: Path | None) -> tuple[str, CompiledRules, LeadMapping, Mode
     from leadsync.app import load_csv_scoring
 
     source, rules, mapping = load_csv_scoring(config)
-    _, sections = load_sections(config, ("model", "state"))
-    try:
-        settings = ModelConfig.model_validate(sections.get("model") or {})
-        state = interpolate({"state": sections.get("state") or {}}, source)["state"]
-        url = StateConfig.model_validate(state).url
-    except ValueError as exc:
-        raise ConfigError(source, "model", str(exc).splitlines()[-1].strip()) from None
+    settings, url = offline_settings(config)
     return source, rules, mapping, settings, url
 
 

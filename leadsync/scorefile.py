@@ -17,7 +17,7 @@ import signal
 import stat
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -195,8 +195,14 @@ def score_csv(
     now: datetime | None = None,
     on_problem: Callable[[RowProblem], None] | None = None,
     max_record_lines: int = MAX_RECORD_LINES,
+    annotate: Callable[[list[tuple[dict[str, str], Lead]]], list[dict[str, str]]] | None = None,
+    annotated_columns: Sequence[str] = (),
 ) -> ScoreFileResult:
-    """Score every row of ``source``; write input columns + score columns to ``output`` (see ``open_output``)."""
+    """Score every row of ``source``; write input columns + score columns to ``output`` (see ``open_output``).
+
+    ``annotate`` adds ``annotated_columns`` to each chunk of rows (the active model's likelihood); with it,
+    the email column is not required (a model reads every column).
+    """
     if max_record_lines < 1:
         raise ValueError(f"max_record_lines: expected at least 1, got {max_record_lines}")
     now = now or datetime.now(UTC)
@@ -208,22 +214,22 @@ def score_csv(
     with handle:
         lines = _Lines(handle, source, max_record_lines)
         header = _header(source, lines)
-        if mapping.fields["email"].property not in header:
+        if mapping.fields["email"].property not in header and annotate is None:
             raise ScoreFileError(
                 f"{source}: no column '{mapping.fields['email'].property}' for the email "
                 f"(columns: {', '.join(header)}); map it under `csv: fields:` in the config"
             )
-        columns = [*header, *(c for c in OUTPUT_COLUMNS if c not in header)]
+        columns = [*header, *(c for c in (*OUTPUT_COLUMNS, *annotated_columns) if c not in header)]
         records = _records(lines, len(header))
         if isinstance(output, Path):
             with open_output(output) as out:
-                _score_rows(records, header, out, columns, rules, mapping, now, result, on_problem)
+                _score_rows(records, header, out, columns, rules, mapping, now, result, on_problem, annotate)
         elif output is not None:
             sink = _Sink(output, getattr(output, "name", "the output"))
-            _score_rows(records, header, sink, columns, rules, mapping, now, result, on_problem)
+            _score_rows(records, header, sink, columns, rules, mapping, now, result, on_problem, annotate)
             sink.flush()
         else:
-            _score_rows(records, header, None, columns, rules, mapping, now, result, on_problem)
+            _score_rows(records, header, None, columns, rules, mapping, now, result, on_problem, annotate)
     return result
 
 
@@ -370,6 +376,7 @@ def _score_rows(
     now: datetime,
     result: ScoreFileResult,
     on_problem: Callable[[RowProblem], None] | None,
+    annotate: Callable[[list[tuple[dict[str, str], Lead]]], list[dict[str, str]]] | None = None,
 ) -> None:
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore") if out is not None else None
     if writer is not None:
@@ -378,7 +385,8 @@ def _score_rows(
 
     def flush() -> None:
         scores = rules.score_many(((lead, [], None) for _, lead in chunk), now)
-        for (row, _), score in zip(chunk, scores, strict=True):
+        extras = annotate(chunk) if annotate is not None else [{}] * len(chunk)
+        for (row, _), score, extra in zip(chunk, scores, extras, strict=True):
             result.scored += 1
             result.grades[score.grade] = result.grades.get(score.grade, 0) + 1
             result.qualified += score.qualified
@@ -394,6 +402,7 @@ def _score_rows(
                         "qualified": "true" if score.qualified else "false",
                         "reasons": score.reasons,
                     }
+                    | extra
                 )
         chunk.clear()
 

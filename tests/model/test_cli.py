@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,23 @@ def test_train_refuses_bad_input(config: Path, tmp_path: Path, rows: list[dict[s
     args = ["model", "train", "--config", str(config), "--input", str(labeled_as_feature), "--label", "opted_out"]
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "is also the feature 'opted_out'" in result.output
+
+
+def test_score_adds_the_model_columns_once_a_model_is_active(
+    config: Path, tmp_path: Path, rows: list[dict[str, Any]]
+) -> None:
+    scored_path = tmp_path / "new.csv"
+    write_csv(scored_path, rows[2000:2100], INTAKE)  # no email column: the model reads every column
+    before = runner.invoke(app, ["score", "--config", str(config), "--input", str(scored_path)])
+    assert before.exit_code == 2 and "no column 'email'" in before.output  # no model yet: rules need an email
+    intake = write_csv(tmp_path / "intake.csv", rows[:1500], INTAKE + ["converted"])
+    args = ["model", "train", "--config", str(config), "--input", str(intake), "--label", "converted", "--json"]
+    version = json.loads(runner.invoke(app, args).stdout)["version"]
+    out = tmp_path / "scored.csv"
+    result = runner.invoke(app, ["score", "--config", str(config), "--input", str(scored_path), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    scored = list(csv.DictReader(out.open()))
+    assert len(scored) == 100
+    assert all(0 <= int(r["likelihood"]) <= 100 and r["model_version"] == version for r in scored)
+    assert {r["priority"] for r in scored} <= {"very_high", "high", "medium", "low"}
+    assert all(r["likelihood_reasons"].startswith(("+", "-")) for r in scored)
