@@ -924,7 +924,9 @@ def report(
             _say_backfilled(result)
             shadow = result.challenger.summary() if result.challenger is not None else None
             result = result.run
-        page = render_report(result, shadow=shadow)
+        from leadsync.model_apply import active_model_section
+
+        page = render_report(result, shadow=shadow, model=active_model_section(config))
     try:
         with open_output(output) as handle:  # the same output rules as `score`: atomic, links followed
             handle.write(page)

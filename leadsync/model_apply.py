@@ -127,3 +127,18 @@ def print_factors(console: Any, model: dict[str, Any]) -> None:
             for f in rows:
                 table.add_row(f["feature"], f["value"], f"{f['contribution']:+.2f}")
             console.print(table)
+
+
+def active_model_section(config: Path | None) -> str | None:
+    """The report's model section for the config's active model (None: no store or no active model)."""
+    from leadsync.report_model import model_section
+
+    _, url = offline_settings(config)
+    store = _existing_store(url)
+    if store is None:
+        return None
+    try:
+        stored = store.active_model()
+    finally:
+        store.close()
+    return None if stored is None else model_section(stored.version, stored.card)

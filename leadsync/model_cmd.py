@@ -55,7 +55,7 @@ class LabeledCsv:
     date_column: str | None
 
 
-def _options(settings: ModelConfig, allow_leaky: list[str], label: str | None) -> TrainOptions:
+def train_options(settings: ModelConfig, allow_leaky: list[str], label: str | None) -> TrainOptions:
     return TrainOptions(
         min_labeled=settings.min_labeled,
         min_minority=settings.min_minority,
@@ -181,7 +181,7 @@ def train_from_csv(
         data.y,
         dates=data.dates,
         baseline=data.rules_scores,
-        options=_options(settings, allow_leaky, label),
+        options=train_options(settings, allow_leaky, label),
         source="csv",
     )
     result.card.update(
@@ -218,7 +218,7 @@ def train_from_store(config: Path | None, allow_leaky: list[str], now: datetime 
         rows.outcomes,
         dates=rows.anchor_seconds(),
         baseline=rows.rules_scores,
-        options=_options(app.config.model, allow_leaky, None),
+        options=train_options(app.config.model, allow_leaky, None),
         source="store",
     )
     result.card.update(store_card(rows, app.config.outcomes.window_days, app.rules.version))

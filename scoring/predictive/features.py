@@ -179,8 +179,17 @@ def encode(specs: Sequence[FeatureSpec], table: FeatureTable) -> npt.NDArray[np.
         else:
             codes = {c: float(k) for k, c in enumerate(spec.categories)}
             fallback = float(len(spec.categories)) if spec.other else math.nan
-            get = codes.get
-            out[:, j] = [math.nan if (t := _text(v)) is None else get(t, fallback) for v in values]
+            seen: dict[Any, float] = {}  # raw value -> code: the same few values repeat over every row
+            column = []
+            for v in values:
+                code = seen.get(v) if isinstance(v, str | bool | int | None) else None
+                if code is None:
+                    t = _text(v)
+                    code = math.nan if t is None else codes.get(t, fallback)
+                    if isinstance(v, str | bool | int | None) and len(seen) < 100_000:
+                        seen[v] = code
+                column.append(code)
+            out[:, j] = column
     return out
 
 
@@ -188,7 +197,16 @@ def _numeric_column(values: list[Any]) -> npt.NDArray[np.float64]:
     try:  # the bulk path: numbers and None only
         column = np.array(values, dtype=np.float64)
     except (TypeError, ValueError):
-        parsed = (_number(v) for v in values)
-        return np.array([math.nan if x is None else x for x in parsed], dtype=np.float64)
+        seen: dict[Any, float] = {}  # text such as yes/no or "" repeats: read each distinct value once
+        column = []
+        for v in values:
+            x = seen.get(v) if isinstance(v, str) else None
+            if x is None:
+                number = _number(v)
+                x = math.nan if number is None else number
+                if isinstance(v, str) and len(seen) < 100_000:
+                    seen[v] = x
+            column.append(x)
+        return np.array(column, dtype=np.float64)
     column[~np.isfinite(column)] = np.nan
     return column

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from sklearn.metrics import roc_curve
 
 from scoring.evaluation import auc_score
 
@@ -63,9 +64,17 @@ def lift_by_decile(p: F64, y: B) -> list[dict[str, Any]]:
     return rows
 
 
+def roc_points(p: F64, y: B, points: int = 60) -> dict[str, list[float]]:
+    """The ROC curve, thinned to about ``points`` points (for the report's chart)."""
+    fpr, tpr, _ = roc_curve(y, p)
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(points, len(fpr))).round().astype(np.intp))
+    return {"fpr": [round(float(v), 4) for v in fpr[keep]], "tpr": [round(float(v), 4) for v in tpr[keep]]}
+
+
 def quality(p: F64, y: B) -> dict[str, Any]:
     """The model card's holdout metrics."""
     return {
+        "roc": roc_points(p, y),
         "leads": len(y),
         "positives": int(y.sum()),
         "auc": round(auc_score(p, y), 4),

@@ -48,6 +48,14 @@ def test_train_list_show_activate(config: Path, tmp_path: Path, rows: list[dict[
     assert missing.exit_code == 2 and "no model version 'ffff'" in missing.output
     ok = runner.invoke(app, ["model", "activate", card["version"], "--config", str(config)])
     assert ok.exit_code == 0 and card["version"] in ok.output
+    page = tmp_path / "report.html"
+    args = ["report", "--config", str(config), "--input", str(intake), "--label", "converted", "--output", str(page)]
+    reported = runner.invoke(app, args)
+    assert reported.exit_code == 0, reported.output
+    text = page.read_text()
+    assert "<h2>Predictive model</h2>" in text and card["version"] in text
+    for mark in ("mark-model-roc", "mark-calibration", "mark-model-lift", "mark-importance"):
+        assert mark in text
 
 
 def test_train_refuses_bad_input(config: Path, tmp_path: Path, rows: list[dict[str, Any]]) -> None:
@@ -78,7 +86,7 @@ def test_score_adds_the_model_columns_once_a_model_is_active(
     write_csv(scored_path, rows[2000:2100], INTAKE)  # no email column: the model reads every column
     before = runner.invoke(app, ["score", "--config", str(config), "--input", str(scored_path)])
     assert before.exit_code == 2 and "no column 'email'" in before.output  # no model yet: rules need an email
-    intake = write_csv(tmp_path / "intake.csv", rows[:1500], INTAKE + ["converted"])
+    intake = write_csv(tmp_path / "intake.csv", rows[:1500], [*INTAKE, "converted"])
     args = ["model", "train", "--config", str(config), "--input", str(intake), "--label", "converted", "--json"]
     version = json.loads(runner.invoke(app, args).stdout)["version"]
     out = tmp_path / "scored.csv"

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -20,6 +21,9 @@ from connectors.sandbox.hubspot import HubSpotSandboxServer
 from leadsync.app import build_app
 from leadsync.cli import app
 from leadsync.config import parse_config
+from leadsync.model_train import champion_challenger
+from scoring.predictive import FeatureTable, TrainOptions, train_model
+from tests.model.synthetic import INTAKE, labeled_rows
 
 runner = CliRunner()
 
@@ -65,5 +69,40 @@ def test_model_trained_on_synced_history_beats_the_rules(
         assert all(w["leadsync_likelihood_reasons"].count(";") <= 2 for w in values)
         third = built.pipeline(store).run_once(full=True)
         assert third.leads_written == 0, third.as_dict()  # diff-only: nothing changed, nothing sent
+
+        # champion / challenger: the same data gives the same model, which does not beat itself
+        same = champion_challenger(built, store)
+        assert not same["activated"] and same["champion"] == card["version"], same
+        # a champion that knows nothing of this portal (trained on other columns) is beaten on the same holdout
+        rows = labeled_rows(600, seed=2)
+        other = train_model(
+            FeatureTable.from_rows([{c: r[c] for c in INTAKE} for r in rows]),
+            np.array([r["converted"] for r in rows], dtype=bool),
+            options=TrainOptions(search=False),
+        )
+        weak = store.save_model(other.model.to_bytes(), other.card, "csv", activate=True)
+        beaten = champion_challenger(built, store)
+        assert beaten["activated"] and beaten["champion"] == weak, beaten
+        assert beaten["auc"] > beaten["champion_auc"] + 0.1 and store.active_model_version() == beaten["version"]
     finally:
         store.close()
+
+
+def test_scheduled_training_falls_back_to_rules_until_enough_outcomes(tmp_path: Path) -> None:
+    section = {
+        "crm": "hubspot",
+        "hubspot": {"access_token": "t", "base_url": "http://127.0.0.1:9"},
+        "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+    }
+    built = build_app(parse_config(section))
+    store = built.store()
+    try:
+        result = champion_challenger(built, store)
+    finally:
+        store.close()
+    assert result == {
+        "activated": False,
+        "reason": "only 0 labeled leads; training needs at least 100 (rules alone until then); "
+        "scoring stays with the rules alone",
+        "guard": "too_few",
+    }
