@@ -953,7 +953,7 @@ def report(
             result = result.run
         from leadsync.model_apply import active_model_section
 
-        page = render_report(result, shadow=shadow, model=active_model_section(config))
+        page = render_report(result, shadow=shadow, model=active_model_section(labeled.config))
     try:
         with open_output(output) as handle:  # the same output rules as `score`: atomic, links followed
             handle.write(page)

@@ -198,7 +198,7 @@ def _numeric_column(values: list[Any]) -> npt.NDArray[np.float64]:
         column = np.array(values, dtype=np.float64)
     except (TypeError, ValueError):
         seen: dict[Any, float] = {}  # text such as yes/no or "" repeats: read each distinct value once
-        column = []
+        values_out: list[float] = []
         for v in values:
             x = seen.get(v) if isinstance(v, str) else None
             if x is None:
@@ -206,7 +206,7 @@ def _numeric_column(values: list[Any]) -> npt.NDArray[np.float64]:
                 x = math.nan if number is None else number
                 if isinstance(v, str) and len(seen) < 100_000:
                     seen[v] = x
-            column.append(x)
-        return np.array(column, dtype=np.float64)
+            values_out.append(x)
+        return np.array(values_out, dtype=np.float64)
     column[~np.isfinite(column)] = np.nan
     return column
