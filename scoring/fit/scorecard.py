@@ -53,6 +53,8 @@ class FitError(ScoringError):
 class FitOptions:
     max_rules: int = 30
     folds: int = 5
+    #: from this many leads on, 3 folds (each still holds over 16,000 leads; the fit takes 40% less time)
+    large: int = 50_000
     seed: int = 0
     #: L1 penalties per lead (the mean log-loss is traded against penalty x sum of |weights|), strongest first
     penalties: tuple[float, ...] = tuple(float(x) for x in np.logspace(-1.5, -4.0, 8))
@@ -139,7 +141,8 @@ def fit_scorecard(
     y = np.asarray(y, dtype=np.bool_)
     n = len(y)
     smaller = int(min(y.sum(), n - y.sum()))
-    folds = StratifiedKFold(n_splits=max(2, min(options.folds, smaller)), shuffle=True, random_state=options.seed)
+    splits = min(options.folds, 3) if n >= options.large else options.folds
+    folds = StratifiedKFold(n_splits=max(2, min(splits, smaller)), shuffle=True, random_state=options.seed)
     budget = options.budget - reserve
     if budget < 10:
         raise FitError(f"the locked rules can add up to {reserve} points, leaving fewer than 10 of 100 to fit")

@@ -21,7 +21,7 @@ from scoring.fit import Feature, categorical_feature, numeric_feature
 
 LABEL = "Converted"
 POST_SALE = ("Tags", "Lead Quality")
-IDS = ("Prospect ID", "Lead Number")
+IDS = ("Prospect ID", "Lead Number", "email")
 
 
 def _pick(rng: np.random.Generator, values: Sequence[str], probs: Sequence[float], n: int) -> npt.NDArray[np.str_]:
@@ -42,6 +42,7 @@ def generate(n: int, seed: int = 0) -> tuple[list[str], list[list[str]]]:
 
     cols["Prospect ID"] = np.array([f"{a:016x}" for a in rng.integers(0, 2**62, size=n)])
     cols["Lead Number"] = np.array([str(660_000 - i) for i in range(n)])
+    cols["email"] = np.array([f"lead{i}@example{i % 97}.com" for i in range(n)])
     origin = np.where(
         intent + rng.normal(scale=1.2, size=n) > 2.2,
         "Lead Add Form",
