@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import functools
+import inspect
 import json
 import sys
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -51,6 +56,35 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help="Config file (default: $LEADSYNC_CONFIG, else ./leadsync.yaml)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+
+
+def shared_options(options: type[Any]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Commands that take a group of options as one dataclass (``command(options_object, **own_options)``).
+
+    Typer reads a command's options off its signature: the decorated function's lists the command's own
+    options, then the dataclass's fields (typed and documented there), and each call gathers those back into
+    one ``options`` object. One declaration serves every command that shares the group.
+    """
+    hints = typing.get_type_hints(options, include_extras=True)
+    shared = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name], default=f.default)
+        for f in dataclasses.fields(options)
+    ]
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command, eval_str=True)
+        _, *own = signature.parameters.values()  # the first one receives the options object
+        parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared
+
+        @functools.wraps(command)
+        def run_command(**given: Any) -> None:
+            command(options(**{p.name: given.pop(p.name) for p in shared}), **given)
+
+        run_command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        run_command.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
+        return run_command
+
+    return decorate
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -551,20 +585,29 @@ RateLimitOption = Annotated[str | None, typer.Option("--rate-limit", help="e.g. 
 FaultRateOption = Annotated[float, typer.Option("--fault-rate", help="Share of requests that fail (0..1).")]
 
 
+@dataclass(frozen=True)
+class SandboxTraffic:
+    """What both emulators do to the requests they answer: a rate limit and injected faults."""
+
+    rate_limit: RateLimitOption = None
+    fault_rate: FaultRateOption = 0.0
+    fault_kinds: FaultKindsOption = None
+    fault_at: FaultAtOption = None
+
+
 def _run_sandbox(
     serve: Callable[..., None],
     banner: Callable[[Any], list[str]],
+    traffic: SandboxTraffic,
     *,
     port: int,
-    fault_rate: float,
-    fault_kinds: str | None,
-    fault_at: list[str] | None,
     **settings: Any,
 ) -> None:
     """What both emulator commands share: faults checked up front, the banner once listening, clean exits."""
+    fault_rate = traffic.fault_rate
     if not 0 <= fault_rate <= 1:
         fail(f"--fault-rate: expected a share between 0 and 1, got {fault_rate}", 2)
-    kinds, rules = _sandbox_faults(fault_kinds, fault_at)
+    kinds, rules = _sandbox_faults(traffic.fault_kinds, traffic.fault_at)
 
     def ready(server: Any) -> None:
         for rule in rules:
@@ -575,7 +618,7 @@ def _run_sandbox(
         sys.stdout.flush()
 
     try:
-        serve(on_ready=ready, port=port, fault_rate=fault_rate, **kinds, **settings)
+        serve(on_ready=ready, port=port, rate_limit=traffic.rate_limit, fault_rate=fault_rate, **kinds, **settings)
     except ValueError as exc:
         fail(str(exc), 2)
     except OSError as exc:
@@ -583,15 +626,13 @@ def _run_sandbox(
 
 
 @sandbox_app.command("hubspot")
+@shared_options(SandboxTraffic)
 def sandbox_hubspot(
+    traffic: SandboxTraffic,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 8765,
     token: Annotated[str, typer.Option(help="Bearer token the sandbox accepts.")] = "sandbox-token",
     contacts: Annotated[int, typer.Option(help="Synthetic contacts to seed.")] = 1000,
     seed: Annotated[int, typer.Option(help="Same seed, same portal.")] = 0,
-    rate_limit: RateLimitOption = None,
-    fault_rate: FaultRateOption = 0.0,
-    fault_kinds: FaultKindsOption = None,
-    fault_at: FaultAtOption = None,
     index_lag_s: Annotated[float, typer.Option("--index-lag", help="Seconds before search sees a write.")] = 0.0,
 ) -> None:
     """Run the HubSpot emulator in the foreground; prints its base URL and token."""
@@ -607,20 +648,19 @@ def sandbox_hubspot(
     _run_sandbox(
         serve_hubspot_sandbox,
         banner,
+        traffic,
         port=port,
-        fault_rate=fault_rate,
-        fault_kinds=fault_kinds,
-        fault_at=fault_at,
         token=token,
         contacts=contacts,
         seed=seed,
-        rate_limit=rate_limit,
         index_lag_s=index_lag_s,
     )
 
 
 @sandbox_app.command("salesforce")
+@shared_options(SandboxTraffic)
 def sandbox_salesforce(
+    traffic: SandboxTraffic,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 8766,
     token: Annotated[str, typer.Option(help="Access token the sandbox accepts as is.")] = "sandbox-token",
     contacts: Annotated[int, typer.Option(help="Synthetic contacts to seed (with accounts).")] = 400,
@@ -629,10 +669,6 @@ def sandbox_salesforce(
     ca_file: Annotated[
         str | None, typer.Option("--ca-file", help="Write the sandbox CA certificate here (default: a temp file).")
     ] = None,
-    rate_limit: RateLimitOption = None,
-    fault_rate: FaultRateOption = 0.0,
-    fault_kinds: FaultKindsOption = None,
-    fault_at: FaultAtOption = None,
 ) -> None:
     """Run the Salesforce emulator (HTTPS) in the foreground; prints its URL, credentials and CA file."""
     from connectors.sandbox.salesforce import SalesforceSandboxServer, serve_salesforce_sandbox
@@ -651,16 +687,13 @@ def sandbox_salesforce(
     _run_sandbox(
         serve_salesforce_sandbox,
         banner,
+        traffic,
         port=port,
-        fault_rate=fault_rate,
-        fault_kinds=fault_kinds,
-        fault_at=fault_at,
         token=token,
         leads=leads,
         contacts=contacts,
         seed=seed,
         ca_file=ca_file,
-        rate_limit=rate_limit,
     )
 
 
@@ -730,6 +763,20 @@ AsOfOption = Annotated[
 ]
 
 
+@dataclass(frozen=True)
+class LabeledInput:
+    """The options ``evaluate`` and ``report`` share: where the labeled leads come from and how they are judged."""
+
+    input_path: InputOption = None
+    label: LabelOption = None
+    config: ConfigOption = None
+    rules: CandidateOption = None
+    objective: ObjectiveOption = "f1"
+    date: DateOption = None
+    as_of: AsOfOption = None
+    backfill: BackfillOption = False
+
+
 def _as_of(as_of: datetime | None) -> datetime | None:
     return (as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)) if as_of is not None else None
 
@@ -764,17 +811,7 @@ def _say_backfilled(result: Any, console: Any = None) -> None:
         )
 
 
-def _labeled_run(
-    input_path: Path | None,
-    label: str | None,
-    config: Path | None,
-    rules: Path | None,
-    objective: str,
-    date: str | None,
-    as_of: datetime | None,
-    report: bool = False,
-    backfill: bool = False,
-) -> Any:
+def _labeled_run(labeled: LabeledInput, *, report: bool = False) -> Any:
     """Score the labeled CSV with the configured (and candidate) rules and evaluate; bad input exits 2.
 
     Without ``--input``: the state store's outcomes and score history (:mod:`leadsync.evaluate_store`).
@@ -783,32 +820,38 @@ def _labeled_run(
     from leadsync.evaluate_cmd import InputError, load_candidate, load_labeled, run_evaluation
     from scoring.evaluation import parse_objective
 
+    input_path, label, objective = labeled.input_path, labeled.label, labeled.objective
     if input_path is None:
         from leadsync.evaluate_store import evaluate_configured
 
         try:
             parse_objective(objective)
             return evaluate_configured(
-                config, rules, objective, now=_as_of(as_of), contributions=report, backfill=backfill
+                labeled.config,
+                labeled.rules,
+                objective,
+                now=_as_of(labeled.as_of),
+                contributions=report,
+                backfill=labeled.backfill,
             )
         except InputError as exc:
             fail(str(exc), 2)
-    if backfill:
+    if labeled.backfill:
         fail("--backfill applies to the state store (without --input): a labeled CSV has no score history", 2)
     if label is None:
         fail("--input needs --label COL (the column saying who converted)", 2)
     try:
         parse_objective(objective)
-        _, compiled, mapping = load_csv_scoring(config)
-        candidate = load_candidate(rules, mapping) if rules is not None else None
-        now = _as_of(as_of) or _now()
+        _, compiled, mapping = load_csv_scoring(labeled.config)
+        candidate = load_candidate(labeled.rules, mapping) if labeled.rules is not None else None
+        now = _as_of(labeled.as_of) or _now()
         data = load_labeled(
             input_path,
             label,
             compiled,
             mapping,
             candidate=candidate,
-            date_column=date,
+            date_column=labeled.date,
             now=now,
             on_problem=lambda p: err.print(f"[yellow]skipped[/] {input_path}: {p}", highlight=False),
         )
@@ -818,26 +861,17 @@ def _labeled_run(
 
 
 @app.command()
-def evaluate(
-    input_path: InputOption = None,
-    label: LabelOption = None,
-    config: ConfigOption = None,
-    rules: CandidateOption = None,
-    objective: ObjectiveOption = "f1",
-    date: DateOption = None,
-    as_of: AsOfOption = None,
-    as_json: JsonOption = False,
-    backfill: BackfillOption = False,
-) -> None:
+@shared_options(LabeledInput)
+def evaluate(labeled: LabeledInput, as_json: JsonOption = False) -> None:
     """Scores vs outcomes: AUC, lift by grade and decile, a recommended MQL threshold, champion vs candidate."""
     with clean_errors():
-        result = _labeled_run(input_path, label, config, rules, objective, date, as_of, backfill=backfill)
+        result = _labeled_run(labeled)
     data = result.as_dict()
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
         return
     shadow = (data.get("challenger") or {}).get("summary", [])  # store path with `challenger:` configured
-    if input_path is None:
+    if labeled.input_path is None:
         if _print_store_evaluation(result):
             return
         result = result.run
@@ -886,25 +920,18 @@ def evaluate(
 
 
 @app.command()
+@shared_options(LabeledInput)
 def report(
-    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")],
-    input_path: InputOption = None,
-    label: LabelOption = None,
-    config: ConfigOption = None,
-    rules: CandidateOption = None,
-    objective: ObjectiveOption = "f1",
-    date: DateOption = None,
-    as_of: AsOfOption = None,
-    backfill: BackfillOption = False,
+    labeled: LabeledInput, output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")]
 ) -> None:
     """One self-contained HTML report (opens offline): distributions, lift, ROC, thresholds, rules, drift."""
     from leadsync.report import render_report
     from leadsync.scorefile import ScoreFileError, open_output
 
     with clean_errors():
-        result = _labeled_run(input_path, label, config, rules, objective, date, as_of, report=True, backfill=backfill)
+        result = _labeled_run(labeled, report=True)
         shadow: list[str] | None = None
-        if input_path is None:
+        if labeled.input_path is None:
             if result.run is None:
                 fail(f"no report written: {result.message()}", 1)
             _say_backfilled(result)
