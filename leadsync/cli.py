@@ -965,3 +965,7 @@ def report(
 from leadsync.model_cmd import model_app  # noqa: E402 (its commands import this module's helpers lazily)
 
 app.add_typer(model_app, name="model")
+
+from leadsync.rules_cli import rules_app  # noqa: E402  (after the shared helpers it uses)
+
+app.add_typer(rules_app, name="rules")

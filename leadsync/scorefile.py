@@ -125,6 +125,9 @@ class _Record:
     broken: str | None = None  #: why the record is broken, None when it is sound
 
 
+Record = _Record
+
+
 def _records(lines: _Lines, columns: int | None) -> Iterator[_Record]:
     """The CSV records of ``lines``; a broken record is yielded (flagged) once and reading resumes after its first line.
 
@@ -207,20 +210,13 @@ def score_csv(
         raise ValueError(f"max_record_lines: expected at least 1, got {max_record_lines}")
     now = now or datetime.now(UTC)
     result = ScoreFileResult()
-    try:
-        handle = source.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise ScoreFileError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    with handle:
-        lines = _Lines(handle, source, max_record_lines)
-        header = _header(source, lines)
+    with csv_records(source, max_record_lines) as (header, records):
         if mapping.fields["email"].property not in header and annotate is None:
             raise ScoreFileError(
                 f"{source}: no column '{mapping.fields['email'].property}' for the email "
                 f"(columns: {', '.join(header)}); map it under `csv: fields:` in the config"
             )
         columns = [*header, *(c for c in (*OUTPUT_COLUMNS, *annotated_columns) if c not in header)]
-        records = _records(lines, len(header))
         if isinstance(output, Path):
             with open_output(output) as out:
                 _score_rows(records, header, out, columns, rules, mapping, now, result, on_problem, annotate)
@@ -231,6 +227,20 @@ def score_csv(
         else:
             _score_rows(records, header, None, columns, rules, mapping, now, result, on_problem, annotate)
     return result
+
+
+@contextmanager
+def csv_records(source: Path, max_record_lines: int = MAX_RECORD_LINES) -> Iterator[tuple[list[str], Iterator[Record]]]:
+    """The header and the records of ``source`` as ``score`` reads them (a broken record is flagged, and
+    reading goes on after it); shared by every command that reads a CSV of leads."""
+    try:
+        handle = source.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise ScoreFileError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    with handle:
+        lines = _Lines(handle, source, max_record_lines)
+        header = _header(source, lines)
+        yield header, _records(lines, len(header))
 
 
 def _header(source: Path, lines: _Lines) -> list[str]:
