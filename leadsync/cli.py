@@ -20,6 +20,7 @@ from rich.table import Table
 from connectors.errors import BudgetExhausted, ConnectorError
 from leadsync.app import App, build_app
 from leadsync.config import ConfigError, load_config
+from leadsync.csv_commands import DelimiterOption, EncodingOption
 from leadsync.logs import configure_logging, scrub
 from leadsync.starter import TEMPLATES
 from mappings import MappingError
@@ -108,8 +109,18 @@ def init(
     crm: Annotated[str, typer.Option(help="hubspot or salesforce")] = "hubspot",
     path: Annotated[Path, typer.Option("--path", help="Where to write the config.")] = Path("leadsync.yaml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    from_csv: Annotated[
+        Path | None, typer.Option("--from-csv", help="Write a config for this CSV: its columns, tables of its values.")
+    ] = None,
+    label: Annotated[str | None, typer.Option("--label", help="With --from-csv: conversion rates from COL.")] = None,
 ) -> None:
-    """Write a commented starter config."""
+    """Write a commented starter config (for a CRM, or for a CSV export with --from-csv)."""
+    if from_csv is not None:
+        from leadsync.init_csv import write_starter
+
+        _csv_command(from_csv, lambda: write_starter(from_csv, label, path, force=force) and 0)
+        out.print(f"wrote {path}; fill in the points, then `leadsync check --input {from_csv} --config {path}`")
+        return
     if crm not in TEMPLATES:
         fail(f"--crm: expected one of {', '.join(TEMPLATES)}, got {crm!r}", 2)
     if path.exists() and not force:
@@ -119,8 +130,25 @@ def init(
 
 
 @app.command()
-def check(config: ConfigOption = None) -> None:
-    """Validate config and mapping, check CRM connectivity and the custom properties."""
+def check(
+    config: ConfigOption = None,
+    input_path: Annotated[
+        Path | None, typer.Option("--input", "-i", help="Check the rules against this CSV instead (no CRM).")
+    ] = None,
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = None,
+) -> None:
+    """Validate config and mapping, check CRM connectivity and the custom properties (or, with --input, the
+    rules against a CSV's columns and values)."""
+    if input_path is not None:
+        from leadsync.csv_commands import run_check
+
+        raise typer.Exit(
+            _csv_command(
+                input_path,
+                lambda: run_check(input_path, config, delimiter=delimiter, encoding=encoding, out=out, err=err),
+            )
+        )
     with clean_errors():
         application = build_app(load_config(config))
         connector = application.connector()
@@ -434,46 +462,65 @@ def score(
             help="A quoted field spanning more lines than this is a stray quote: that record is skipped.",
         ),
     ] = 20,  # leadsync.scorefile.MAX_RECORD_LINES
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = None,
+    rejects: Annotated[
+        Path | None, typer.Option("--rejects", help="Write the skipped records (line, reason, text) to this CSV.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="A value unreadable as its mapped type rejects its row (default: missing).")
+    ] = False,
+    output_prefix: Annotated[
+        str, typer.Option("--output-prefix", help="Name the score columns P + column (score -> P_score...).")
+    ] = "",
+    replace_columns: Annotated[
+        bool, typer.Option("--replace-columns", help="Write over input columns named like score columns.")
+    ] = False,
 ) -> None:
     """Score a CSV file with the configured rules, no CRM: input columns + score, fit, engagement, grade, reasons.
 
-    Exit 1 when rows were rejected (each is reported with its line), 2 when the input or output is unusable.
+    The rules are checked against the file first (as `check --input`; an error refuses, exit 2). Exit 1 when
+    rows were rejected (each is reported with its line, the others are scored), 2 when the input or output is
+    unusable.
     """
-    from leadsync.app import load_csv_scoring
-    from leadsync.scorefile import ScoreFileError, Terminated, score_csv
+    from leadsync.csv_commands import run_score
+    from leadsync.scorefile import OutputColumns
 
-    to_stdout = output is None or str(output) == "-"
-    with clean_errors():
-        _, rules, mapping = load_csv_scoring(config)
-        if not input_path.is_file():
-            fail(f"--input: {input_path} is not a file", 2)
-        try:
-            result = score_csv(
+    columns = OutputColumns(prefix=output_prefix, replace=replace_columns)
+    raise typer.Exit(
+        _csv_command(
+            input_path,
+            lambda: run_score(
                 input_path,
-                rules,
-                mapping,
-                sys.stdout if to_stdout or output is None else output,
-                on_problem=lambda p: err.print(f"[yellow]skipped[/] {input_path}: {p}", highlight=False),
+                output,
+                config,
+                delimiter=delimiter,
+                encoding=encoding,
                 max_record_lines=max_record_lines,
-            )
-        except ScoreFileError as exc:
-            fail(str(exc), 2)
+                strict=strict,
+                rejects=rejects,
+                columns=columns,
+                err=err,
+            ),
+        )
+    )
+
+
+def _csv_command(input_path: Path, command: Callable[[], int]) -> int:
+    """Run a CSV command; an unusable file, config or output is one line and exit 2, a stop signal 128+N."""
+    from leadsync.scorefile import Terminated
+
+    if not input_path.is_file():
+        fail(f"--input: {input_path} is not a file", 2)
+    with clean_errors():
+        try:
+            return command()
         except Terminated as exc:
             fail(f"stopped by {exc}; no partial output file is left", 128 + exc.signum)
         except (UnicodeDecodeError, csv.Error) as exc:  # before ValueError, which UnicodeDecodeError is
             fail(f"{input_path}: not a readable CSV file ({exc})", 2)
-        except ValueError as exc:
+        except ValueError as exc:  # ScoreFileError, DialectError
             fail(str(exc), 2)
-    grades = ", ".join(f"{g} {n}" for g, n in result.grades.items())
-    broken = f" ({result.broken_records} broken records)" if result.broken_records else ""
-    err.print(
-        f"scored {result.scored} of {result.rows} rows ({grades}; {result.qualified} qualified)"
-        + (f"; {result.rejected} rejected rows skipped{broken}" if result.rejected else "")
-        + ("" if to_stdout else f"; wrote {output}"),
-        highlight=False,
-    )
-    if result.rejected:
-        raise typer.Exit(1)
 
 
 @app.command()
