@@ -204,7 +204,7 @@ def render(source: Path, sample: Sample, dialect: CsvDialect, label: str | None)
     rules = 0
     for plan in plans:
         i = position[plan.column]
-        if plan.counts and 2 <= len(_grouped(plan.counts)) <= MAX_CATEGORIES:
+        if plan.counts and _categorical(plan):
             lines += _table(plan, sample, i, rates)
             rules += 1
         elif plan.numbers and len(set(plan.numbers)) >= 2:
@@ -213,6 +213,12 @@ def render(source: Path, sample: Sample, dialect: CsvDialect, label: str | None)
     if not rules:
         lines[-1] = "  fit: []   # no categorical or numeric column to start from"
     return "\n".join(lines) + "\n"
+
+
+def _categorical(plan: ColumnPlan) -> bool:
+    """At most MAX_CATEGORIES values, some repeated: an identifier or address is not a category."""
+    groups = len(_grouped(plan.counts))
+    return plan.attribute != "email" and 2 <= groups <= MAX_CATEGORIES and groups < sum(plan.counts.values())
 
 
 def _grouped(counts: Counter[str]) -> dict[str, tuple[str, int]]:

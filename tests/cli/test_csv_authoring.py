@@ -33,7 +33,9 @@ scoring:
   engagement:
     - name: time_on_site
       attribute: time_on_site_s
-      points_by_range: [{below: 100, points: 0}, {from: 100, below: 500, points: 5}, {from: 500, below: 1000, points: 15}, {from: 1000, points: 25}]
+      points_by_range:
+        [{below: 100, points: 0}, {from: 100, below: 500, points: 5}, {from: 500, below: 1000, points: 15},
+         {from: 1000, points: 25}]
     - {name: visits, points: 2, counter: visits_total, cap: 20}
   penalties:
     - name: no_occupation
@@ -83,7 +85,7 @@ def test_every_row_gets_exactly_the_points_its_rules_say(tmp_path: Path, config:
         assert int(row["score"]) == max(0, min(100, round(points))), row
     assert any(float(r["points"]) < 0 for r in scored)  # the raw total keeps what the 0..100 score clamps
     reasons = {r["Lead Origin"]: r["reasons"] for r in scored}
-    assert "+30 Origin = Lead Add Form" in reasons["Lead Add Form"]  # the CRM reasons name the matched value
+    assert "+30 Lead origin = Lead Add Form" in reasons["Lead Add Form"]  # the reasons name the matched value
 
 
 def test_a_mistyped_attribute_is_named_with_the_right_one_and_score_refuses(tmp_path: Path, config: Path) -> None:
@@ -170,7 +172,7 @@ def test_encodings_a_bom_and_a_clear_message_for_latin_text(tmp_path: Path) -> N
     assert read(tmp_path / "out.csv")[4]["City"] == "Zürich"
     bom = write(tmp_path / "bom.csv", data, encoding="utf-8-sig")
     code, text = invoke("score", "--input", str(bom), "--output", str(tmp_path / "bom-out.csv"))
-    assert code == 0 and list(read(tmp_path / "bom-out.csv")[0])[0] == "Prospect ID", text
+    assert code == 0 and next(iter(read(tmp_path / "bom-out.csv")[0])) == "Prospect ID", text
     assert invoke("score", "--input", str(bom), "--encoding", "klingon")[0] == 2
 
 
