@@ -224,9 +224,12 @@ class Column:
 
     def missing(self) -> Bools:
         if self._missing is None:
-            if self._objects is None and self._factory is None and self._numbers is not None:
+            # only a column built from numbers or instants is missing exactly where they are; once derived
+            # from other values (``numbers()`` of text), NaN also means "not a number"
+            native = self._objects is None and self._factory is None and self._cats is None
+            if native and self._numbers is not None:
                 self._missing = np.isnan(self._numbers)
-            elif self._objects is None and self._factory is None and self._ok is not None:
+            elif native and self._ok is not None:
                 self._missing = ~self._ok
             else:
                 self._missing = self.map_unique(is_missing)

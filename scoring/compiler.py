@@ -21,7 +21,8 @@ from .contexts import BatchView, Env, LeadRow
 from .model import Activity, RuleHit, TPart
 from .points import FACTOR_ONE, Decay, PointTable, scaled, scaled_vec, sum_by_lead
 from .predicates import CompiledCondition
-from .rules import PARTS, Rules, RuleSpec
+from .rules import PARTS, Rules, RuleSpec, effective_half_life
+from .tables import RangeTable, ValueTable
 
 Result = tuple["ConditionRule", int, int, str]  # rule, units, count, value
 
@@ -45,13 +46,19 @@ class ConditionRule:
         self._gate = self._compose_gate()
         self.value_attributes = tuple(attributes(spec.when)) if spec.when is not None else ()
         self._value_getters = tuple(env.lead_getter(a) for a in self.value_attributes)
-        points = spec.points if isinstance(spec.points, tuple) else (spec.points,)
+        points = spec.points if isinstance(spec.points, tuple) else (spec.points or 0.0,)
         self.points: tuple[int, ...] = tuple(round(p * UNIT) for p in points)
         self.scalar_points = not isinstance(spec.points, tuple)
         self.cap = None if spec.cap is None else round(spec.cap * UNIT)
         self.negative = part == "penalties"
         self.hit_cache: dict[tuple[int, int, str], RuleHit] = {}
-        self.piece_cache: dict[tuple[int, int], str] = {}
+        self.piece_cache: dict[tuple[int, int, str], str] = {}
+        #: whether the text of a hit (``hit_label``) depends on its value (lookup tables name it)
+        self.label_varies = False
+
+    def hit_label(self, value: str) -> str:
+        """The short text of a hit with this value, as the reasons show it."""
+        return self.label
 
     # gate ----------------------------------------------------------------------------------------------
 
@@ -122,7 +129,7 @@ class _RepeatedRule(ConditionRule):
 
     def __init__(self, index: int, part: TPart, spec: RuleSpec, rules: Rules, env: Env) -> None:
         super().__init__(index, part, spec, rules, env)
-        half_life = spec.half_life_days if spec.half_life_days is not None else rules.decay.half_life_days
+        half_life = effective_half_life(rules, spec)
         self.decay = Decay(half_life) if half_life else None
         self.table = PointTable(self.points)
 
@@ -308,7 +315,96 @@ class CounterRule(_RepeatedRule):
         return first_present([cols.lead_column(self.counter)], leads, None)
 
 
-_RULE_TYPES: dict[str, type[ConditionRule]] = {"event": EventRule, "counter": CounterRule, "condition": ConditionRule}
+class TableRule(ConditionRule):
+    """``points_by_value`` / ``points_by_range``: points looked up from one attribute's value, once.
+
+    Both paths find the table entry of a value with the same ``tables`` lookup and read its points from
+    one array (entries in the order written, then ``missing``, then ``default``: a lookup's ``MISSING``
+    (-2) and ``DEFAULT`` (-1) index it from the end). A lookup worth 0 points is not a hit.
+    """
+
+    type = "table"
+
+    def __init__(self, index: int, part: TPart, spec: RuleSpec, rules: Rules, env: Env) -> None:
+        super().__init__(index, part, spec, rules, env)
+        assert spec.attribute is not None
+        self.attribute = spec.attribute
+        self._get = env.lead_getter(spec.attribute)
+        self.value_attributes = (spec.attribute,)
+        default = spec.default or 0.0
+        missing = default if spec.missing is None else spec.missing
+        self.ranges: RangeTable | None = None
+        self.table: ValueTable | RangeTable
+        if spec.points_by_value is not None:
+            self.table = ValueTable(spec.points_by_value)
+            entries = [p for _, p in spec.points_by_value]
+        else:
+            assert spec.points_by_range is not None
+            self.table = self.ranges = RangeTable(spec.points_by_range)
+            entries = [b.points for b in spec.points_by_range]
+        self.lookup = self.table.lookup
+        self.units_list = [round(p * UNIT) for p in (*entries, missing, default)]
+        self.units_arr = np.array(self.units_list, dtype=np.int64)
+        subject = spec.label or spec.attribute.replace("_", " ").strip()
+        self.subject = subject[:1].upper() + subject[1:]
+        self.label = self.subject
+        self.label_varies = True
+
+    def hit_label(self, value: str) -> str:
+        """``Lead origin = Lead Add Form``, ``Time on site s = 750 (500 to 1000)``, ``Lead origin missing``."""
+        return f"{self.subject} = {value}" if value else f"{self.subject} missing"
+
+    def describe(self, found: int, value: Any) -> str:
+        """The hit's value: the lead's value, and for a range the band it fell in."""
+        text = display(value)
+        if self.ranges is not None and found >= 0 and text:
+            return f"{text} ({self.ranges.bands[found].describe()})"
+        return text
+
+    def row(self, row: LeadRow) -> tuple[int, int, str] | None:
+        if not self.gate_row(row):
+            return None
+        raw = self._get(row)
+        found = self.lookup(raw)
+        units = self.units_list[found]
+        if units == 0:
+            return None
+        return units, 1, self.describe(found, raw)
+
+    def lookups_vec(self, col: Column) -> I64:
+        if self.ranges is not None and not col.has_multi():
+            return self.ranges.lookup_vec(col.numbers(), col.missing())
+        return col.map_unique_int(self.lookup)
+
+    def vec(self, cols: BatchView) -> tuple[I64, I64]:
+        units = self.units_arr[self.lookups_vec(cols.lead_column(self.attribute))]
+        fired = units != 0
+        gate = self.gate_vec(cols)
+        if gate is not None:
+            fired &= gate
+        counts = fired.astype(np.int64)
+        return units * counts, counts
+
+    def values_vec(self, cols: BatchView, leads: I64) -> list[str]:
+        codes, cats = cols.lead_column(self.attribute).codes()
+        texts: dict[int, str] = {}
+        out: list[str] = []
+        for code in codes[leads].tolist():
+            text = texts.get(code)
+            if text is None:
+                value = cats[code]
+                text = texts[code] = self.describe(self.lookup(value), value)
+            out.append(text)
+        return out
+
+
+_RULE_TYPES: dict[str, type[ConditionRule]] = {
+    "event": EventRule,
+    "counter": CounterRule,
+    "value_table": TableRule,
+    "range_table": TableRule,
+    "condition": ConditionRule,
+}
 
 
 def compile_rule(index: int, part: TPart, spec: RuleSpec, rules: Rules, env: Env) -> ConditionRule:

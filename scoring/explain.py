@@ -52,7 +52,9 @@ class ScoreBuilder:
             if found is None:
                 if len(rule.hit_cache) >= _HIT_CACHE:
                     rule.hit_cache.clear()
-                found = rule.hit_cache[key] = RuleHit(rule.name, rule.part, units / UNIT, value, count, rule.label)
+                found = rule.hit_cache[key] = RuleHit(
+                    rule.name, rule.part, units / UNIT, value, count, rule.hit_label(value)
+                )
             hits.append(found)
             sums[rule.part_no] += units
         for p, part in enumerate(PARTS):
@@ -100,22 +102,24 @@ class ScoreBuilder:
         """``+15 VP title; +10 pricing page x3; -10 free email``: the strongest hits (by absolute points,
         then rule order) that round to at least 1 point, at most ``max_hits``, within ``max_length``."""
         half = UNIT // 2
-        ranked = [(-abs(u), r.index, u, c) for r, u, c, _ in results if u >= half or u <= -half]
+        ranked = [(-abs(u), r.index, u, c, v) for r, u, c, v in results if u >= half or u <= -half]
         if not ranked:
             return ""
         ranked.sort()
         rules = self._rules
         text = ""
-        for _, index, units, count in ranked[: self._max_hits]:
+        for _, index, units, count, value in ranked[: self._max_hits]:
             rule = rules[index]
             whole = (units + half) // UNIT if units > 0 else -((half - units) // UNIT)
-            shown = count if count > 1 and rule.type != "condition" else 1
-            piece = rule.piece_cache.get((whole, shown))
+            shown = count if count > 1 and rule.type not in ("condition", "table") else 1
+            key = (whole, shown, value if rule.label_varies else "")
+            piece = rule.piece_cache.get(key)
             if piece is None:
                 if len(rule.piece_cache) >= _HIT_CACHE:
                     rule.piece_cache.clear()
-                piece = f"{'-' if whole < 0 else '+'}{abs(whole)} {rule.label}" + (f" x{shown}" if shown > 1 else "")
-                rule.piece_cache[(whole, shown)] = piece
+                label = rule.hit_label(value)
+                piece = f"{'-' if whole < 0 else '+'}{abs(whole)} {label}" + (f" x{shown}" if shown > 1 else "")
+                rule.piece_cache[key] = piece
             candidate = piece if not text else f"{text}; {piece}"
             if len(candidate) > self._max_length:
                 if not text:

@@ -18,6 +18,7 @@ import json
 import math
 import re
 from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Annotated, Any, Literal
@@ -27,6 +28,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     PlainSerializer,
     PlainValidator,
     ValidationError,
@@ -35,9 +37,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ._values import MAX_POINTS
-from .conditions import Cond, ConditionError, parse_condition, show, to_json
+from .conditions import Cond, ConditionError, Scalar, parse_condition, show, tests, to_json
 from .errors import RulesError
 from .model import ACTIVITY_KINDS, COUNTERS, TPart
+from .tables import Band, TableError, TableKey, match_text, parse_range_table, parse_value_table, sorted_bands
 
 PARTS: tuple[TPart, ...] = ("fit", "engagement", "penalties")
 #: attributes computed by the engine (they take precedence over mapped attributes of the same name)
@@ -140,6 +143,46 @@ Label = Annotated[str | None, PlainValidator(_label)]
 Attribute = Annotated[str, BeforeValidator(lambda v: v.strip() if isinstance(v, str) else v)]
 
 
+def _value_table(value: Any) -> tuple[tuple[TableKey, float], ...]:
+    try:
+        return parse_value_table(value, MAX_POINTS)
+    except TableError as exc:
+        raise PydanticCustomError("leadsync", "{problem}", {"problem": exc.problem, "subpath": exc.subpath}) from None
+
+
+def _range_table(value: Any) -> tuple[Band, ...]:
+    try:
+        return parse_range_table(value, MAX_POINTS)
+    except TableError as exc:
+        raise PydanticCustomError("leadsync", "{problem}", {"problem": exc.problem, "subpath": exc.subpath}) from None
+
+
+def _table_points(value: Any) -> float:
+    if not _is_number(value) or abs(value) > MAX_POINTS:
+        raise _fail(f"expected a number of points between -{MAX_POINTS} and {MAX_POINTS}, got {show(value)}")
+    return float(value)
+
+
+def _dump_value_table(entries: tuple[tuple[TableKey, float], ...]) -> list[list[Any]]:
+    # canonical: keys as they match (case and order do not change the meaning, nor the rules version)
+    return sorted(([match_text(k), type(k).__name__, p] for k, p in entries), key=lambda e: (e[0], e[1]))
+
+
+ValueTableField = Annotated[
+    tuple[tuple[TableKey, float], ...], PlainValidator(_value_table), PlainSerializer(_dump_value_table)
+]
+RangeTableField = Annotated[
+    tuple[Band, ...],
+    PlainValidator(_range_table),
+    PlainSerializer(lambda bands: [b.as_json() for b in sorted_bands(bands)]),
+]
+TablePoints = Annotated[float, PlainValidator(_table_points)]
+
+
+def _unset(value: Any) -> bool:
+    return value is None
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -161,12 +204,20 @@ class EventSpec(_Model):
 
 
 class RuleSpec(_Model):
-    """One rule. Its type follows from its keys: ``event`` (event rule), ``counter`` (counter rule), or
-    only ``when`` (condition rule)."""
+    """One rule. Its type follows from its keys: ``event`` (event rule), ``counter`` (counter rule),
+    ``points_by_value`` / ``points_by_range`` (a lookup table on ``attribute``), or only ``when``
+    (condition rule)."""
 
     name: RuleName
     label: Label = None
-    points: Points
+    # absent (None) keys added after the first release are left out of the dump, so that adding them did
+    # not change the version of any existing rule set
+    points: Points | None = Field(None, exclude_if=_unset)
+    attribute: Attribute | None = Field(None, exclude_if=_unset)
+    points_by_value: ValueTableField | None = Field(None, exclude_if=_unset)
+    points_by_range: RangeTableField | None = Field(None, exclude_if=_unset)
+    default: TablePoints | None = Field(None, exclude_if=_unset)
+    missing: TablePoints | None = Field(None, exclude_if=_unset)
     when: Condition | None = None
     unless: Condition | None = None
     event: EventSpec | None = None
@@ -180,12 +231,20 @@ class RuleSpec(_Model):
     group: Attribute | None = None
 
     @property
-    def kind(self) -> Literal["event", "counter", "condition"]:
+    def kind(self) -> Literal["event", "counter", "value_table", "range_table", "condition"]:
         if self.event is not None:
             return "event"
         if self.counter is not None:
             return "counter"
+        if self.points_by_value is not None:
+            return "value_table"
+        if self.points_by_range is not None:
+            return "range_table"
         return "condition"
+
+    @property
+    def is_table(self) -> bool:
+        return self.points_by_value is not None or self.points_by_range is not None
 
     @property
     def display_label(self) -> str:
@@ -195,6 +254,14 @@ class RuleSpec(_Model):
     def _check_shape(self) -> RuleSpec:
         if self.event is not None and self.counter is not None:
             raise _fail("expected either `event` or `counter`, not both", ".counter")
+        if self.is_table:
+            self._check_table()
+        else:
+            for key in ("attribute", "default", "missing"):
+                if getattr(self, key) is not None:
+                    raise _fail(f"`{key}` applies to lookup tables only (points_by_value / points_by_range)", f".{key}")
+            if self.points is None:
+                raise _fail("missing; this key is required", ".points")
         if self.kind == "condition":
             if self.when is None:
                 raise _fail(
@@ -221,6 +288,21 @@ class RuleSpec(_Model):
             if len(signs) > 1:
                 raise _fail("expected points of one sign in the list", ".points")
         return self
+
+    def _check_table(self) -> None:
+        if self.points_by_value is not None and self.points_by_range is not None:
+            raise _fail("expected either `points_by_value` or `points_by_range`, not both", ".points_by_range")
+        table = "points_by_value" if self.points_by_value is not None else "points_by_range"
+        if self.event is not None or self.counter is not None:
+            key = "event" if self.event is not None else "counter"
+            raise _fail(f"expected either `{table}` or `{key}`, not both", f".{key}")
+        if self.points is not None:
+            raise _fail(f"expected no `points`: the rule's `{table}` gives them", ".points")
+        if self.attribute is None:
+            raise _fail(f"missing; `{table}` needs the attribute whose value it looks up", ".attribute")
+        for key in ("cap", "half_life_days"):
+            if getattr(self, key) is not None:
+                raise _fail(f"`{key}` applies to event and counter rules only", f".{key}")
 
 
 class Qualification(_Model):
@@ -485,16 +567,15 @@ def _check_rules(rules: Rules, source: str) -> Rules:
         if rule.name in seen:
             raise RulesError(f"{where}.name", f"expected a unique rule name; also used at {seen[rule.name]}")
         seen[rule.name] = f"{source}.{part}[{index}]"
-        points = rule.points if isinstance(rule.points, tuple) else (rule.points,)
-        if part == "penalties" and any(p > 0 for p in points):
-            raise RulesError(
-                f"{where}.points", f"penalties take negative points (e.g. -10), got {show(_first(points))}"
+        wrong = _wrong_sign(rule, part)
+        if wrong is not None:
+            key, value = wrong
+            expected = (
+                "penalties take negative points (e.g. -10)"
+                if part == "penalties"
+                else f"{part} rules take points >= 0 (negative rules belong in `penalties`)"
             )
-        if part != "penalties" and any(p < 0 for p in points):
-            raise RulesError(
-                f"{where}.points",
-                f"{part} rules take points >= 0 (negative rules belong in `penalties`), got {show(_first(points))}",
-            )
+            raise RulesError(f"{where}{key}", f"{expected}, got {show(value)}")
         if rule.group is not None:
             other = groups.setdefault(rule.group, part)
             if other != part:
@@ -538,5 +619,104 @@ def _unknown_kind(kind: str) -> str:
     )
 
 
-def _first(points: tuple[float, ...]) -> float:
-    return next((p for p in points if p != 0), points[0])
+def _wrong_sign(rule: RuleSpec, part: TPart) -> tuple[str, float] | None:
+    """The first (key, points) of a rule against its part's sign: fit / engagement >= 0, penalties <= 0."""
+
+    def wrong(p: float) -> bool:
+        return p > 0 if part == "penalties" else p < 0
+
+    if rule.points_by_value is not None:
+        for key, p in rule.points_by_value:
+            if wrong(p):
+                return (f".points_by_value.{key}" if isinstance(key, str) else f".points_by_value[{show(key)}]"), p
+    if rule.points_by_range is not None:
+        for i, band in enumerate(rule.points_by_range):
+            if wrong(band.points):
+                return f".points_by_range[{i}].points", band.points
+    for key in ("default", "missing"):
+        p = getattr(rule, key)
+        if p is not None and wrong(p):
+            return f".{key}", p
+    points = rule.points if isinstance(rule.points, tuple) else () if rule.points is None else (rule.points,)
+    if any(wrong(p) for p in points):
+        return ".points", next((p for p in points if p != 0), points[0])
+    return None
+
+
+# -- what the rules read ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeRef:
+    """One attribute an active rule reads, for checks against real data (``leadsync check --input``).
+
+    ``values`` are the literals the rule compares the attribute with for equality (``equals`` / ``in`` /
+    ``not_equals`` / ``not_in`` tests and ``points_by_value`` keys), in the order written; ``where`` names
+    the place, e.g. ``scoring.fit[2] (rule 'origin').points_by_value``; ``activity`` marks an attribute of
+    the lead's activities (``event.where``), not of the lead; ``derived`` one the engine computes.
+    """
+
+    rule: str
+    part: TPart
+    attribute: str
+    values: tuple[Scalar, ...]
+    where: str
+    activity: bool = False
+
+    @property
+    def derived(self) -> bool:
+        return not self.activity and self.attribute in DERIVED_ATTRIBUTES
+
+
+_EQUALITY_OPS = ("equals", "not_equals", "in", "not_in")
+
+
+def attribute_references(rules: Rules, *, source: str = "scoring") -> list[AttributeRef]:
+    """Every attribute the active rules use, rule by rule (conditions, tables, counters, the date a decaying
+    counter ages from, and the activity attributes of event ``where`` clauses)."""
+    return [
+        AttributeRef(
+            rule.name, part, attribute, values, f"{source}.{part}[{index}] (rule {rule.name!r}){key}", activity
+        )
+        for part, index, rule in rules.iter_rules()
+        for attribute, values, key, activity in _rule_references(rules, rule)
+    ]
+
+
+def _rule_references(rules: Rules, rule: RuleSpec) -> Iterator[tuple[str, tuple[Scalar, ...], str, bool]]:
+    """(attribute, literals, key, is an activity attribute) of one rule."""
+    for key, cond in ((".when", rule.when), (".unless", rule.unless)):
+        for attribute, values in _condition_literals(cond):
+            yield attribute, values, key, False
+    if rule.event is not None:
+        for attribute, values in _condition_literals(rule.event.where):
+            yield attribute, values, ".event.where", True
+    if rule.counter is not None:
+        yield rule.counter, (), ".counter", False
+        if effective_half_life(rules, rule):
+            yield rule.decay_from or "last_engaged_at", (), ".decay_from", False
+    if rule.attribute is not None:
+        if rule.points_by_value is not None:
+            yield rule.attribute, tuple(k for k, _ in rule.points_by_value), ".points_by_value", False
+        else:
+            yield rule.attribute, (), ".points_by_range", False
+
+
+def _condition_literals(cond: Cond | None) -> list[tuple[str, tuple[Scalar, ...]]]:
+    """(attribute, equality literals) per attribute of a condition, in order of appearance."""
+    by_attribute: dict[str, list[Scalar]] = {}
+    for test in tests(cond) if cond is not None else ():
+        values = by_attribute.setdefault(test.attribute, [])
+        if test.op in _EQUALITY_OPS:
+            for value in test.arg if isinstance(test.arg, tuple) else (test.arg,):
+                if value not in values:
+                    values.append(value)
+    return [(attribute, tuple(values)) for attribute, values in by_attribute.items()]
+
+
+def effective_half_life(rules: Rules, rule: RuleSpec) -> float | None:
+    """The half-life an event or counter rule decays with (its own, else ``decay.half_life_days``);
+    ``None`` or 0 when it does not decay."""
+    if rule.kind not in ("event", "counter"):
+        return None
+    return rule.half_life_days if rule.half_life_days is not None else rules.decay.half_life_days

@@ -6,16 +6,19 @@ columnar path give the same ``Score``.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from scoring import (
     Activity,
+    Categorical,
     CompiledRules,
     Lead,
     LeadBatch,
@@ -59,6 +62,13 @@ LOCALS = ["jane", "info", "sales-emea", "noreply", "j.doe+x", "a b", ""]
 TITLES = ["CEO", "VP Sales", "Vice President", "Director of IT", "Marketing Manager", "Student", "Engineer", None]
 
 
+#: values of a categorical attribute for lookup tables: text in any case and spacing, numbers, lists, blanks
+SEGMENT_VALUES = ["Enterprise", " smb ", "SMB", "mid market", "5", 5, 100.0, "yes", True, "", "n/a"]
+SEGMENTS = st.one_of(
+    st.none(), st.sampled_from(SEGMENT_VALUES), st.lists(st.sampled_from([*SEGMENT_VALUES, None]), max_size=3)
+)
+
+
 def instants(lo: float = -5, hi: float = 1500) -> st.SearchStrategy[datetime]:
     """Moments around NOW (negative days = the future), some naive (read as UTC)."""
     return st.builds(
@@ -86,6 +96,9 @@ def leads(draw: st.DrawFn) -> Lead:
     for name in ("last_visit_at", "last_activity_at"):
         if draw(st.booleans()):
             attributes[name] = draw(instants())
+    segment = draw(SEGMENTS)
+    if segment is not None:
+        attributes["segment"] = segment
     if draw(st.integers(0, 4)) == 0:
         attributes["work_email"] = draw(emails)
     if draw(st.integers(0, 4)) == 0:
@@ -258,6 +271,55 @@ def point_values(sign: int) -> st.SearchStrategy[Any]:
     )
 
 
+TABLE_KEYS = ["enterprise", "SMB", "mid market ", "5", 100, 7.5, True, "software", "US", "ceo"]
+TABLE_ATTRS = ["segment", "industry", "country", "job_title", "employees", "page_views", "annual_revenue"]
+
+
+def table_points(sign: int) -> st.SearchStrategy[float]:
+    return st.one_of(st.integers(0, 30), st.floats(0, 30, allow_nan=False).map(lambda x: round(x, 2))).map(
+        lambda p: sign * p
+    )
+
+
+@st.composite
+def bands(draw: st.DrawFn, sign: int) -> list[dict[str, Any]]:
+    """Non-overlapping bands, with gaps and open ends, in any order."""
+    cuts = sorted(
+        draw(st.sets(st.sampled_from([-10, 0, 1, 5, 10, 12, 50, 100, 200, 1000, 5000, 20_000]), min_size=1, max_size=6))
+    )
+    edges: list[float | None] = [None if draw(st.booleans()) else cuts[0] - 1, *cuts, None]
+    out = []
+    for lo, hi in itertools.pairwise(edges):
+        if (lo is None and hi is None) or draw(st.integers(0, 3)) == 0:
+            continue
+        band: dict[str, Any] = {"points": draw(table_points(sign))}
+        if lo is not None:
+            band["from"] = lo
+        if hi is not None:
+            band["below"] = hi
+        out.append(band)
+    if not out:
+        out = [{"from": cuts[0], "points": draw(table_points(sign))}]
+    return draw(st.permutations(out))
+
+
+@st.composite
+def tables(draw: st.DrawFn, sign: int) -> dict[str, Any]:
+    """The keys of a lookup-table rule (``points_by_value`` or ``points_by_range``, ``default``, ``missing``)."""
+    table: dict[str, Any] = {"attribute": draw(st.sampled_from(TABLE_ATTRS))}
+    if draw(st.booleans()):
+        keys = draw(
+            st.lists(st.sampled_from(TABLE_KEYS), min_size=1, max_size=5, unique_by=lambda k: str(k).strip().casefold())
+        )
+        table["points_by_value"] = {k: draw(table_points(sign)) for k in keys}
+    else:
+        table["points_by_range"] = draw(bands(sign))
+    for key in ("default", "missing"):
+        if draw(st.booleans()):
+            table[key] = draw(table_points(sign))
+    return table
+
+
 @st.composite
 def rule_sets(draw: st.DrawFn, monotone: bool = False) -> dict[str, Any]:
     """Random, valid rule sets. ``monotone``: only constructs for which more or newer activity can only
@@ -279,10 +341,15 @@ def rule_sets(draw: st.DrawFn, monotone: bool = False) -> dict[str, Any]:
         for _ in range(draw(st.integers(0, 4))):
             n += 1
             rule: dict[str, Any] = {"name": f"r{n}", "points": draw(point_values(sign)), "group": draw(groups)}
-            kind = draw(st.sampled_from(["condition", "event", "counter"]))
+            kind = draw(st.sampled_from(["condition", "event", "counter", "table"]))
             if monotone and (part == "penalties" or kind == "condition"):
                 kind = "counter"
-            if kind == "condition":
+            if kind == "table":
+                del rule["points"]
+                rule.update(draw(tables(sign)))
+                if not monotone and draw(st.integers(0, 2)) == 0:
+                    rule["when"] = draw(conditions(1))
+            elif kind == "condition":
                 rule["points"] = draw(st.integers(0, 30)) * sign
                 rule["when"] = draw(conditions())
             elif kind == "event":
@@ -294,7 +361,7 @@ def rule_sets(draw: st.DrawFn, monotone: bool = False) -> dict[str, Any]:
                     rule["at_least"] = draw(st.integers(0, 20))
                 if draw(st.booleans()) and not isinstance(rule["points"], list):
                     rule["once"] = True
-            if kind != "condition":
+            if kind in ("event", "counter"):
                 if draw(st.booleans()):
                     rule["cap"] = draw(st.integers(1, 40))
                 rule["half_life_days"] = draw(st.sampled_from([None, 0, 7, 45, 365]))
@@ -358,3 +425,45 @@ def test_same_inputs_and_now_same_output(data: dict[str, Any], lead: Lead, acts:
     second = compile_rules(load_rules(data)).score(lead, list(acts), NOW)
     assert first == second
     assert load_rules(data).version == first.rules_version
+
+
+@PROFILE
+@given(
+    st.data(),
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.sampled_from(["Enterprise", " smb ", "SMB", "mid market", "x"])),
+            st.one_of(st.none(), st.floats(allow_nan=True), st.sampled_from([-10.0, 0.0, 5.0, 100.0, 999.0, 1000.0])),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+)
+def test_tables_on_numeric_and_categorical_columns_agree_with_rows(
+    data: st.DataObject, values: list[tuple[str | None, float | None]]
+) -> None:
+    """``points_by_range`` on a float64 column (NaN, infinities; the vectorized band search) and
+    ``points_by_value`` on a categorical column give what the row path gives on the same values."""
+    by_value = {"name": "v", **data.draw(tables(1)), "attribute": "segment"}
+    by_range = {"name": "r", "attribute": "seconds", "points_by_range": data.draw(bands(-1))}
+    for key in ("default", "missing"):
+        if data.draw(st.booleans()):
+            by_range[key] = -data.draw(st.integers(0, 9))
+    engine = compile_rules(load_rules({"base": "none", "fit": [by_value], "penalties": [by_range]}))
+    segments = [s for s, _ in values]
+    seconds = np.array([math.nan if x is None else x for _, x in values], dtype=np.float64)
+    categories = sorted({s for s in segments if s is not None})
+    codes = np.array([-1 if s is None else categories.index(s) for s in segments])
+    n = len(values)
+    batch = LeadBatch.from_columns(
+        n, {"segment": Categorical(codes, categories), "seconds": seconds}, ids=[str(i) for i in range(n)]
+    )
+    rows = [
+        engine.score(
+            Lead(str(i), attributes={"segment": s, "seconds": None if x is None or math.isnan(x) else x}), [], NOW
+        )
+        for i, (s, x) in enumerate(values)
+    ]
+    columns = engine.score_batch(batch, NOW)
+    assert columns.scores() == rows
+    assert columns.total.tolist() == [r.total for r in rows]
