@@ -23,7 +23,7 @@ from leadsync.scorefile import MAX_RECORD_LINES, Sample, read_sample
 from mappings import FieldSpec, LeadMapping, MappingError, load_mapping
 from scoring import CompiledRules, Rules, ScoringError, compile_rules, load_rules
 from scoring.conditions import AnyOf, Cond, NotOf, Test, tests
-from scoring.rules import DERIVED_ATTRIBUTES, RuleSpec
+from scoring.rules import DERIVED_ATTRIBUTES, RuleSpec, attribute_references
 
 #: how many records the checks look at (the rest of a big file is not read)
 SAMPLE_ROWS = 10_000
@@ -108,41 +108,12 @@ def check_file(
 
 
 def references(rules: Rules) -> list[Reference]:
-    """Every attribute each active rule reads, with the text values it compares against."""
-    try:
-        from scoring.rules import attribute_references  # type: ignore[attr-defined]
-    except ImportError:  # until the rules engine provides it
-        return list(_own_references(rules))
+    """Every attribute each active rule reads on the lead, with the text values it compares against."""
     return [
         Reference(r.where, r.rule, r.attribute, tuple(v for v in r.values if isinstance(v, str)))
         for r in attribute_references(rules)
         if not r.activity  # an event's `where` reads activities, which a CSV has none of
     ]
-
-
-def _own_references(rules: Rules) -> Iterator[Reference]:
-    for part, index, rule in rules.iter_rules():
-        place = f"scoring.{part}[{index}] (rule {rule.name!r})"
-        found: dict[str, list[str]] = {}
-        for cond in (rule.when, rule.unless):
-            for test in tests(cond) if cond is not None else ():
-                found.setdefault(test.attribute, []).extend(_texts(test))
-        for name in (rule.counter, rule.decay_from, getattr(rule, "attribute", None)):
-            if name is not None:
-                found.setdefault(name, [])
-        table = getattr(rule, "points_by_value", None) or {}
-        if table:
-            found.setdefault(rule.attribute, []).extend(str(k) for k in table)  # type: ignore[attr-defined]
-        for attribute, values in found.items():
-            yield Reference(place, rule.name, attribute, tuple(dict.fromkeys(values)))
-
-
-def _texts(test: Test) -> list[str]:
-    if test.op in ("equals", "not_equals") and isinstance(test.arg, str):
-        return [test.arg]
-    if test.op in ("in", "not_in"):
-        return [v for v in test.arg if isinstance(v, str)]
-    return []
 
 
 def decaying(rules: Rules) -> list[RuleSpec]:
@@ -337,7 +308,7 @@ def _attributes(rule: RuleSpec) -> Iterator[str]:
     for cond in (rule.when, rule.unless):
         for test in tests(cond) if cond is not None else ():
             yield test.attribute
-    for name in (rule.counter, getattr(rule, "attribute", None)):
+    for name in (rule.counter, rule.attribute):
         if name is not None:
             yield name
 
@@ -346,11 +317,10 @@ def _fires(rule: RuleSpec, absent: set[str]) -> bool | None:
     """False when ``rule`` can fire for no lead of a file lacking ``absent``; None when it depends."""
     if rule.counter is not None and rule.counter in absent:
         return False
-    table_attribute = getattr(rule, "attribute", None)
-    if table_attribute is not None and table_attribute in absent:
-        given = getattr(rule, "missing", None)
-        if not (given if given is not None else getattr(rule, "default", 0)):
-            return False
+    # a table gives an absent value its `missing` points, else its `default`
+    given = rule.missing if rule.missing is not None else rule.default
+    if rule.attribute is not None and rule.attribute in absent and not given:
+        return False
     when = _truth(rule.when, absent) if rule.when is not None else None
     unless = _truth(rule.unless, absent) if rule.unless is not None else None
     if when is False or unless is True:

@@ -251,3 +251,14 @@ def test_the_output_and_rejects_follow_the_umask(tmp_path: Path) -> None:
     assert code == 0, text
     assert stat.S_IMODE((tmp_path / "scored.csv").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "rejects.csv").stat().st_mode) == 0o644
+
+
+def test_a_table_on_an_absent_column_cannot_fire_unless_it_gives_missing_points(tmp_path: Path) -> None:
+    config = tmp_path / "leadsync.yaml"
+    rule = "{name: industry_table, attribute: industry, points_by_value: {software: 10}"
+    source = write(tmp_path / "export.csv", rows(30))  # no `industry` column
+    for extra, listed in (("}", True), (", missing: 3}", False)):
+        config.write_text(f"scoring:\n  base: none\n  fit: [{rule}{extra}]\n")
+        code, text = invoke("check", "--input", str(source), "--config", str(config))
+        assert code == 0, text
+        assert ("industry_table: no column 'industry'" in text) is listed, text
