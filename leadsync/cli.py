@@ -25,6 +25,7 @@ from rich.table import Table
 from connectors.errors import BudgetExhausted, ConnectorError
 from leadsync.app import App, build_app
 from leadsync.config import ConfigError, load_config
+from leadsync.csv_commands import DelimiterOption, EncodingOption
 from leadsync.logs import configure_logging, scrub
 from leadsync.starter import TEMPLATES
 from mappings import MappingError
@@ -42,8 +43,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-sandbox_app = typer.Typer(help="Run a local CRM emulator (for trying leadsync and for tests).", no_args_is_help=True)
-app.add_typer(sandbox_app, name="sandbox")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -142,8 +141,18 @@ def init(
     crm: Annotated[str, typer.Option(help="hubspot or salesforce")] = "hubspot",
     path: Annotated[Path, typer.Option("--path", help="Where to write the config.")] = Path("leadsync.yaml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    from_csv: Annotated[
+        Path | None, typer.Option("--from-csv", help="Write a config for this CSV: its columns, tables of its values.")
+    ] = None,
+    label: Annotated[str | None, typer.Option("--label", help="With --from-csv: conversion rates from COL.")] = None,
 ) -> None:
-    """Write a commented starter config."""
+    """Write a commented starter config (for a CRM, or for a CSV export with --from-csv)."""
+    if from_csv is not None:
+        from leadsync.init_csv import write_starter
+
+        _csv_command(from_csv, lambda: write_starter(from_csv, label, path, force=force) and 0)
+        out.print(f"wrote {path}; fill in the points, then `leadsync check --input {from_csv} --config {path}`")
+        return
     if crm not in TEMPLATES:
         fail(f"--crm: expected one of {', '.join(TEMPLATES)}, got {crm!r}", 2)
     if path.exists() and not force:
@@ -153,8 +162,25 @@ def init(
 
 
 @app.command()
-def check(config: ConfigOption = None) -> None:
-    """Validate config and mapping, check CRM connectivity and the custom properties."""
+def check(
+    config: ConfigOption = None,
+    input_path: Annotated[
+        Path | None, typer.Option("--input", "-i", help="Check the rules against this CSV instead (no CRM).")
+    ] = None,
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = None,
+) -> None:
+    """Validate config and mapping, check CRM connectivity and the custom properties (or, with --input, the
+    rules against a CSV's columns and values)."""
+    if input_path is not None:
+        from leadsync.csv_commands import run_check
+
+        raise typer.Exit(
+            _csv_command(
+                input_path,
+                lambda: run_check(input_path, config, delimiter=delimiter, encoding=encoding, out=out, err=err),
+            )
+        )
     with clean_errors():
         application = build_app(load_config(config))
         connector = application.connector()
@@ -480,50 +506,65 @@ def score(
             help="A quoted field spanning more lines than this is a stray quote: that record is skipped.",
         ),
     ] = 20,  # leadsync.scorefile.MAX_RECORD_LINES
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = None,
+    rejects: Annotated[
+        Path | None, typer.Option("--rejects", help="Write the skipped records (line, reason, text) to this CSV.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="A value unreadable as its mapped type rejects its row (default: missing).")
+    ] = False,
+    output_prefix: Annotated[
+        str, typer.Option("--output-prefix", help="Name the score columns P + column (score -> P_score...).")
+    ] = "",
+    replace_columns: Annotated[
+        bool, typer.Option("--replace-columns", help="Write over input columns named like score columns.")
+    ] = False,
 ) -> None:
     """Score a CSV file with the configured rules, no CRM: input columns + score, fit, engagement, grade, reasons.
 
-    Exit 1 when rows were rejected (each is reported with its line), 2 when the input or output is unusable.
+    The rules are checked against the file first (as `check --input`; an error refuses, exit 2). Exit 1 when
+    rows were rejected (each is reported with its line, the others are scored), 2 when the input or output is
+    unusable.
     """
-    from leadsync.app import load_csv_scoring
-    from leadsync.model_apply import MODEL_COLUMNS, offline_annotator
-    from leadsync.scorefile import ScoreFileError, Terminated, score_csv
+    from leadsync.csv_commands import run_score
+    from leadsync.scorefile import OutputColumns
 
-    to_stdout = output is None or str(output) == "-"
-    with clean_errors():
-        _, rules, mapping = load_csv_scoring(config)
-        annotate = offline_annotator(config, rules, mapping, _now())  # the active model's columns, if any
-        if not input_path.is_file():
-            fail(f"--input: {input_path} is not a file", 2)
-        try:
-            result = score_csv(
+    columns = OutputColumns(prefix=output_prefix, replace=replace_columns)
+    raise typer.Exit(
+        _csv_command(
+            input_path,
+            lambda: run_score(
                 input_path,
-                rules,
-                mapping,
-                sys.stdout if to_stdout or output is None else output,
-                on_problem=lambda p: err.print(f"[yellow]skipped[/] {input_path}: {p}", highlight=False),
+                output,
+                config,
+                delimiter=delimiter,
+                encoding=encoding,
                 max_record_lines=max_record_lines,
-                annotate=annotate,
-                annotated_columns=MODEL_COLUMNS if annotate is not None else (),
-            )
-        except ScoreFileError as exc:
-            fail(str(exc), 2)
+                strict=strict,
+                rejects=rejects,
+                columns=columns,
+                err=err,
+            ),
+        )
+    )
+
+
+def _csv_command(input_path: Path, command: Callable[[], int]) -> int:
+    """Run a CSV command; an unusable file, config or output is one line and exit 2, a stop signal 128+N."""
+    from leadsync.scorefile import Terminated
+
+    if not input_path.is_file():
+        fail(f"--input: {input_path} is not a file", 2)
+    with clean_errors():
+        try:
+            return command()
         except Terminated as exc:
             fail(f"stopped by {exc}; no partial output file is left", 128 + exc.signum)
         except (UnicodeDecodeError, csv.Error) as exc:  # before ValueError, which UnicodeDecodeError is
             fail(f"{input_path}: not a readable CSV file ({exc})", 2)
-        except ValueError as exc:
+        except ValueError as exc:  # ScoreFileError, DialectError
             fail(str(exc), 2)
-    grades = ", ".join(f"{g} {n}" for g, n in result.grades.items())
-    broken = f" ({result.broken_records} broken records)" if result.broken_records else ""
-    err.print(
-        f"scored {result.scored} of {result.rows} rows ({grades}; {result.qualified} qualified)"
-        + (f"; {result.rejected} rejected rows skipped{broken}" if result.rejected else "")
-        + ("" if to_stdout else f"; wrote {output}"),
-        highlight=False,
-    )
-    if result.rejected:
-        raise typer.Exit(1)
 
 
 @app.command()
@@ -564,151 +605,6 @@ def migrate(config: ConfigOption = None) -> None:
 
 def main() -> None:
     app()
-
-
-FaultKindsOption = Annotated[
-    str | None,
-    typer.Option(
-        "--fault-kinds",
-        help="Comma-separated kinds --fault-rate draws from: 500, 502, 503, slow, drop, corrupt (a truncated "
-        "200 body), html (a gateway's 200 text/html page), drip (the body at 64 bytes/s). Default: 500..drop.",
-    ),
-]
-FaultAtOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--fault-at",
-        help="KIND:N[+][:METHOD /path]: the Nth request (N+: and every later one) to that endpoint gets KIND, "
-        "e.g. 'corrupt:2:GET /crm/v3/objects/contacts'. Repeatable.",
-    ),
-]
-
-
-def _sandbox_faults(kinds: str | None, rules: list[str] | None) -> tuple[dict[str, Any], list[Any]]:
-    """``--fault-kinds`` and ``--fault-at`` checked up front (exit 2 naming the bad one)."""
-    from connectors.sandbox._server import parse_fault_kinds, parse_fault_rule
-
-    try:
-        chosen = {"fault_kinds": parse_fault_kinds(kinds)} if kinds is not None else {}
-        return chosen, [parse_fault_rule(r) for r in rules or []]
-    except ValueError as exc:
-        fail(f"--fault-kinds/--fault-at: {exc}", 2)
-
-
-RateLimitOption = Annotated[str | None, typer.Option("--rate-limit", help="e.g. 100/10s (default: off).")]
-FaultRateOption = Annotated[float, typer.Option("--fault-rate", help="Share of requests that fail (0..1).")]
-
-
-@dataclass(frozen=True)
-class SandboxTraffic:
-    """What both emulators do to the requests they answer: a rate limit and injected faults."""
-
-    rate_limit: RateLimitOption = None
-    fault_rate: FaultRateOption = 0.0
-    fault_kinds: FaultKindsOption = None
-    fault_at: FaultAtOption = None
-
-
-def _run_sandbox(
-    serve: Callable[..., None],
-    banner: Callable[[Any], list[str]],
-    traffic: SandboxTraffic,
-    *,
-    port: int,
-    **settings: Any,
-) -> None:
-    """What both emulator commands share: faults checked up front, the banner once listening, clean exits."""
-    fault_rate = traffic.fault_rate
-    if not 0 <= fault_rate <= 1:
-        fail(f"--fault-rate: expected a share between 0 and 1, got {fault_rate}", 2)
-    kinds, rules = _sandbox_faults(traffic.fault_kinds, traffic.fault_at)
-
-    def ready(server: Any) -> None:
-        for rule in rules:
-            server.app.faults.schedule(rule)
-        for line in banner(server):
-            out.print(line, highlight=False)
-        out.print("Ctrl-C to stop", style="dim")
-        sys.stdout.flush()
-
-    try:
-        serve(on_ready=ready, port=port, rate_limit=traffic.rate_limit, fault_rate=fault_rate, **kinds, **settings)
-    except ValueError as exc:
-        fail(str(exc), 2)
-    except OSError as exc:
-        fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}", 1)
-
-
-@sandbox_app.command("hubspot")
-@shared_options(SandboxTraffic)
-def sandbox_hubspot(
-    traffic: SandboxTraffic,
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 8765,
-    token: Annotated[str, typer.Option(help="Bearer token the sandbox accepts.")] = "sandbox-token",
-    contacts: Annotated[int, typer.Option(help="Synthetic contacts to seed.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Same seed, same portal.")] = 0,
-    index_lag_s: Annotated[float, typer.Option("--index-lag", help="Seconds before search sees a write.")] = 0.0,
-) -> None:
-    """Run the HubSpot emulator in the foreground; prints its base URL and token."""
-    from connectors.sandbox.hubspot import HubSpotSandboxServer, serve_hubspot_sandbox
-
-    def banner(server: HubSpotSandboxServer) -> list[str]:
-        return [
-            f"HubSpot sandbox: {server.url}",
-            f"token: {server.token}",
-            f"contacts: {len(server.portal)} (seed {seed}); stats at {server.url}/__sandbox/stats",
-        ]
-
-    _run_sandbox(
-        serve_hubspot_sandbox,
-        banner,
-        traffic,
-        port=port,
-        token=token,
-        contacts=contacts,
-        seed=seed,
-        index_lag_s=index_lag_s,
-    )
-
-
-@sandbox_app.command("salesforce")
-@shared_options(SandboxTraffic)
-def sandbox_salesforce(
-    traffic: SandboxTraffic,
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 8766,
-    token: Annotated[str, typer.Option(help="Access token the sandbox accepts as is.")] = "sandbox-token",
-    contacts: Annotated[int, typer.Option(help="Synthetic contacts to seed (with accounts).")] = 400,
-    leads: Annotated[int, typer.Option(help="Synthetic leads to seed (some converted).")] = 600,
-    seed: Annotated[int, typer.Option(help="Same seed, same org.")] = 0,
-    ca_file: Annotated[
-        str | None, typer.Option("--ca-file", help="Write the sandbox CA certificate here (default: a temp file).")
-    ] = None,
-) -> None:
-    """Run the Salesforce emulator (HTTPS) in the foreground; prints its URL, credentials and CA file."""
-    from connectors.sandbox.salesforce import SalesforceSandboxServer, serve_salesforce_sandbox
-
-    def banner(server: SalesforceSandboxServer) -> list[str]:
-        org = server.org
-        return [
-            f"Salesforce sandbox: {server.url}",
-            f"token: {server.token}",
-            f"client_id: {server.client_id}  client_secret: {server.client_secret}",
-            f"ca_file: {server.ca_pem_path}",
-            f"leads: {org.count('Lead')}, contacts: {org.count('Contact')} (seed {seed}); "
-            f"stats at {server.url}/__sandbox/stats",
-        ]
-
-    _run_sandbox(
-        serve_salesforce_sandbox,
-        banner,
-        traffic,
-        port=port,
-        token=token,
-        leads=leads,
-        contacts=contacts,
-        seed=seed,
-        ca_file=ca_file,
-    )
 
 
 @app.command()
@@ -969,3 +865,7 @@ app.add_typer(model_app, name="model")
 from leadsync.rules_cli import rules_app  # noqa: E402  (after the shared helpers it uses)
 
 app.add_typer(rules_app, name="rules")
+
+from leadsync.sandbox_cli import sandbox_app  # noqa: E402  (after the shared helpers it uses)
+
+app.add_typer(sandbox_app, name="sandbox")

@@ -3,6 +3,7 @@ one clear message per mistake."""
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import difflib
 import os
@@ -472,6 +473,72 @@ class RunConfig(_Section):
     lease_ttl_s: float = Field(default=30, ge=1)
     #: how often /readyz re-checks the state store and the CRM in the background
     probe_interval_s: float = Field(default=15, gt=0)
+
+
+#: cells read as missing in a CSV (``csv.null_values`` adds to them; ``csv.default_null_values: false`` drops them)
+DEFAULT_NULL_VALUES = ("", "NA", "N/A", "n/a", "null", "NULL", "None", "#N/A")
+#: the delimiters ``leadsync score`` and ``check --input`` detect (``csv.delimiter`` / ``--delimiter`` force one)
+CSV_DELIMITERS = (",", ";", "\t", "|")
+#: the keys of the ``csv:`` section that describe the file rather than the column mapping
+CSV_FILE_KEYS = ("null_values", "default_null_values", "delimiter", "encoding")
+
+
+class CsvFileConfig(_Section):
+    """How a CSV export is read (the ``csv:`` section's file keys; the rest of it is the column mapping)."""
+
+    #: placeholders that mean "no value" in this export (a form's ``Select``, ``-``), added to the defaults
+    null_values: list[str] = Field(default_factory=list)
+    #: also read :data:`DEFAULT_NULL_VALUES` as missing (off: a country code ``NA`` is Namibia)
+    default_null_values: bool = True
+    #: one of , ; tab | (default: detected from the file)
+    delimiter: str | None = None
+    #: the file's text encoding (default utf-8, a BOM accepted; latin-1 and cp1252 for older exports)
+    encoding: str | None = None
+
+    @field_validator("delimiter", mode="before")
+    @classmethod
+    def _one_delimiter(cls, value: Any) -> Any:
+        return check_delimiter(value) if value is not None else None
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        return check_encoding(value) if value is not None else None
+
+    def nulls(self) -> frozenset[str]:
+        """Every cell text (after trimming) read as missing."""
+        base = DEFAULT_NULL_VALUES if self.default_null_values else ("",)
+        return frozenset(v.strip() for v in (*base, *self.null_values))
+
+
+def check_delimiter(value: Any) -> str:
+    """``,`` ``;`` ``|`` or a tab (also written ``tab`` or ``\\t``); a ValueError naming the choices otherwise."""
+    text = "\t" if value in ("tab", "\\t", "TAB") else value
+    if text not in CSV_DELIMITERS:
+        raise ValueError(f"expected one of , ; | or tab, got {value!r}")
+    return str(text)
+
+
+def check_encoding(value: str) -> str:
+    """A text encoding Python knows (utf-8, latin-1, cp1252, ...); a ValueError otherwise."""
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ValueError(f"unknown text encoding {value!r} (expected e.g. utf-8, latin-1 or cp1252)") from None
+    return value
+
+
+def split_csv_section(section: Any, source: str) -> tuple[dict[str, Any] | None, CsvFileConfig]:
+    """The ``csv:`` section as (column mapping for ``load_mapping``, how the file is read)."""
+    if not isinstance(section, dict):
+        return section, CsvFileConfig()
+    mapping = {k: v for k, v in section.items() if k not in CSV_FILE_KEYS}
+    try:
+        options = CsvFileConfig.model_validate({k: v for k, v in section.items() if k in CSV_FILE_KEYS})
+    except ValidationError as exc:
+        key, message = _describe(exc.errors()[0], {})
+        raise ConfigError(source, f"csv.{key}", message) from None
+    return mapping or None, options
 
 
 class Config(_Section):
