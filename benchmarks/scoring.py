@@ -26,6 +26,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -291,30 +292,42 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+class StageTimes(dict[str, float]):
+    """Seconds spent in each stage, summed over the chunks: ``with times("score"): ...``."""
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[stage] = self.get(stage, 0.0) + time.perf_counter() - t0
+
+
 def run_columnar(args: argparse.Namespace) -> None:
     engine = compile_rules(default_rules())
-    gen = build = score = materialize = 0.0
+    gen = 0.0
+    times = StageTimes()
     leads = acts = qualified = 0
     grades = np.zeros(3, dtype=np.int64)
     for gen_s, chunk in chunks(args.leads, args.chunk, args.seed, args.activities):
         gen += gen_s
-        t0 = time.perf_counter()
-        batch = to_batch(chunk)
-        t1 = time.perf_counter()
-        result = engine.score_batch(batch, NOW)
-        t2 = time.perf_counter()
-        if args.materialize:
-            scores = result.scores()
-            assert len(scores) == chunk.n
-            del scores
-        t3 = time.perf_counter()
-        build, score, materialize = build + t1 - t0, score + t2 - t1, materialize + t3 - t2
+        with times("build"):
+            batch = to_batch(chunk)
+        with times("score"):
+            result = engine.score_batch(batch, NOW)
+        with times("materialize"):
+            if args.materialize:
+                scores = result.scores()
+                assert len(scores) == chunk.n
+                del scores
         leads += chunk.n
         acts += batch.m
         qualified += int(result.qualified.sum())
         grades += np.bincount(result.grade_codes, minlength=3)
         del batch, result, chunk
         gc.collect()
+    build, score, materialize = times["build"], times["score"], times["materialize"]
     core = build + score
     print(f"columnar path (score_batch), rules {engine.version}, {len(engine.rule_names)} rules")
     print(f"  leads: {leads:,}  activities: {acts:,} ({acts / max(leads, 1):.1f}/lead)  chunk: {args.chunk:,}")
@@ -329,25 +342,25 @@ def run_columnar(args: argparse.Namespace) -> None:
 
 def run_objects(args: argparse.Namespace) -> None:
     engine = compile_rules(default_rules())
-    gen = build = many = single = 0.0
+    gen = 0.0
+    times = StageTimes()
     leads = acts = single_leads = 0
     for gen_s, chunk in chunks(args.object_leads, args.chunk, args.seed, args.activities):
         gen += gen_s
-        t0 = time.perf_counter()
-        items = to_objects(chunk)
-        t1 = time.perf_counter()
-        scores = engine.score_many(items, NOW)
-        t2 = time.perf_counter()
+        with times("build"):
+            items = to_objects(chunk)
+        with times("many"):
+            scores = engine.score_many(items, NOW)
         sample = items[: max(0, args.single_leads - single_leads)]
-        for lead, activities, previous in sample:
-            engine.score(lead, activities, NOW, previous)
-        t3 = time.perf_counter()
-        build, many, single = build + t1 - t0, many + t2 - t1, single + t3 - t2
+        with times("single"):
+            for lead, activities, previous in sample:
+                engine.score(lead, activities, NOW, previous)
         leads += len(scores)
         single_leads += len(sample)
         acts += sum(len(a) for _, a, _ in items)
         del items, scores, chunk, sample
         gc.collect()
+    build, many, single = times["build"], times["many"], times["single"]
     print(f"object path (Lead/Activity objects in, full Score objects out), rules {engine.version}")
     print(f"  leads: {leads:,}  activities: {acts:,}")
     print(f"  generating + building objects: {gen + build:.1f}s (not counted)")

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import hubspot
@@ -68,7 +68,6 @@ from connectors.errors import (
     RetriableError,
 )
 
-T = TypeVar("T")
 log = structlog.get_logger("leadsync.connectors")
 
 #: at most this many inputs per batch call
@@ -505,9 +504,7 @@ class HubSpotConnector:
             if not record.id:
                 continue
             dated = [
-                (at, prop)
-                for prop in properties
-                if (at := parse_hubspot_time(record.properties.get(prop))) is not None
+                (at, prop) for prop in properties if (at := parse_hubspot_time(record.properties.get(prop))) is not None
             ]
             if dated:
                 at, prop = min(dated)

@@ -10,7 +10,7 @@ from typing import Any
 from connectors._salesforce_auth import SalesforceAuth
 from connectors.hubspot import HubSpotConnector
 from connectors.salesforce import SalesforceConnector
-from leadsync.config import Config, ConfigError, load_rules_file, load_sections, secret
+from leadsync.config import Config, ConfigError, load_rules_file, load_sections, secret, split_csv_section
 from mappings import LeadMapping, MappingError, load_mapping
 from scoring import CompiledRules, RulesError, ScoringError, compile_rules, load_rules
 from sync.pipeline import Progress, SyncPipeline
@@ -111,6 +111,8 @@ class App:
             recheck_per_pass=self.config.outcomes.recheck_per_pass,
             challenger=self.challenger,
             challenger_split=self.config.challenger.split if self.config.challenger else 0.0,
+            use_model=self.config.model.enabled,
+            model_exclude=self.config.model.exclude,
         )
 
 
@@ -127,7 +129,7 @@ def load_csv_scoring(config: Path | None) -> tuple[str, CompiledRules, LeadMappi
     """
     source, sections = load_sections(config, ("scoring", "csv"))
     try:
-        mapping = load_mapping("csv", sections.get("csv"), source="csv")
+        mapping = load_mapping("csv", split_csv_section(sections.get("csv"), source)[0], source="csv")
     except MappingError as exc:
         raise ConfigError(source, exc.where, exc.problem) from None
     try:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import functools
+import inspect
 import json
 import sys
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -20,6 +25,7 @@ from rich.table import Table
 from connectors.errors import BudgetExhausted, ConnectorError
 from leadsync.app import App, build_app
 from leadsync.config import ConfigError, load_config
+from leadsync.csv_commands import DelimiterOption, EncodingOption
 from leadsync.logs import configure_logging, scrub
 from leadsync.starter import TEMPLATES
 from mappings import MappingError
@@ -37,8 +43,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-sandbox_app = typer.Typer(help="Run a local CRM emulator (for trying leadsync and for tests).", no_args_is_help=True)
-app.add_typer(sandbox_app, name="sandbox")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -49,6 +53,35 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help="Config file (default: $LEADSYNC_CONFIG, else ./leadsync.yaml)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+
+
+def shared_options(options: type[Any]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Commands that take a group of options as one dataclass (``command(options_object, **own_options)``).
+
+    Typer reads a command's options off its signature: the decorated function's lists the command's own
+    options, then the dataclass's fields (typed and documented there), and each call gathers those back into
+    one ``options`` object. One declaration serves every command that shares the group.
+    """
+    hints = typing.get_type_hints(options, include_extras=True)
+    shared = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name], default=f.default)
+        for f in dataclasses.fields(options)
+    ]
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command, eval_str=True)
+        _, *own = signature.parameters.values()  # the first one receives the options object
+        parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared
+
+        @functools.wraps(command)
+        def run_command(**given: Any) -> None:
+            command(options(**{p.name: given.pop(p.name) for p in shared}), **given)
+
+        run_command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        run_command.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
+        return run_command
+
+    return decorate
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -108,8 +141,18 @@ def init(
     crm: Annotated[str, typer.Option(help="hubspot or salesforce")] = "hubspot",
     path: Annotated[Path, typer.Option("--path", help="Where to write the config.")] = Path("leadsync.yaml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    from_csv: Annotated[
+        Path | None, typer.Option("--from-csv", help="Write a config for this CSV: its columns, tables of its values.")
+    ] = None,
+    label: Annotated[str | None, typer.Option("--label", help="With --from-csv: conversion rates from COL.")] = None,
 ) -> None:
-    """Write a commented starter config."""
+    """Write a commented starter config (for a CRM, or for a CSV export with --from-csv)."""
+    if from_csv is not None:
+        from leadsync.init_csv import write_starter
+
+        _csv_command(from_csv, lambda: write_starter(from_csv, label, path, force=force) and 0)
+        out.print(f"wrote {path}; fill in the points, then `leadsync check --input {from_csv} --config {path}`")
+        return
     if crm not in TEMPLATES:
         fail(f"--crm: expected one of {', '.join(TEMPLATES)}, got {crm!r}", 2)
     if path.exists() and not force:
@@ -119,8 +162,25 @@ def init(
 
 
 @app.command()
-def check(config: ConfigOption = None) -> None:
-    """Validate config and mapping, check CRM connectivity and the custom properties."""
+def check(
+    config: ConfigOption = None,
+    input_path: Annotated[
+        Path | None, typer.Option("--input", "-i", help="Check the rules against this CSV instead (no CRM).")
+    ] = None,
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = None,
+) -> None:
+    """Validate config and mapping, check CRM connectivity and the custom properties (or, with --input, the
+    rules against a CSV's columns and values)."""
+    if input_path is not None:
+        from leadsync.csv_commands import run_check
+
+        raise typer.Exit(
+            _csv_command(
+                input_path,
+                lambda: run_check(input_path, config, delimiter=delimiter, encoding=encoding, out=out, err=err),
+            )
+        )
     with clean_errors():
         application = build_app(load_config(config))
         connector = application.connector()
@@ -332,11 +392,19 @@ def explain(
         store = application.store()
         try:
             found = explain_lead(store, application.rules, application.mapping, lead, _now())
+            model = None
+            if found is not None and application.config.model.enabled:
+                from leadsync.model_apply import explain_likelihood
+
+                exclude = application.config.model.exclude
+                model = explain_likelihood(
+                    store, application.rules, application.mapping, found.lead.id, _now(), exclude
+                )
         finally:
             store.close()
     if found is None:
         fail(f"no lead '{lead}' in the local cache (run `leadsync sync --once` first, or check the address)", 1)
-    data = found.as_dict()
+    data = found.as_dict() | {"model": model}
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
         return
@@ -362,6 +430,10 @@ def explain(
         count = f" x{hit['count']}" if hit["count"] > 1 else ""
         table.add_row(hit["part"], hit["rule"], f"{hit['points']:+g}", f"{hit['value']}{count}")
     out.print(table)
+    if model is not None:
+        from leadsync.model_apply import print_factors
+
+        print_factors(out, model)
 
 
 @app.command()
@@ -434,46 +506,65 @@ def score(
             help="A quoted field spanning more lines than this is a stray quote: that record is skipped.",
         ),
     ] = 20,  # leadsync.scorefile.MAX_RECORD_LINES
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = None,
+    rejects: Annotated[
+        Path | None, typer.Option("--rejects", help="Write the skipped records (line, reason, text) to this CSV.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="A value unreadable as its mapped type rejects its row (default: missing).")
+    ] = False,
+    output_prefix: Annotated[
+        str, typer.Option("--output-prefix", help="Name the score columns P + column (score -> P_score...).")
+    ] = "",
+    replace_columns: Annotated[
+        bool, typer.Option("--replace-columns", help="Write over input columns named like score columns.")
+    ] = False,
 ) -> None:
     """Score a CSV file with the configured rules, no CRM: input columns + score, fit, engagement, grade, reasons.
 
-    Exit 1 when rows were rejected (each is reported with its line), 2 when the input or output is unusable.
+    The rules are checked against the file first (as `check --input`; an error refuses, exit 2). Exit 1 when
+    rows were rejected (each is reported with its line, the others are scored), 2 when the input or output is
+    unusable.
     """
-    from leadsync.app import load_csv_scoring
-    from leadsync.scorefile import ScoreFileError, Terminated, score_csv
+    from leadsync.csv_commands import run_score
+    from leadsync.scorefile import OutputColumns
 
-    to_stdout = output is None or str(output) == "-"
-    with clean_errors():
-        _, rules, mapping = load_csv_scoring(config)
-        if not input_path.is_file():
-            fail(f"--input: {input_path} is not a file", 2)
-        try:
-            result = score_csv(
+    columns = OutputColumns(prefix=output_prefix, replace=replace_columns)
+    raise typer.Exit(
+        _csv_command(
+            input_path,
+            lambda: run_score(
                 input_path,
-                rules,
-                mapping,
-                sys.stdout if to_stdout or output is None else output,
-                on_problem=lambda p: err.print(f"[yellow]skipped[/] {input_path}: {p}", highlight=False),
+                output,
+                config,
+                delimiter=delimiter,
+                encoding=encoding,
                 max_record_lines=max_record_lines,
-            )
-        except ScoreFileError as exc:
-            fail(str(exc), 2)
+                strict=strict,
+                rejects=rejects,
+                columns=columns,
+                err=err,
+            ),
+        )
+    )
+
+
+def _csv_command(input_path: Path, command: Callable[[], int]) -> int:
+    """Run a CSV command; an unusable file, config or output is one line and exit 2, a stop signal 128+N."""
+    from leadsync.scorefile import Terminated
+
+    if not input_path.is_file():
+        fail(f"--input: {input_path} is not a file", 2)
+    with clean_errors():
+        try:
+            return command()
         except Terminated as exc:
             fail(f"stopped by {exc}; no partial output file is left", 128 + exc.signum)
         except (UnicodeDecodeError, csv.Error) as exc:  # before ValueError, which UnicodeDecodeError is
             fail(f"{input_path}: not a readable CSV file ({exc})", 2)
-        except ValueError as exc:
+        except ValueError as exc:  # ScoreFileError, DialectError
             fail(str(exc), 2)
-    grades = ", ".join(f"{g} {n}" for g, n in result.grades.items())
-    broken = f" ({result.broken_records} broken records)" if result.broken_records else ""
-    err.print(
-        f"scored {result.scored} of {result.rows} rows ({grades}; {result.qualified} qualified)"
-        + (f"; {result.rejected} rejected rows skipped{broken}" if result.rejected else "")
-        + ("" if to_stdout else f"; wrote {output}"),
-        highlight=False,
-    )
-    if result.rejected:
-        raise typer.Exit(1)
 
 
 @app.command()
@@ -514,152 +605,6 @@ def migrate(config: ConfigOption = None) -> None:
 
 def main() -> None:
     app()
-
-
-FaultKindsOption = Annotated[
-    str | None,
-    typer.Option(
-        "--fault-kinds",
-        help="Comma-separated kinds --fault-rate draws from: 500, 502, 503, slow, drop, corrupt (a truncated "
-        "200 body), html (a gateway's 200 text/html page), drip (the body at 64 bytes/s). Default: 500..drop.",
-    ),
-]
-FaultAtOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--fault-at",
-        help="KIND:N[+][:METHOD /path]: the Nth request (N+: and every later one) to that endpoint gets KIND, "
-        "e.g. 'corrupt:2:GET /crm/v3/objects/contacts'. Repeatable.",
-    ),
-]
-
-
-def _sandbox_faults(kinds: str | None, rules: list[str] | None) -> tuple[dict[str, Any], list[Any]]:
-    """``--fault-kinds`` and ``--fault-at`` checked up front (exit 2 naming the bad one)."""
-    from connectors.sandbox._server import parse_fault_kinds, parse_fault_rule
-
-    try:
-        chosen = {"fault_kinds": parse_fault_kinds(kinds)} if kinds is not None else {}
-        return chosen, [parse_fault_rule(r) for r in rules or []]
-    except ValueError as exc:
-        fail(f"--fault-kinds/--fault-at: {exc}", 2)
-
-
-RateLimitOption = Annotated[str | None, typer.Option("--rate-limit", help="e.g. 100/10s (default: off).")]
-FaultRateOption = Annotated[float, typer.Option("--fault-rate", help="Share of requests that fail (0..1).")]
-
-
-def _run_sandbox(
-    serve: Callable[..., None],
-    banner: Callable[[Any], list[str]],
-    *,
-    port: int,
-    fault_rate: float,
-    fault_kinds: str | None,
-    fault_at: list[str] | None,
-    **settings: Any,
-) -> None:
-    """What both emulator commands share: faults checked up front, the banner once listening, clean exits."""
-    if not 0 <= fault_rate <= 1:
-        fail(f"--fault-rate: expected a share between 0 and 1, got {fault_rate}", 2)
-    kinds, rules = _sandbox_faults(fault_kinds, fault_at)
-
-    def ready(server: Any) -> None:
-        for rule in rules:
-            server.app.faults.schedule(rule)
-        for line in banner(server):
-            out.print(line, highlight=False)
-        out.print("Ctrl-C to stop", style="dim")
-        sys.stdout.flush()
-
-    try:
-        serve(on_ready=ready, port=port, fault_rate=fault_rate, **kinds, **settings)
-    except ValueError as exc:
-        fail(str(exc), 2)
-    except OSError as exc:
-        fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}", 1)
-
-
-@sandbox_app.command("hubspot")
-def sandbox_hubspot(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 8765,
-    token: Annotated[str, typer.Option(help="Bearer token the sandbox accepts.")] = "sandbox-token",
-    contacts: Annotated[int, typer.Option(help="Synthetic contacts to seed.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Same seed, same portal.")] = 0,
-    rate_limit: RateLimitOption = None,
-    fault_rate: FaultRateOption = 0.0,
-    fault_kinds: FaultKindsOption = None,
-    fault_at: FaultAtOption = None,
-    index_lag_s: Annotated[float, typer.Option("--index-lag", help="Seconds before search sees a write.")] = 0.0,
-) -> None:
-    """Run the HubSpot emulator in the foreground; prints its base URL and token."""
-    from connectors.sandbox.hubspot import HubSpotSandboxServer, serve_hubspot_sandbox
-
-    def banner(server: HubSpotSandboxServer) -> list[str]:
-        return [
-            f"HubSpot sandbox: {server.url}",
-            f"token: {server.token}",
-            f"contacts: {len(server.portal)} (seed {seed}); stats at {server.url}/__sandbox/stats",
-        ]
-
-    _run_sandbox(
-        serve_hubspot_sandbox,
-        banner,
-        port=port,
-        fault_rate=fault_rate,
-        fault_kinds=fault_kinds,
-        fault_at=fault_at,
-        token=token,
-        contacts=contacts,
-        seed=seed,
-        rate_limit=rate_limit,
-        index_lag_s=index_lag_s,
-    )
-
-
-@sandbox_app.command("salesforce")
-def sandbox_salesforce(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 8766,
-    token: Annotated[str, typer.Option(help="Access token the sandbox accepts as is.")] = "sandbox-token",
-    contacts: Annotated[int, typer.Option(help="Synthetic contacts to seed (with accounts).")] = 400,
-    leads: Annotated[int, typer.Option(help="Synthetic leads to seed (some converted).")] = 600,
-    seed: Annotated[int, typer.Option(help="Same seed, same org.")] = 0,
-    ca_file: Annotated[
-        str | None, typer.Option("--ca-file", help="Write the sandbox CA certificate here (default: a temp file).")
-    ] = None,
-    rate_limit: RateLimitOption = None,
-    fault_rate: FaultRateOption = 0.0,
-    fault_kinds: FaultKindsOption = None,
-    fault_at: FaultAtOption = None,
-) -> None:
-    """Run the Salesforce emulator (HTTPS) in the foreground; prints its URL, credentials and CA file."""
-    from connectors.sandbox.salesforce import SalesforceSandboxServer, serve_salesforce_sandbox
-
-    def banner(server: SalesforceSandboxServer) -> list[str]:
-        org = server.org
-        return [
-            f"Salesforce sandbox: {server.url}",
-            f"token: {server.token}",
-            f"client_id: {server.client_id}  client_secret: {server.client_secret}",
-            f"ca_file: {server.ca_pem_path}",
-            f"leads: {org.count('Lead')}, contacts: {org.count('Contact')} (seed {seed}); "
-            f"stats at {server.url}/__sandbox/stats",
-        ]
-
-    _run_sandbox(
-        serve_salesforce_sandbox,
-        banner,
-        port=port,
-        fault_rate=fault_rate,
-        fault_kinds=fault_kinds,
-        fault_at=fault_at,
-        token=token,
-        leads=leads,
-        contacts=contacts,
-        seed=seed,
-        ca_file=ca_file,
-        rate_limit=rate_limit,
-    )
 
 
 @app.command()
@@ -736,6 +681,21 @@ AsOfOption = Annotated[
 ]
 
 
+@dataclass(frozen=True)
+class LabeledInput:
+    """The options ``evaluate`` and ``report`` share: where the labeled leads come from and how they are judged."""
+
+    input_path: InputOption = None
+    label: LabelOption = None
+    config: ConfigOption = None
+    rules: CandidateOption = None
+    objective: ObjectiveOption = "f1"
+    date: DateOption = None
+    as_of: AsOfOption = None
+    backfill: BackfillOption = False
+    rank_by: RankByOption = "score"
+
+
 def _as_of(as_of: datetime | None) -> datetime | None:
     return (as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)) if as_of is not None else None
 
@@ -770,18 +730,7 @@ def _say_backfilled(result: Any, console: Any = None) -> None:
         )
 
 
-def _labeled_run(
-    input_path: Path | None,
-    label: str | None,
-    config: Path | None,
-    rules: Path | None,
-    objective: str,
-    date: str | None,
-    as_of: datetime | None,
-    report: bool = False,
-    backfill: bool = False,
-    rank_by: str = "score",
-) -> Any:
+def _labeled_run(labeled: LabeledInput, *, report: bool = False) -> Any:
     """Score the labeled CSV with the configured (and candidate) rules and evaluate; bad input exits 2.
 
     Without ``--input``: the state store's outcomes and score history (:mod:`leadsync.evaluate_store`).
@@ -790,66 +739,61 @@ def _labeled_run(
     from leadsync.evaluate_cmd import RANK_BY, InputError, load_candidate, load_labeled, run_evaluation
     from scoring.evaluation import parse_objective
 
-    if rank_by not in RANK_BY:
-        fail(f"--rank-by: expected one of {', '.join(RANK_BY)}, got {rank_by!r}", 2)
+    input_path, label, objective = labeled.input_path, labeled.label, labeled.objective
+    if labeled.rank_by not in RANK_BY:
+        fail(f"--rank-by: expected one of {', '.join(RANK_BY)}, got {labeled.rank_by!r}", 2)
     if input_path is None:
         from leadsync.evaluate_store import evaluate_configured
 
         try:
             parse_objective(objective)
             return evaluate_configured(
-                config, rules, objective, now=_as_of(as_of), contributions=report, backfill=backfill, rank_by=rank_by
+                labeled.config,
+                labeled.rules,
+                objective,
+                now=_as_of(labeled.as_of),
+                contributions=report,
+                backfill=labeled.backfill,
+                rank_by=labeled.rank_by,
             )
         except InputError as exc:
             fail(str(exc), 2)
-    if backfill:
+    if labeled.backfill:
         fail("--backfill applies to the state store (without --input): a labeled CSV has no score history", 2)
     if label is None:
         fail("--input needs --label COL (the column saying who converted)", 2)
     try:
         parse_objective(objective)
-        _, compiled, mapping = load_csv_scoring(config)
-        candidate = load_candidate(rules, mapping) if rules is not None else None
-        now = _as_of(as_of) or _now()
+        _, compiled, mapping = load_csv_scoring(labeled.config)
+        candidate = load_candidate(labeled.rules, mapping) if labeled.rules is not None else None
+        now = _as_of(labeled.as_of) or _now()
         data = load_labeled(
             input_path,
             label,
             compiled,
             mapping,
             candidate=candidate,
-            date_column=date,
+            date_column=labeled.date,
             now=now,
             on_problem=lambda p: err.print(f"[yellow]skipped[/] {input_path}: {p}", highlight=False),
         )
-        return run_evaluation(data, objective, rank_by=rank_by)
+        return run_evaluation(data, objective, rank_by=labeled.rank_by)
     except InputError as exc:
         fail(str(exc), 2)
 
 
 @app.command()
-def evaluate(
-    input_path: InputOption = None,
-    label: LabelOption = None,
-    config: ConfigOption = None,
-    rules: CandidateOption = None,
-    objective: ObjectiveOption = "f1",
-    date: DateOption = None,
-    as_of: AsOfOption = None,
-    as_json: JsonOption = False,
-    backfill: BackfillOption = False,
-    rank_by: RankByOption = "score",
-) -> None:
+@shared_options(LabeledInput)
+def evaluate(labeled: LabeledInput, as_json: JsonOption = False) -> None:
     """Scores vs outcomes: AUC, lift by grade and decile, a recommended MQL threshold, champion vs candidate."""
     with clean_errors():
-        result = _labeled_run(
-            input_path, label, config, rules, objective, date, as_of, backfill=backfill, rank_by=rank_by
-        )
+        result = _labeled_run(labeled)
     data = result.as_dict()
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
         return
     shadow = (data.get("challenger") or {}).get("summary", [])  # store path with `challenger:` configured
-    if input_path is None:
+    if labeled.input_path is None:
         if _print_store_evaluation(result):
             return
         result = result.run
@@ -861,7 +805,7 @@ def evaluate(
         f"{ev.positives} converted ({ev.base_rate:.1%})",
         highlight=False,
     )
-    out.print(_ranked_by(rank_by, input_path is None), highlight=False)
+    out.print(_ranked_by(labeled.rank_by, labeled.input_path is None), highlight=False)
     out.print(f"AUC {auc.value:.3f} (95% CI {auc.ci_low:.3f} to {auc.ci_high:.3f})", highlight=False)
     for title, rows in (("by grade", ev.grades), ("by score decile", ev.deciles)):
         table = Table(
@@ -909,37 +853,42 @@ def _ranked_by(rank_by: str, from_store: bool) -> str:
 
 
 @app.command()
+@shared_options(LabeledInput)
 def report(
-    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")],
-    input_path: InputOption = None,
-    label: LabelOption = None,
-    config: ConfigOption = None,
-    rules: CandidateOption = None,
-    objective: ObjectiveOption = "f1",
-    date: DateOption = None,
-    as_of: AsOfOption = None,
-    backfill: BackfillOption = False,
-    rank_by: RankByOption = "score",
+    labeled: LabeledInput, output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")]
 ) -> None:
     """One self-contained HTML report (opens offline): distributions, lift, ROC, thresholds, rules, drift."""
     from leadsync.report import render_report
     from leadsync.scorefile import ScoreFileError, open_output
 
     with clean_errors():
-        result = _labeled_run(
-            input_path, label, config, rules, objective, date, as_of, report=True, backfill=backfill, rank_by=rank_by
-        )
+        result = _labeled_run(labeled, report=True)
         shadow: list[str] | None = None
-        if input_path is None:
+        if labeled.input_path is None:
             if result.run is None:
                 fail(f"no report written: {result.message()}", 1)
             _say_backfilled(result)
             shadow = result.challenger.summary() if result.challenger is not None else None
             result = result.run
-        page = render_report(result, shadow=shadow)
+        from leadsync.model_apply import active_model_section
+
+        page = render_report(result, shadow=shadow, model=active_model_section(labeled.config))
     try:
         with open_output(output) as handle:  # the same output rules as `score`: atomic, links followed
             handle.write(page)
     except ScoreFileError as exc:
         fail(str(exc), 2)
     err.print(f"wrote {output} ({len(page) // 1024} KiB); open it in any browser", highlight=False)
+
+
+from leadsync.model_cmd import model_app  # noqa: E402 (its commands import this module's helpers lazily)
+
+app.add_typer(model_app, name="model")
+
+from leadsync.rules_cli import rules_app  # noqa: E402  (after the shared helpers it uses)
+
+app.add_typer(rules_app, name="rules")
+
+from leadsync.sandbox_cli import sandbox_app  # noqa: E402  (after the shared helpers it uses)
+
+app.add_typer(sandbox_app, name="sandbox")

@@ -3,6 +3,7 @@ one clear message per mistake."""
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import difflib
 import os
@@ -395,6 +396,8 @@ class ScheduleConfig(_Section):
     full_sync: JobScheduleConfig | None = None
     #: re-evaluate the scores against outcomes (leadsync evaluate, logged and exported as gauges)
     evaluate: JobScheduleConfig | None = Field(default_factory=lambda: JobScheduleConfig(every=15 * 86400))
+    #: retrain the predictive model; the new one becomes active only if it beats the active one
+    train: JobScheduleConfig | None = Field(default_factory=lambda: JobScheduleConfig(every=15 * 86400))
 
 
 class OutcomesConfig(_Section):
@@ -427,6 +430,24 @@ class OutcomesConfig(_Section):
         )
 
 
+class ModelConfig(_Section):
+    """The predictive model (``leadsync model train``, the daemon's ``schedule.train``; see the README)."""
+
+    #: score with the active model during sync and ``score --input`` (off: rules alone)
+    enabled: bool = True
+    #: labeled leads needed to train (never fewer than 100), and leads of the smaller outcome (never fewer than 20)
+    min_labeled: int = Field(default=100, ge=100)
+    min_minority: int = Field(default=20, ge=20)
+    #: attributes or CSV columns never used as features (e.g. fields sales fills in during the deal)
+    exclude: list[str] = Field(default_factory=list)
+    #: features the leakage guard lets through (known before the outcome despite separating it so well)
+    allow_leaky: list[str] = Field(default_factory=list)
+    #: share of labeled leads held out for the metrics (the latest ones when dates exist)
+    holdout: float = Field(default=0.2, ge=0.1, le=0.5)
+    #: most values a categorical keeps (the rest share one "other" value)
+    max_categories: int = Field(default=60, ge=2, le=250)
+
+
 class ChallengerConfig(_Section):
     """A shadow rule set scored beside the configured one every pass (``challenger:``; see the README).
 
@@ -454,6 +475,72 @@ class RunConfig(_Section):
     probe_interval_s: float = Field(default=15, gt=0)
 
 
+#: cells read as missing in a CSV (``csv.null_values`` adds to them; ``csv.default_null_values: false`` drops them)
+DEFAULT_NULL_VALUES = ("", "NA", "N/A", "n/a", "null", "NULL", "None", "#N/A")
+#: the delimiters ``leadsync score`` and ``check --input`` detect (``csv.delimiter`` / ``--delimiter`` force one)
+CSV_DELIMITERS = (",", ";", "\t", "|")
+#: the keys of the ``csv:`` section that describe the file rather than the column mapping
+CSV_FILE_KEYS = ("null_values", "default_null_values", "delimiter", "encoding")
+
+
+class CsvFileConfig(_Section):
+    """How a CSV export is read (the ``csv:`` section's file keys; the rest of it is the column mapping)."""
+
+    #: placeholders that mean "no value" in this export (a form's ``Select``, ``-``), added to the defaults
+    null_values: list[str] = Field(default_factory=list)
+    #: also read :data:`DEFAULT_NULL_VALUES` as missing (off: a country code ``NA`` is Namibia)
+    default_null_values: bool = True
+    #: one of , ; tab | (default: detected from the file)
+    delimiter: str | None = None
+    #: the file's text encoding (default utf-8, a BOM accepted; latin-1 and cp1252 for older exports)
+    encoding: str | None = None
+
+    @field_validator("delimiter", mode="before")
+    @classmethod
+    def _one_delimiter(cls, value: Any) -> Any:
+        return check_delimiter(value) if value is not None else None
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        return check_encoding(value) if value is not None else None
+
+    def nulls(self) -> frozenset[str]:
+        """Every cell text (after trimming) read as missing."""
+        base = DEFAULT_NULL_VALUES if self.default_null_values else ("",)
+        return frozenset(v.strip() for v in (*base, *self.null_values))
+
+
+def check_delimiter(value: Any) -> str:
+    """``,`` ``;`` ``|`` or a tab (also written ``tab`` or ``\\t``); a ValueError naming the choices otherwise."""
+    text = "\t" if value in ("tab", "\\t", "TAB") else value
+    if text not in CSV_DELIMITERS:
+        raise ValueError(f"expected one of , ; | or tab, got {value!r}")
+    return str(text)
+
+
+def check_encoding(value: str) -> str:
+    """A text encoding Python knows (utf-8, latin-1, cp1252, ...); a ValueError otherwise."""
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ValueError(f"unknown text encoding {value!r} (expected e.g. utf-8, latin-1 or cp1252)") from None
+    return value
+
+
+def split_csv_section(section: Any, source: str) -> tuple[dict[str, Any] | None, CsvFileConfig]:
+    """The ``csv:`` section as (column mapping for ``load_mapping``, how the file is read)."""
+    if not isinstance(section, dict):
+        return section, CsvFileConfig()
+    mapping = {k: v for k, v in section.items() if k not in CSV_FILE_KEYS}
+    try:
+        options = CsvFileConfig.model_validate({k: v for k, v in section.items() if k in CSV_FILE_KEYS})
+    except ValidationError as exc:
+        key, message = _describe(exc.errors()[0], {})
+        raise ConfigError(source, f"csv.{key}", message) from None
+    return mapping or None, options
+
+
 class Config(_Section):
     crm: Literal["hubspot", "salesforce"]
     hubspot: HubSpotConfig | None = None
@@ -470,6 +557,7 @@ class Config(_Section):
     outcomes: OutcomesConfig = Field(default_factory=OutcomesConfig)
     #: a shadow challenger rule set (None: the configured rules only)
     challenger: ChallengerConfig | None = None
+    model: ModelConfig = Field(default_factory=ModelConfig)
 
     #: where this config was read from (for messages)
     _source: str = PrivateAttr(default="<memory>")

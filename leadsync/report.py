@@ -345,9 +345,16 @@ def _threshold_table(run: EvaluationRun) -> str:
     )
 
 
-def render_report(run: EvaluationRun, *, generated: datetime | None = None, shadow: Sequence[str] | None = None) -> str:
+def render_report(
+    run: EvaluationRun,
+    *,
+    generated: datetime | None = None,
+    shadow: Sequence[str] | None = None,
+    model: str | None = None,
+) -> str:
     """The whole report as one HTML string; ``shadow``: the shadow challenger's comparison, line by line
-    (champion vs challenger on the same leads, and with a split each arm's conversion and its test)."""
+    (champion vs challenger on the same leads, and with a split each arm's conversion and its test);
+    ``model``: the predictive model's section (:func:`leadsync.report_model.model_section`)."""
     ev, d = run.champion, run.data
     when = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     figures = [
@@ -433,7 +440,7 @@ def render_report(run: EvaluationRun, *, generated: datetime | None = None, shad
         f'<p class="sub">{html.escape(str(d.source))}, label column <code>{html.escape(d.label)}</code>; '
         f"rules {html.escape(d.champion.compiled.version)}; ranked by {html.escape(run.rank_by)}; generated {when}</p>"
         f'<p class="summary">{html.escape(summary_text(run))}</p>'
-        f"{_threshold_table(run)}{''.join(figures)}{challenger}{rejected}"
+        f"{_threshold_table(run)}{''.join(figures)}{challenger}{model or ''}{rejected}"
         '<p class="sub">Scores must be those the leads had before their outcome: a score taken after conversion '
         "includes the sales cycle's own engagement and flatters any model.</p>"
         "</body></html>"

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from leadsync.app import App
 from leadsync.config import Config, ConfigError, secret
 from leadsync.logs import register_secret
-from sync.daemon import EVALUATE_JOB, Daemon, DaemonSettings
+from sync.daemon import EVALUATE_JOB, TRAIN_JOB, Daemon, DaemonSettings
 from sync.metrics import SyncMetrics
 from sync.schedule import JobSpec
 from sync.state import StateStore
@@ -65,6 +65,23 @@ def evaluate_job_spec(config: Config) -> JobSpec | None:
         return None
     return JobSpec(
         name=EVALUATE_JOB,
+        full=False,
+        every_s=job.every,
+        cron=job.cron,
+        timezone=job.timezone,
+        jitter_s=job.jitter,
+        misfire_grace_s=job.misfire_grace,
+        run_at_start=job.run_at_start if job.run_at_start is not None else False,
+    )
+
+
+def train_job_spec(config: Config) -> JobSpec | None:
+    """``schedule.train`` (None when off, outcomes or the model disabled); the first run waits one interval."""
+    job = config.schedule.train
+    if job is None or not config.outcomes.enabled or not config.model.enabled:
+        return None
+    return JobSpec(
+        name=TRAIN_JOB,
         full=False,
         every_s=job.every,
         cron=job.cron,
@@ -131,8 +148,9 @@ def build_daemon(app: App, store: StateStore, *, port: int | None = None, host: 
     register_config_secrets(config)
     settings = daemon_settings(config, port=port, host=host)
     evaluate_job = evaluate_job_spec(config)
-    if evaluate_job is not None:
-        settings = dataclasses.replace(settings, jobs=(*settings.jobs, evaluate_job))
+    for extra in (evaluate_job, train_job_spec(config)):
+        if extra is not None:
+            settings = dataclasses.replace(settings, jobs=(*settings.jobs, extra))
     pipeline = app.pipeline(store)
     pipeline.scoring_clock = scoring_clock_from_env(config.source)
     connector = pipeline.connector
@@ -158,6 +176,7 @@ def build_daemon(app: App, store: StateStore, *, port: int | None = None, host: 
         metrics=metrics,
         crm_probe=probe.describe,
         evaluator=lambda: scheduled_evaluation(app, store),
+        trainer=lambda: scheduled_training(app, store),
         auc_drop_warn=config.outcomes.auc_drop_warn,
         configured_threshold=app.rules.mql_threshold,
     )
@@ -168,6 +187,13 @@ def scheduled_evaluation(app: App, store: StateStore) -> dict[str, Any]:
     from leadsync.evaluate_store import evaluate_store
 
     return evaluate_store(store, app.mapping, app.rules, app.config.outcomes, "f1").as_dict()
+
+
+def scheduled_training(app: App, store: StateStore) -> dict[str, Any]:
+    """The ``train`` job: a challenger trained on the store, active only if it beats the active model."""
+    from leadsync.model_train import champion_challenger
+
+    return champion_challenger(app, store)
 
 
 def run_daemon(app: App, *, port: int | None = None, host: str | None = None) -> int:

@@ -4,8 +4,12 @@ Rows are streamed in chunks (memory does not grow with the file); a malformed ro
 line number and skipped while the rest are scored. A quoted field that never closes (it runs past the end
 of the file or over more than ``max_record_lines`` lines) is a broken record: it is reported at the line it
 starts on and skipped, and reading resumes on the next line, so one stray quote costs one row, not the rest
-of the file. A regular output file appears complete or not at all (written beside it, then renamed, also on
-SIGINT, SIGTERM and SIGHUP); a FIFO, a character device or stdout is written to as a stream.
+of the file. So is a record with more or fewer cells than the header. Every skipped record is counted and
+can be copied to a rejects file; a value that does not parse as its mapped type costs that value only (the
+attribute is missing for that lead, counted per column), unless ``strict``. The file's delimiter, encoding
+and null tokens come from a ``CsvDialect`` (``leadsync.csv_dialect``). A regular output file appears
+complete or not at all (written beside it, then renamed, also on SIGINT, SIGTERM and SIGHUP); a FIFO, a
+character device or stdout is written to as a stream.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import signal
 import stat
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,10 +29,16 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from leadsync.csv_dialect import CsvDialect, not_text
 from mappings import LeadMapping
 from scoring import CompiledRules, Lead
 
-OUTPUT_COLUMNS = ("score", "fit", "engagement", "penalties", "grade", "qualified", "reasons")
+#: what ``score`` adds to each row: ``points`` is the raw total (after part caps, before the 0..100 clamp)
+OUTPUT_COLUMNS = ("score", "points", "fit", "engagement", "penalties", "grade", "qualified", "reasons")
+#: the columns of ``--rejects``: where the record starts, why it was skipped, its text as read
+REJECT_COLUMNS = ("line", "reason", "record")
+#: how many line numbers the summary gives per column of coerced values
+FIRST_LINES = 5
 CHUNK = 5_000
 #: a quoted field spanning more lines than this is taken for a stray quote (``--max-record-lines``)
 MAX_RECORD_LINES = 20
@@ -60,6 +70,16 @@ class RowProblem:
 
 
 @dataclass
+class Coerced:
+    """Values of one column read as missing because they do not parse as the column's mapped type."""
+
+    expected: str
+    count: int = 0
+    lines: list[int] = field(default_factory=list)  #: the first :data:`FIRST_LINES` of them
+    examples: list[str] = field(default_factory=list)  #: their first distinct raw values
+
+
+@dataclass
 class ScoreFileResult:
     rows: int = 0
     scored: int = 0
@@ -68,6 +88,16 @@ class ScoreFileResult:
     problems: list[RowProblem] = field(default_factory=list)
     grades: dict[str, int] = field(default_factory=lambda: {"hot": 0, "warm": 0, "cold": 0})
     qualified: int = 0
+    #: column -> values read as missing (unparsable for the mapped type)
+    coerced: dict[str, Coerced] = field(default_factory=dict)
+
+    def coerce(self, line: int, column: str, raw: str, expected: str) -> None:
+        entry = self.coerced.setdefault(column, Coerced(expected))
+        entry.count += 1
+        if len(entry.lines) < FIRST_LINES:
+            entry.lines.append(line)
+        if len(entry.examples) < 3 and raw not in entry.examples:
+            entry.examples.append(raw)
 
 
 class _Lines:
@@ -77,10 +107,11 @@ class _Lines:
     dropped and its other lines read again as records of their own.
     """
 
-    def __init__(self, handle: IO[str], source: Path, limit: int) -> None:
+    def __init__(self, handle: IO[str], source: Path, limit: int, encoding: str = "utf-8") -> None:
         self._handle = handle
         self._source = source
         self._limit = limit
+        self._encoding = encoding
         self._pending: deque[tuple[int, str]] = deque()
         self._next_number = 1
         self.record: list[tuple[int, str]] = []
@@ -101,6 +132,8 @@ class _Lines:
                 text = self._handle.readline()
             except OSError as exc:
                 raise ScoreFileError(f"{self._source}: cannot read: {exc.strerror or exc}") from None
+            except UnicodeDecodeError:
+                raise ScoreFileError(not_text(self._source, self._next_number, self._encoding)) from None
             if not text:
                 self.past_end = True
                 raise StopIteration
@@ -123,16 +156,17 @@ class _Record:
     line: int  #: the line the record starts on
     cells: list[str]
     broken: str | None = None  #: why the record is broken, None when it is sound
+    raw: str = ""  #: its text as read (a broken record: its first line only, the others are read again)
 
 
-def _records(lines: _Lines, columns: int | None) -> Iterator[_Record]:
+def _records(lines: _Lines, columns: int | None, delimiter: str = ",") -> Iterator[_Record]:
     """The CSV records of ``lines``; a broken record is yielded (flagged) once and reading resumes after its first line.
 
     Broken: a quoted field still open at the end of the file, one spanning more lines than allowed, or a
     record spanning lines whose cell count differs from the header's (a stray quote that closed on a later
     quote). ``columns`` is the header's cell count (None while reading the header).
     """
-    reader = csv.reader(lines)
+    reader = csv.reader(lines, delimiter=delimiter)
     while True:
         lines.start_record()
         try:
@@ -155,11 +189,11 @@ def _records(lines: _Lines, columns: int | None) -> Iterator[_Record]:
                 f"{columns} (a stray quote?)"
             )
         if broken is not None:
-            yield _Record(start, cells, broken)
+            yield _Record(start, cells, broken, lines.record[0][1].rstrip("\r\n"))
             lines.reread_after_first()
-            reader = csv.reader(lines)  # the old reader is mid-record; start afresh on the next line
+            reader = csv.reader(lines, delimiter=delimiter)  # the old one is mid-record; start afresh
         elif cells:  # blank lines are not records
-            yield _Record(start, cells)
+            yield _Record(start, cells, raw="".join(text for _, text in lines.record).rstrip("\r\n"))
 
 
 class _Sink:
@@ -186,50 +220,136 @@ def _cannot_write(name: Path | str, exc: OSError) -> str:
     return f"{name}: cannot write the scored CSV: {exc.strerror or exc}"
 
 
+@dataclass(frozen=True)
+class OutputColumns:
+    """Which columns the scored CSV gets: every input column, then the score columns (named ``prefix`` +
+    column, or written over the input's own column of that name with ``replace``)."""
+
+    prefix: str = ""
+    replace: bool = False
+
+    def names(self, source: Path, header: list[str]) -> dict[str, str]:
+        """Score column -> its name in the output; a clash with an input column is a ScoreFileError."""
+        names = {column: self.prefix + column for column in OUTPUT_COLUMNS}
+        clashes = [name for name in names.values() if name in header]
+        if clashes and not self.replace:
+            hint = "choose another --output-prefix" if self.prefix else "pass --output-prefix P (e.g. leadsync_)"
+            raise ScoreFileError(
+                f"{source}: input column{'s' if len(clashes) > 1 else ''} {', '.join(repr(c) for c in clashes)} "
+                f"would be overwritten by the score columns; {hint}, or --replace-columns to write over them"
+            )
+        return names
+
+
+@dataclass
+class Sample:
+    """The header and the first records of a file (what ``check --input`` looks at)."""
+
+    header: list[str]
+    rows: list[list[str]]
+    complete: bool  #: the whole file is in the sample
+
+
+def read_sample(source: Path, dialect: CsvDialect, limit: int, max_record_lines: int = MAX_RECORD_LINES) -> Sample:
+    """The header and up to ``limit`` sound records of ``source`` (broken ones are left to ``score_csv``)."""
+    with _open_input(source, dialect) as handle:
+        lines = _Lines(handle, source, max_record_lines, dialect.encoding)
+        header = _header(source, lines, dialect.delimiter)
+        rows: list[list[str]] = []
+        for record in _records(lines, len(header), dialect.delimiter):
+            if len(rows) >= limit:
+                return Sample(header, rows, complete=False)
+            if record.broken is None and len(record.cells) == len(header):
+                rows.append(record.cells)
+        return Sample(header, rows, complete=True)
+
+
+@contextmanager
+def _open_input(source: Path, dialect: CsvDialect) -> Iterator[IO[str]]:
+    try:
+        handle = source.open(newline="", encoding=dialect.encoding)
+    except OSError as exc:
+        raise ScoreFileError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    with handle:
+        yield handle
+
+
 def score_csv(
     source: Path,
     rules: CompiledRules,
     mapping: LeadMapping,
     output: IO[str] | Path | None,
     *,
+    dialect: CsvDialect | None = None,
     now: datetime | None = None,
     on_problem: Callable[[RowProblem], None] | None = None,
     max_record_lines: int = MAX_RECORD_LINES,
+    strict: bool = False,
+    rejects: Path | None = None,
+    columns: OutputColumns | None = None,
+    annotate: Callable[[list[tuple[dict[str, str], Lead]]], list[dict[str, str]]] | None = None,
+    annotated_columns: Sequence[str] = (),
 ) -> ScoreFileResult:
-    """Score every row of ``source``; write input columns + score columns to ``output`` (see ``open_output``)."""
+    """Score every row of ``source``; write input columns + score columns to ``output`` (see ``open_output``).
+
+    ``strict``: a value that does not parse as its mapped type rejects its row instead of being read as
+    missing. ``rejects``: every skipped record (line, reason, text) is written there, atomically as well.
+    ``annotate`` adds ``annotated_columns`` to each chunk of rows (the active model's likelihood).
+    """
     if max_record_lines < 1:
         raise ValueError(f"max_record_lines: expected at least 1, got {max_record_lines}")
     now = now or datetime.now(UTC)
+    dialect = dialect or CsvDialect()
     result = ScoreFileResult()
-    try:
-        handle = source.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise ScoreFileError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    with handle:
-        lines = _Lines(handle, source, max_record_lines)
-        header = _header(source, lines)
-        if mapping.fields["email"].property not in header:
-            raise ScoreFileError(
-                f"{source}: no column '{mapping.fields['email'].property}' for the email "
-                f"(columns: {', '.join(header)}); map it under `csv: fields:` in the config"
-            )
-        columns = [*header, *(c for c in OUTPUT_COLUMNS if c not in header)]
-        records = _records(lines, len(header))
-        if isinstance(output, Path):
-            with open_output(output) as out:
-                _score_rows(records, header, out, columns, rules, mapping, now, result, on_problem)
-        elif output is not None:
-            sink = _Sink(output, getattr(output, "name", "the output"))
-            _score_rows(records, header, sink, columns, rules, mapping, now, result, on_problem)
-            sink.flush()
-        else:
-            _score_rows(records, header, None, columns, rules, mapping, now, result, on_problem)
+    with _open_input(source, dialect) as handle:
+        lines = _Lines(handle, source, max_record_lines, dialect.encoding)
+        header = _header(source, lines, dialect.delimiter)
+        names = (columns or OutputColumns()).names(source, header)
+        fieldnames = [*header, *(n for n in (*names.values(), *annotated_columns) if n not in header)]
+        job = _Job(header, fieldnames, names, rules, mapping, dialect, now, result, on_problem, strict)
+        job.annotate = annotate
+        records = _records(lines, len(header), dialect.delimiter)
+        with _rejects_output(rejects, dialect.delimiter) as rejected:
+            if isinstance(output, Path):
+                with open_output(output) as out:
+                    job.run(records, out, rejected)
+            elif output is not None:
+                sink = _Sink(output, getattr(output, "name", "the output"))
+                job.run(records, sink, rejected)
+                sink.flush()
+            else:
+                job.run(records, None, rejected)
     return result
 
 
-def _header(source: Path, lines: _Lines) -> list[str]:
+@contextmanager
+def csv_records(
+    source: Path, max_record_lines: int = MAX_RECORD_LINES, dialect: CsvDialect | None = None
+) -> Iterator[tuple[list[str], Iterator[_Record]]]:
+    """The header and the records of ``source`` as ``score`` reads them (a broken record is flagged, and
+    reading goes on after it); shared by every command that reads a CSV of leads (``rules fit``)."""
+    dialect = dialect or CsvDialect()
+    with _open_input(source, dialect) as handle:
+        lines = _Lines(handle, source, max_record_lines, dialect.encoding)
+        header = _header(source, lines, dialect.delimiter)
+        yield header, _records(lines, len(header), dialect.delimiter)
+
+
+@contextmanager
+def _rejects_output(path: Path | None, delimiter: str) -> Iterator[Any]:
+    """A csv writer of the rejected records (None without ``--rejects``), written like the scored CSV."""
+    if path is None:
+        yield None
+        return
+    with open_output(path) as sink:
+        writer = csv.writer(sink, delimiter=delimiter)
+        writer.writerow(REJECT_COLUMNS)
+        yield writer
+
+
+def _header(source: Path, lines: _Lines, delimiter: str = ",") -> list[str]:
     """The header row: it must be sound and name each column once (a repeated name would overwrite data)."""
-    record = next(_records(lines, None), None)
+    record = next(_records(lines, None, delimiter), None)
     if record is None:
         raise ScoreFileError(f"{source}: the file is empty (expected a header row)")
     if record.broken is not None:
@@ -351,82 +471,130 @@ def _stop_signals_raise() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def _collect_into(problems: list[RowProblem], line: int) -> Callable[[str, str, Any, str], None]:
-    """The mapping's bad-value callback for one row: each bad cell becomes a problem at that row's line."""
+class _Job:
+    """One scoring pass over the records: rows are mapped to leads, scored in chunks and written out."""
 
-    def collect(_id: str, column: str, raw: Any, problem: str) -> None:
-        problems.append(RowProblem(line, column, f"{problem}, got {raw!r}"))
+    def __init__(
+        self,
+        header: list[str],
+        fieldnames: list[str],
+        names: dict[str, str],
+        rules: CompiledRules,
+        mapping: LeadMapping,
+        dialect: CsvDialect,
+        now: datetime,
+        result: ScoreFileResult,
+        on_problem: Callable[[RowProblem], None] | None,
+        strict: bool,
+    ) -> None:
+        self.header = header
+        self.fieldnames = fieldnames
+        self.names = names
+        self.rules = rules
+        self.mapping = mapping
+        self.dialect = dialect
+        self.now = now
+        self.result = result
+        self.on_problem = on_problem
+        self.strict = strict
+        self.annotate: Callable[[list[tuple[dict[str, str], Lead]]], list[dict[str, str]]] | None = None
+        #: the mapped columns of this file: only their cells are checked for null tokens
+        self.read = sorted({spec.property for spec in mapping.fields.values()} & set(header))
 
-    return collect
+    def run(self, records: Iterator[_Record], out: _Sink | None, rejected: Any) -> None:
+        writer = None
+        if out is not None:  # the input's delimiter: a ;-delimited export opens the same way scored
+            writer = csv.DictWriter(
+                out, fieldnames=self.fieldnames, extrasaction="ignore", delimiter=self.dialect.delimiter
+            )
+        if writer is not None:
+            writer.writeheader()
+        chunk: list[tuple[dict[str, str], Lead]] = []
+        result, width = self.result, len(self.header)
+        for record in records:
+            result.rows += 1
+            line = record.line
+            if record.broken is not None:
+                result.broken_records += 1
+                self._reject(
+                    record,
+                    [RowProblem(line, None, f"broken record: {record.broken}; reading on at line {line + 1}")],
+                    rejected,
+                )
+                continue
+            if len(record.cells) != width:
+                why = "an unquoted delimiter in a value?" if len(record.cells) > width else "a line cut short?"
+                problem = f"{len(record.cells)} cells, the header has {width} ({why})"
+                self._reject(record, [RowProblem(line, None, problem)], rejected)
+                continue
+            row = dict(zip(self.header, record.cells, strict=True))
+            problems: list[RowProblem] = []
+            lead = self.mapping.to_lead(
+                row.get("id") or f"line-{line}", self._values(row), self._bad_value(line, problems)
+            )
+            if problems:
+                self._reject(record, problems, rejected)
+                continue
+            chunk.append((row, lead))
+            if len(chunk) >= CHUNK:
+                self._flush(chunk, writer)
+        if chunk:
+            self._flush(chunk, writer)
 
+    def _values(self, row: dict[str, str]) -> dict[str, str]:
+        """The row as the mapping reads it: null tokens blank (the output keeps the cells as they were)."""
+        nulls = self.dialect.nulls
+        cleaned = None
+        for column in self.read:
+            if row[column].strip() in nulls and row[column]:
+                cleaned = cleaned or dict(row)
+                cleaned[column] = ""
+        return cleaned or row
 
-def _score_rows(
-    records: Iterator[_Record],
-    header: list[str],
-    out: _Sink | None,
-    columns: list[str],
-    rules: CompiledRules,
-    mapping: LeadMapping,
-    now: datetime,
-    result: ScoreFileResult,
-    on_problem: Callable[[RowProblem], None] | None,
-) -> None:
-    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore") if out is not None else None
-    if writer is not None:
-        writer.writeheader()
-    chunk: list[tuple[dict[str, str], Lead]] = []
+    def _bad_value(self, line: int, problems: list[RowProblem]) -> Callable[[str, str, Any, str], None]:
+        """The mapping's bad-value callback for one row: the value is counted as missing, or (strict) a problem."""
 
-    def flush() -> None:
-        scores = rules.score_many(((lead, [], None) for _, lead in chunk), now)
-        for (row, _), score in zip(chunk, scores, strict=True):
+        def bad(_id: str, column: str, raw: Any, problem: str) -> None:
+            if self.strict:
+                problems.append(RowProblem(line, column, f"{problem}, got {raw!r} (--strict)"))
+            else:
+                self.result.coerce(line, column, str(raw), problem.removeprefix("expected "))
+
+        return bad
+
+    def _reject(self, record: _Record, problems: list[RowProblem], rejected: Any) -> None:
+        self.result.rejected += 1
+        for problem in problems:
+            self.result.problems.append(problem)
+            if self.on_problem is not None:
+                self.on_problem(problem)
+        if rejected is not None:
+            rejected.writerow(
+                [
+                    record.line,
+                    "; ".join(p.problem if p.column is None else f"column '{p.column}': {p.problem}" for p in problems),
+                    record.raw,
+                ]
+            )
+
+    def _flush(self, chunk: list[tuple[dict[str, str], Lead]], writer: csv.DictWriter[str] | None) -> None:
+        result, names = self.result, self.names
+        scores = self.rules.score_many(((lead, [], None) for _, lead in chunk), self.now)
+        extras = self.annotate(chunk) if self.annotate is not None else [{}] * len(chunk)
+        for (row, _), score, extra in zip(chunk, scores, extras, strict=True):
             result.scored += 1
             result.grades[score.grade] = result.grades.get(score.grade, 0) + 1
             result.qualified += score.qualified
             if writer is not None:
-                writer.writerow(
-                    row
-                    | {
-                        "score": score.total,
-                        "fit": score.fit,
-                        "engagement": score.engagement,
-                        "penalties": score.penalties,
-                        "grade": score.grade,
-                        "qualified": "true" if score.qualified else "false",
-                        "reasons": score.reasons,
-                    }
-                )
+                values = {
+                    "score": score.total,
+                    "points": f"{getattr(score, 'points', score.raw_total):g}",
+                    "fit": score.fit,
+                    "engagement": score.engagement,
+                    "penalties": score.penalties,
+                    "grade": score.grade,
+                    "qualified": "true" if score.qualified else "false",
+                    "reasons": score.reasons,
+                }
+                writer.writerow(row | {names[k]: v for k, v in values.items()} | extra)
         chunk.clear()
-
-    def report(problems: list[RowProblem]) -> None:
-        result.rejected += 1
-        for problem in problems:
-            result.problems.append(problem)
-            if on_problem is not None:
-                on_problem(problem)
-
-    for record in records:
-        result.rows += 1
-        line = record.line
-        if record.broken is not None:
-            result.broken_records += 1
-            report([RowProblem(line, None, f"broken record: {record.broken}; reading on at line {line + 1}")])
-            continue
-        problems: list[RowProblem] = []
-        if len(record.cells) > len(header):
-            problems.append(
-                RowProblem(line, "(extra cells)", f"{len(record.cells) - len(header)} more cells than header columns")
-            )
-        row = dict(zip(header, record.cells, strict=False))  # a short row leaves its last columns empty
-        lead = mapping.to_lead(
-            row.get("id") or f"line-{line}",
-            row,
-            _collect_into(problems, line),
-        )
-        if problems:
-            report(problems)
-            continue
-        chunk.append((row, lead))
-        if len(chunk) >= CHUNK:
-            flush()
-    if chunk:
-        flush()

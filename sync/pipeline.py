@@ -7,11 +7,12 @@ the whole window has been processed, and never past the moment the pass started.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -22,6 +23,7 @@ from connectors.base import Connector, OutcomeReader, OutcomeSpec, RawRecord, Re
 from connectors.errors import BudgetExhausted, ConnectorError, FatalError, RetriableError
 from mappings import LeadMapping
 from scoring import Activity, CompiledRules, Lead, QualificationState, Score
+from sync.predict import ModelScorer
 from sync.state import CachedLead, HistoryRow, StateStore, StoredOutcome, StoredScore
 from sync.writeback import WritebackSettings, changed_properties, desired_properties
 
@@ -209,6 +211,8 @@ class SyncPipeline:
         recheck_per_pass: int = 5000,
         challenger: CompiledRules | None = None,
         challenger_split: float = 0.0,
+        use_model: bool = True,
+        model_exclude: Collection[str] = (),
     ) -> None:
         self.connector = connector
         self.mapping = mapping
@@ -236,6 +240,10 @@ class SyncPipeline:
         #: the shadow challenger's rules (None: none), and the share of leads its score is written for
         self.challenger = challenger
         self.challenger_split = challenger_split
+        #: score with the state store's active predictive model (read at each pass start; None: rules alone)
+        self.use_model = use_model
+        self.model_exclude = model_exclude
+        self.model: ModelScorer | None = None
 
     def _outcome_reader(self) -> OutcomeReader | None:
         """The connector when it reads outcomes and outcomes are enabled (else None)."""
@@ -272,6 +280,7 @@ class SyncPipeline:
             structlog.contextvars.bind_contextvars(run_id=run_id)  # on every log line of this pass, retries included
         log.info("sync.start", run_id=run_id, full=full, dry_run=dry_run, rules_version=self.rules.version)
         try:
+            self._load_model()
             if not dry_run:
                 summary.properties_created = self.connector.ensure_properties(self.writeback.property_specs())
             previous_rules = self._previous_rules_version()
@@ -313,6 +322,12 @@ class SyncPipeline:
             self.store.finish_run(run_id, "ok", summary.as_dict())
         log.info("sync.done", **{k: v for k, v in summary.as_dict().items() if k != "properties_created"})
         return summary
+
+    def _load_model(self) -> None:
+        """The active model for this pass (its properties join the writeback); rules alone without one."""
+        self.model = ModelScorer.from_store(self.store, self.rules, self.model_exclude) if self.use_model else None
+        if self.model is not None and not self.writeback.model_properties:
+            self.writeback = dataclasses.replace(self.writeback, model_properties=True)
 
     def _usable(self, page: Sequence[RawRecord], summary: SyncSummary) -> list[RawRecord]:
         """The page without records whose id is null or empty: they cannot be cached, scored or written
@@ -359,13 +374,19 @@ class SyncPipeline:
         )
         arms = self._score_arms(leads, activities, previous, champion, now, summary)
         scores = arms.written
+        reasons: list[str] = [""] * len(scores)
+        if self.model is not None:
+            states = [_qualification(previous.get(lead.id)) for lead in leads]
+            scores, reasons = self.model.apply(leads, activities, scores, now, states)
+            if self.model.second_pass and self.challenger is None:  # the history follows the rescored totals
+                arms = PageArms(scores, [history_row(s, now) for s in scores])
         summary.leads_scored += len(scores)
         self.progress("scored", len(scores))
 
         updates: list[RecordUpdate] = []
         triggers: list[tuple[str, str | None, datetime]] = []
         by_id = {r.id: r for r in page}
-        for lead, score in zip(leads, scores, strict=True):
+        for lead, score, why in zip(leads, scores, reasons, strict=True):
             summary.grades[score.grade] = summary.grades.get(score.grade, 0) + 1
             if score.qualified:
                 summary.qualified += 1
@@ -373,7 +394,7 @@ class SyncPipeline:
                 if score.qualified_at is not None and (prev is None or prev.qualified_at != score.qualified_at):
                     summary.newly_qualified += 1
                     triggers.append((lead.id, lead.email, score.qualified_at))
-            desired = desired_properties(score, lead, self.writeback)
+            desired = desired_properties(score, lead, self.writeback, why)
             # what leadsync last wrote wins; properties it never wrote (a fresh state store over a CRM that
             # already holds values) fall back to the CRM's own, so they are not rewritten on every pass
             baseline: Mapping[str, str | None] = {k: by_id[lead.id].properties.get(k) for k in desired} | (

@@ -11,6 +11,7 @@ from connectors.base import LIFECYCLE_STAGES, PropertySpec
 from scoring import Lead, Score
 
 GRADES = ("hot", "warm", "cold")
+PRIORITIES = ("very_high", "high", "medium", "low")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class WritebackSettings:
     style: Literal["prefix", "salesforce"] = "prefix"
     #: object types the stage may be set on (None: all); Salesforce: only leads have a Status
     stage_objects: frozenset[str] | None = None
+    #: a predictive model is active: likelihood, priority, model version and likelihood reasons are written too
+    model_properties: bool = False
 
     def name(self, suffix: str) -> str:
         if self.style == "salesforce":
@@ -55,6 +58,29 @@ class WritebackSettings:
             PropertySpec(
                 self.name("rules_version"), "leadsync rules version", "string", "Version of the scoring rules"
             ),
+            *(self.model_specs() if self.model_properties else []),
+        ]
+
+    def model_specs(self) -> list[PropertySpec]:
+        """The predictive model's properties (created once a model is active)."""
+        return [
+            PropertySpec(
+                self.name("likelihood"), "leadsync likelihood", "number", "Calibrated likelihood to close, 0..100"
+            ),
+            PropertySpec(
+                self.name("priority"),
+                "leadsync priority",
+                "enumeration",
+                "By the training scores' quartiles",
+                PRIORITIES,
+            ),
+            PropertySpec(self.name("model_version"), "leadsync model version", "string", "Model behind the likelihood"),
+            PropertySpec(
+                self.name("likelihood_reasons"),
+                "leadsync likelihood reasons",
+                "string",
+                "Top factors of the likelihood",
+            ),
         ]
 
     def read_properties(self) -> list[str]:
@@ -79,8 +105,11 @@ def format_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def desired_properties(score: Score, lead: Lead, settings: WritebackSettings) -> dict[str, str]:
-    """The property values a score should leave on the CRM record (integers and short text only)."""
+def desired_properties(
+    score: Score, lead: Lead, settings: WritebackSettings, likelihood_reasons: str | None = None
+) -> dict[str, str]:
+    """The property values a score should leave on the CRM record (integers and short text only); with a
+    likelihood (an active model), its integer percent, priority tier, model version and reasons too."""
     props = {
         settings.name("score"): str(score.total),
         settings.name("fit"): str(score.fit),
@@ -90,6 +119,11 @@ def desired_properties(score: Score, lead: Lead, settings: WritebackSettings) ->
         settings.name("qualified_at"): format_time(score.qualified_at) if score.qualified_at else "",
         settings.name("rules_version"): score.rules_version,
     }
+    if score.likelihood is not None:
+        props[settings.name("likelihood")] = str(round(score.likelihood * 100))
+        props[settings.name("priority")] = score.priority_tier or ""
+        props[settings.name("model_version")] = score.model_version or ""
+        props[settings.name("likelihood_reasons")] = likelihood_reasons or ""
     stage_allowed = settings.stage_objects is None or lead.object_type in settings.stage_objects
     moves = stage_allowed and settings.stage_moves_forward(lead.lifecycle_stage)
     if score.qualified and settings.stage_property and moves:

@@ -21,7 +21,7 @@ import random
 import re
 import typing
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -547,34 +547,38 @@ class _EmailBook:
         return True
 
 
-def _company_local(rng: random.Random, first: str, last: str) -> str:
+#: a local part from (rng, first name, last name), lower-case ASCII
+_LocalPattern = Callable[[random.Random, str, str], str]
+#: how people spell an address: (cumulative share, pattern), the first whose share exceeds a uniform draw
+_COMPANY_LOCALS: tuple[tuple[float, _LocalPattern], ...] = (
+    (0.45, lambda rng, f, ln: f"{f}.{ln}"),
+    (0.65, lambda rng, f, ln: f"{f[0]}{ln}"),
+    (0.75, lambda rng, f, ln: f),
+    (0.85, lambda rng, f, ln: f"{f[0]}.{ln}"),
+    (0.92, lambda rng, f, ln: f"{f}_{ln}"),
+    (1.0, lambda rng, f, ln: f"{f}{ln[0]}"),
+)
+_FREE_LOCALS: tuple[tuple[float, _LocalPattern], ...] = (
+    (0.4, lambda rng, f, ln: f"{f}.{ln}{rng.randint(1, 99)}"),
+    (0.6, lambda rng, f, ln: f"{f}{ln}{rng.randint(1960, 2005)}"),
+    (0.75, lambda rng, f, ln: f"{f}_{ln}"),
+    (0.9, lambda rng, f, ln: f"{f}.{ln}"),
+    (1.0, lambda rng, f, ln: f"{f[0]}{ln}{rng.randint(100, 9999)}"),
+)
+
+
+def _local_part(rng: random.Random, first: str, last: str, patterns: Sequence[tuple[float, _LocalPattern]]) -> str:
     f, ln = _ascii(first) or "x", _ascii(last) or "x"
     r = rng.random()
-    if r < 0.45:
-        return f"{f}.{ln}"
-    if r < 0.65:
-        return f"{f[0]}{ln}"
-    if r < 0.75:
-        return f
-    if r < 0.85:
-        return f"{f[0]}.{ln}"
-    if r < 0.92:
-        return f"{f}_{ln}"
-    return f"{f}{ln[0]}"
+    return next(pattern for share, pattern in patterns if r < share)(rng, f, ln)
+
+
+def _company_local(rng: random.Random, first: str, last: str) -> str:
+    return _local_part(rng, first, last, _COMPANY_LOCALS)
 
 
 def _free_local(rng: random.Random, first: str, last: str) -> str:
-    f, ln = _ascii(first) or "x", _ascii(last) or "x"
-    r = rng.random()
-    if r < 0.4:
-        return f"{f}.{ln}{rng.randint(1, 99)}"
-    if r < 0.6:
-        return f"{f}{ln}{rng.randint(1960, 2005)}"
-    if r < 0.75:
-        return f"{f}_{ln}"
-    if r < 0.9:
-        return f"{f}.{ln}"
-    return f"{f[0]}{ln}{rng.randint(100, 9999)}"
+    return _local_part(rng, first, last, _FREE_LOCALS)
 
 
 def _free_domain(rng: random.Random, country: str) -> str:

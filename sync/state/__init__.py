@@ -5,6 +5,7 @@ May import sqlalchemy, alembic and structlog only (no other leadsync package); s
 
 from sync.state.engine import DEFAULT_STATE_URL, StateStoreError, describe_store, normalize_url
 from sync.state.leads import MAX_VALUE_CHARS
+from sync.state.models import StoredModel
 from sync.state.records import CachedLead, FailedWrite, HistoryRow, OutboxItem, RunRecord, StoredOutcome, StoredScore
 from sync.state.runs import ABANDONED
 from sync.state.schema import (
@@ -16,6 +17,7 @@ from sync.state.schema import (
     t_failed_writes,
     t_leads,
     t_leases,
+    t_models,
     t_outbox,
     t_outcomes,
     t_runs,
@@ -40,6 +42,7 @@ __all__ = [
     "RunRecord",
     "StateStore",
     "StateStoreError",
+    "StoredModel",
     "StoredOutcome",
     "StoredScore",
     "UTCDateTime",
@@ -49,6 +52,7 @@ __all__ = [
     "t_failed_writes",
     "t_leads",
     "t_leases",
+    "t_models",
     "t_outbox",
     "t_outcomes",
     "t_runs",

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any, Final, Self, TypeVar
 
 import structlog
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Row, Select, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.elements import ColumnElement
 
 DEFAULT_STATE_URL: Final = "sqlite:///leadsync-state.db"
 IN_CHUNK: Final = 500  # ids per IN (...) list
@@ -234,6 +235,39 @@ class Database:
             if not isinstance(exc, DBAPIError) and isinstance(exc.orig, ValueError | TypeError):
                 raise exc.orig from exc
             raise
+
+    def _rows_with_keys(
+        self, query: Select[*tuple[Any, ...]], key: ColumnElement[str], keys: Sequence[str]
+    ) -> list[Row[*tuple[Any, ...]]]:
+        """The rows of ``query`` whose ``key`` is one of ``keys``: duplicates dropped, ``IN`` lists of
+        :data:`IN_CHUNK` (a million ids would exceed the driver's parameter limit), one read transaction."""
+        with self._begin(write=False) as conn:
+            return [row for chunk in chunks(unique(keys)) for row in conn.execute(query.where(key.in_(chunk)))]
+
+    def _keyset_pages(
+        self, query: Select[*tuple[Any, ...]], key: ColumnElement[str], chunk_size: int, *, after: str | None = None
+    ) -> Iterator[Sequence[Row[*tuple[Any, ...]]]]:
+        """``query`` in pages of at most ``chunk_size`` rows ordered by the unique ``key``, after ``after``.
+
+        Keyset pagination (``WHERE key > last ORDER BY key LIMIT n``), one short transaction per page: memory
+        stays bounded by one page and no read transaction is held while the caller works, so the caller may
+        write to the store between pages.
+        """
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1")
+        last = after
+        while True:
+            page = query.order_by(key).limit(chunk_size)
+            if last is not None:
+                page = page.where(key > last)
+            with self._begin(write=False) as conn:
+                rows = conn.execute(page).fetchall()
+            if not rows:
+                return
+            yield rows
+            if len(rows) < chunk_size:
+                return
+            last = rows[-1]._mapping[key]
 
     def _insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
         if self._dialect == "sqlite":

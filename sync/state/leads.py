@@ -100,27 +100,10 @@ class LeadCache(Database):
     )
 
     def iter_leads(self, chunk_size: int = 1000) -> Iterator[list[CachedLead]]:
-        """Every cached lead, in chunks of at most ``chunk_size``, ordered by id.
-
-        Keyset pagination (``WHERE id > last ORDER BY id LIMIT n``), one short transaction per chunk:
-        memory stays bounded by one chunk and no read transaction is held while the caller works, so
-        the caller may write to the store between chunks.
-        """
-        if chunk_size < 1:
-            raise ValueError("chunk_size must be >= 1")
-        last: str | None = None
-        while True:
-            query = select(*self._LEAD_COLUMNS).order_by(t_leads.c.id).limit(chunk_size)
-            if last is not None:
-                query = query.where(t_leads.c.id > last)
-            with self._begin(write=False) as conn:
-                chunk = [from_row(CachedLead, r) for r in conn.execute(query)]
-            if not chunk:
-                return
-            yield chunk
-            if len(chunk) < chunk_size:
-                return
-            last = chunk[-1].id
+        """Every cached lead, in chunks of at most ``chunk_size``, ordered by id (keyset pages, one short
+        transaction each: the caller may write to the store between chunks)."""
+        for rows in self._keyset_pages(select(*self._LEAD_COLUMNS), t_leads.c.id, chunk_size):
+            yield [from_row(CachedLead, r) for r in rows]
 
     def iter_lead_values(
         self, prop: str, chunk_size: int = 10_000, *, after: str | None = None
@@ -130,20 +113,9 @@ class LeadCache(Database):
         Evaluation needs only each lead's creation date of a million leads: the JSON is read by the database.
         ``after``: start after this id (the outcome re-check resumes where its last pass stopped).
         """
-        value = t_leads.c.properties[prop].as_string()
-        last: str | None = after
-        while True:
-            query = select(t_leads.c.id, value).order_by(t_leads.c.id).limit(chunk_size)
-            if last is not None:
-                query = query.where(t_leads.c.id > last)
-            with self._begin(write=False) as conn:
-                page = [(str(r[0]), None if r[1] is None else str(r[1])) for r in conn.execute(query)]
-            if not page:
-                return
-            yield page
-            if len(page) < chunk_size:
-                return
-            last = page[-1][0]
+        query = select(t_leads.c.id, t_leads.c.properties[prop].as_string())
+        for rows in self._keyset_pages(query, t_leads.c.id, chunk_size, after=after):
+            yield [(str(r[0]), None if r[1] is None else str(r[1])) for r in rows]
 
     def find_lead(self, id_or_email: str) -> CachedLead | None:
         """A lead by exact id, else by email (case-insensitive; the most recently updated if several)."""
@@ -160,12 +132,8 @@ class LeadCache(Database):
         return None if row is None else from_row(CachedLead, row)
 
     def get_leads(self, lead_ids: Sequence[str]) -> dict[str, CachedLead]:
-        found: dict[str, CachedLead] = {}
-        with self._begin(write=False) as conn:
-            for chunk in chunks(unique(lead_ids)):
-                for row in conn.execute(select(*self._LEAD_COLUMNS).where(t_leads.c.id.in_(chunk))):
-                    found[row.id] = from_row(CachedLead, row)
-        return found
+        rows = self._rows_with_keys(select(*self._LEAD_COLUMNS), t_leads.c.id, lead_ids)
+        return {row.id: from_row(CachedLead, row) for row in rows}
 
     def count_leads(self) -> int:
         with self._begin(write=False) as conn:

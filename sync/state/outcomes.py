@@ -58,46 +58,21 @@ class Outcomes(Database):
         return found
 
     def get_outcomes(self, lead_ids: Sequence[str]) -> dict[str, StoredOutcome]:
-        found: dict[str, StoredOutcome] = {}
-        with self._begin(write=False) as conn:
-            for chunk in chunks(unique(lead_ids)):
-                for r in conn.execute(select(t_outcomes).where(t_outcomes.c.lead_id.in_(chunk))):
-                    found[r.lead_id] = from_row(StoredOutcome, r)
-        return found
+        rows = self._rows_with_keys(select(t_outcomes), t_outcomes.c.lead_id, lead_ids)
+        return {r.lead_id: from_row(StoredOutcome, r) for r in rows}
 
     def iter_outcomes(self, chunk_size: int = 10_000) -> Iterator[list[StoredOutcome]]:
         """Every outcome, ordered by lead id, in keyset pages."""
-        last: str | None = None
-        while True:
-            query = select(t_outcomes).order_by(t_outcomes.c.lead_id).limit(chunk_size)
-            if last is not None:
-                query = query.where(t_outcomes.c.lead_id > last)
-            with self._begin(write=False) as conn:
-                page = [from_row(StoredOutcome, r) for r in conn.execute(query)]
-            if not page:
-                return
-            yield page
-            if len(page) < chunk_size:
-                return
-            last = page[-1].lead_id
+        for rows in self._keyset_pages(select(t_outcomes), t_outcomes.c.lead_id, chunk_size):
+            yield [from_row(StoredOutcome, r) for r in rows]
 
     def iter_outcome_columns(self, chunk_size: int = 200_000) -> Iterator[tuple[Sequence[str], Sequence[int]]]:
         """(lead ids, converted_at as integer microseconds since the epoch) pages, ordered by lead id."""
         o = t_outcomes
-        last: str | None = None
-        while True:
-            query = select(o.c.lead_id, epoch_us(o.c.converted_at, self._dialect)).order_by(o.c.lead_id)
-            if last is not None:
-                query = query.where(o.c.lead_id > last)
-            with self._begin(write=False) as conn:
-                rows = conn.execute(query.limit(chunk_size)).fetchall()
-            if not rows:
-                return
+        query = select(o.c.lead_id, epoch_us(o.c.converted_at, self._dialect))
+        for rows in self._keyset_pages(query, o.c.lead_id, chunk_size):
             ids, at = zip(*rows, strict=True)
             yield ids, at
-            if len(rows) < chunk_size:
-                return
-            last = ids[-1]
 
     def count_outcomes(self) -> int:
         with self._begin(write=False) as conn:

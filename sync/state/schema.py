@@ -18,6 +18,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -208,4 +209,19 @@ t_outcomes = Table(  # revision 0003
     Column("source", String(64), nullable=False),
     Column("detail", JSON, nullable=False),
     Column("first_seen_at", UTCDateTime, nullable=False),
+)
+
+
+t_models = Table(  # revision 0005_models
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("version", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("activated_at", UTCDateTime, nullable=True),
+    Column("card", JSON, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    UniqueConstraint("version"),
 )

@@ -9,7 +9,7 @@ from sqlalchemy import JSON, Connection, cast, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
-from sync.state.engine import Database, chunks, unique
+from sync.state.engine import Database, chunks
 from sync.state.records import StoredScore, from_row, string_dict
 from sync.state.schema import t_scores, t_written
 
@@ -57,22 +57,15 @@ class Scores(Database):
             conn.execute(stmt, list(chunk))
 
     def get_scores(self, lead_ids: Sequence[str]) -> dict[str, StoredScore]:
-        found: dict[str, StoredScore] = {}
-        with self._begin(write=False) as conn:
-            for chunk in chunks(unique(lead_ids)):
-                for r in conn.execute(select(t_scores).where(t_scores.c.lead_id.in_(chunk))):
-                    found[r.lead_id] = from_row(StoredScore, r)
-        return found
+        rows = self._rows_with_keys(select(t_scores), t_scores.c.lead_id, lead_ids)
+        return {r.lead_id: from_row(StoredScore, r) for r in rows}
 
     def get_written(self, lead_ids: Sequence[str]) -> dict[str, dict[str, str]]:
         """What was last written to the CRM, per lead (leads never written are absent)."""
-        found: dict[str, dict[str, str]] = {}
-        with self._begin(write=False) as conn:
-            for chunk in chunks(unique(lead_ids)):
-                query = select(t_written.c.lead_id, t_written.c.properties).where(t_written.c.lead_id.in_(chunk))
-                for r in conn.execute(query):
-                    found[r.lead_id] = string_dict(r.properties)
-        return found
+        query = select(t_written.c.lead_id, t_written.c.properties)
+        return {
+            r.lead_id: string_dict(r.properties) for r in self._rows_with_keys(query, t_written.c.lead_id, lead_ids)
+        }
 
     def record_written(self, written: Mapping[str, Mapping[str, str]]) -> None:
         """Merge the properties just written into each lead's stored dict (other keys are kept)."""

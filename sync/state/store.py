@@ -38,6 +38,7 @@ from sync.state.engine import DEFAULT_STATE_URL
 from sync.state.failures import FailedWrites
 from sync.state.history import ScoreHistory
 from sync.state.leads import LeadCache
+from sync.state.models import Models
 from sync.state.outbox import Outbox
 from sync.state.outcomes import Outcomes
 from sync.state.records import HistoryRow, StoredOutcome, StoredScore
@@ -49,7 +50,7 @@ _MIGRATIONS_DIR: Final = Path(__file__).resolve().parent.parent / "migrations"  
 _PG_MIGRATE_LOCK: Final = 0x6C65616473796E63
 
 
-class StateStore(LeadCache, Scores, ScoreHistory, Outcomes, Outbox, FailedWrites, RunsLeasesWatermarks):
+class StateStore(LeadCache, Scores, ScoreHistory, Outcomes, Outbox, FailedWrites, RunsLeasesWatermarks, Models):
     """The pipeline's persistent state. Thread-safe (one engine, a connection per call)."""
 
     @classmethod

@@ -115,8 +115,13 @@ def test_score_csv_streams_rows_and_reports_bad_lines(tmp_path: Path) -> None:
     source, output = tmp_path / "leads.csv", tmp_path / "scored.csv"
     write_csv(source, rows)
     result = runner.invoke(app, ["score", "--input", str(source), "--output", str(output)])
-    assert result.exit_code == 1, result.output  # rows were rejected
-    assert "line 4: column 'employees'" in result.output and "line 5: column 'visits'" in result.output
+    assert result.exit_code == 0, result.output  # a bad value costs the value, not the lead (issue 17)
+    assert "column 'employees': 1 not" in result.output and "(lines 4;" in result.output
+    assert "column 'visits': 1 not" in result.output and "(lines 5;" in result.output
+    scored = list(csv.DictReader(output.open()))
+    assert [r["email"] for r in scored] == [r["email"] for r in rows]
+    strict = runner.invoke(app, ["score", "--input", str(source), "--output", str(output), "--strict"])
+    assert strict.exit_code == 1 and "line 4: column 'employees'" in strict.output, strict.output
     scored = list(csv.DictReader(output.open()))
     assert [r["email"] for r in scored] == ["ana@acme-robotics.com", "ana@gmail.com"]
     assert scored[0]["crm_note"] == "keep me"  # input columns are kept
@@ -133,9 +138,11 @@ def test_score_csv_with_config_mapping_and_no_partial_output(tmp_path: Path) -> 
     assert ok.exit_code == 0, ok.output
     assert int(next(csv.DictReader(output.open()))["fit"]) > 0
     other = tmp_path / "other.csv"
-    write_csv(other, [{"mail": "x@y.com"}])
-    missing = runner.invoke(app, ["score", "--input", str(other), "--output", str(tmp_path / "none.csv")])
-    assert missing.exit_code == 2 and "no column 'email'" in missing.output
+    write_csv(other, [{"E-mail": "x@y.com"}])  # the config maps job_title to Title, which this file lacks
+    missing = runner.invoke(
+        app, ["score", "--input", str(other), "--output", str(tmp_path / "none.csv"), "--config", str(config)]
+    )
+    assert missing.exit_code == 2 and "csv.fields.job_title: column 'Title' is not in the header" in missing.output
     assert not (tmp_path / "none.csv").exists() and not list(tmp_path.glob(".none.csv.*"))
 
 

@@ -47,6 +47,15 @@ REQUIRED_METRICS = {
 }
 
 
+def _lag_is_set(body: str) -> bool:
+    """Whether the scrape shows a watermark lag (NaN until the first pass's gauges are refreshed)."""
+    return any(
+        s.name == "leadsync_watermark_lag_seconds" and s.value == s.value
+        for f in text_string_to_metric_families(body)
+        for s in f.samples
+    )
+
+
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -68,6 +77,9 @@ def test_health_metrics_logs_status_and_no_secret_anywhere(hubspot_sandbox_facto
         ready = json.loads(daemon.get("/readyz")[1])
         assert ready["state_store"]["ok"] and ready["crm"]["ok"] and ready["lease"]["held"]
 
+        # `sync.done` is logged inside the pass; its counters and the store gauges are set just after it,
+        # so scrape until the last of them (the watermark lag) is there rather than racing the pass's end
+        wait_until(lambda: _lag_is_set(daemon.get("/metrics")[1]), 15, "the pass's gauges")
         status, body = daemon.get("/metrics")
         assert status == 200
         families = {f.name: f for f in text_string_to_metric_families(body)}

@@ -15,7 +15,7 @@ from sync.state import StateStore, StoredScore
 
 from .test_migrations import alembic_config, snapshot, upgrade_to
 
-BEFORE = "0003"
+BEFORE = "0005_models"
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 

@@ -15,7 +15,17 @@ from sync.state import StateStore, StateStoreError, metadata, normalize_url
 #: the newest alembic revision (sync/migrations/versions/)
 HEAD = "0004_score_points"
 TABLES = {
-    "runs", "watermarks", "leads", "scores", "written", "failed_writes", "outbox", "leases", "score_history", "outcomes"
+    "runs",
+    "watermarks",
+    "leads",
+    "scores",
+    "written",
+    "failed_writes",
+    "outbox",
+    "leases",
+    "score_history",
+    "outcomes",
+    "models",
 }
 
 

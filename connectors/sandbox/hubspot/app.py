@@ -69,6 +69,7 @@ What is emulated, and where the emulator chose a behaviour HubSpot does not docu
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Unpack
@@ -90,7 +91,7 @@ from connectors.sandbox.hubspot.activity_types import (
     ASSOCIATION_PAGE_SIZE,
 )
 from connectors.sandbox.hubspot.associations import AssociationsRoutes
-from connectors.sandbox.hubspot.deals import DealsRoutes
+from connectors.sandbox.hubspot.deals import DEAL_TYPE
 from connectors.sandbox.hubspot.engagements import EngagementsRoutes
 from connectors.sandbox.hubspot.limits import DEFAULT_DAILY_LIMIT, DEFAULT_SEARCH_PER_SECOND, RATE_WINDOW_S, HubSpotGate
 from connectors.sandbox.hubspot.portal import HubSpotPortal
@@ -104,7 +105,7 @@ if TYPE_CHECKING:
 
 
 class HubSpotSandbox(
-    HubSpotGate, EngagementsRoutes, SearchRoutes, PropertiesRoutes, AssociationsRoutes, DealsRoutes, WorkflowsRoutes
+    HubSpotGate, EngagementsRoutes, SearchRoutes, PropertiesRoutes, AssociationsRoutes, WorkflowsRoutes
 ):
     """The WSGI app: HubSpot's endpoints, auth, rate limits and error bodies over a :class:`HubSpotPortal`."""
 
@@ -132,59 +133,54 @@ class HubSpotSandbox(
         self._register_routes()
 
     def _register_routes(self) -> None:
-        base = "/crm/v3/objects/contacts"
-        props = "/crm/v3/properties/{objectType}"
-        for method, template, handler, tag in (
-            ("GET", base, self._list, ""),
-            ("POST", base, self._create, ""),
-            ("GET", base + "/{contactId}", self._read, ""),
-            ("PATCH", base + "/{contactId}", self._update, ""),
-            ("DELETE", base + "/{contactId}", self._archive, ""),
-            ("POST", base + "/search", self._search, "search"),
-            ("POST", base + "/batch/read", self._batch_read, ""),
-            ("POST", base + "/batch/create", self._batch_create, ""),
-            ("POST", base + "/batch/update", self._batch_update, ""),
-            ("POST", base + "/batch/archive", self._batch_archive, ""),
-            ("GET", props, self._list_properties, ""),
-            ("POST", props, self._create_property, ""),
-            ("POST", props + "/batch/read", self._batch_read_properties, ""),
-            ("POST", props + "/batch/create", self._batch_create_properties, ""),
-            ("GET", props + "/groups", self._list_groups, ""),
-            ("POST", props + "/groups", self._create_group, ""),
-            ("GET", props + "/groups/{groupName}", self._read_group, ""),
-            ("PATCH", props + "/groups/{groupName}", self._update_group, ""),
-            ("DELETE", props + "/groups/{groupName}", self._archive_group, ""),
-            ("GET", props + "/{propertyName}", self._read_property, ""),
-            ("PATCH", props + "/{propertyName}", self._update_property, ""),
-            ("DELETE", props + "/{propertyName}", self._archive_property, ""),
-            ("POST", "/automation/v2/workflows/{workflowId}/enrollments/contacts/{email}", self._enroll, ""),
-            ("DELETE", "/automation/v2/workflows/{workflowId}/enrollments/contacts/{email}", self._unenroll, ""),
-            ("GET", "/automation/v2/workflows/enrollments/contacts/{vid}", self._current_enrollments, ""),
-        ):
-            self.add_route(method, template, handler, tag=tag)
-        deals = "/crm/v3/objects/deals"
-        deal_routes: tuple[tuple[str, str, Callable[..., Response]], ...] = (
-            ("GET", deals, self._list_deals),
-            ("POST", deals, self._create_deal),
-            ("GET", deals + "/{dealId}", self._read_deal),
-            ("POST", deals + "/batch/read", self._batch_read_deals),
-            ("POST", deals + "/batch/create", self._batch_create_deals),
-        )
-        for method, template, deal_handler in deal_routes:
-            self.add_route(method, template, deal_handler)
-        # activity objects and associations: static contact and deal routes win over these templates
-        objects = "/crm/v3/objects/{objectType}"
+        # full paths, so that a route key in stats or fault options (``"POST /crm/v3/objects/deals/batch/read"``)
+        # greps to its line; static contact and deal paths win over the ``{objectType}`` templates
+        deal = DEAL_TYPE.name
+
+        def deals(handler: Callable[..., Response]) -> Callable[..., Response]:
+            return functools.partial(handler, objectType=deal)
+
         routes: tuple[tuple[str, str, Callable[..., Response]], ...] = (
-            ("GET", objects, self._list_engagements),
-            ("POST", objects, self._create_engagement),
-            ("GET", objects + "/{objectId}", self._read_engagement),
-            ("POST", objects + "/batch/read", self._batch_read_engagements),
-            ("POST", objects + "/batch/create", self._batch_create_engagements),
+            ("GET", "/crm/v3/objects/contacts", self._list),
+            ("POST", "/crm/v3/objects/contacts", self._create),
+            ("GET", "/crm/v3/objects/contacts/{contactId}", self._read),
+            ("PATCH", "/crm/v3/objects/contacts/{contactId}", self._update),
+            ("DELETE", "/crm/v3/objects/contacts/{contactId}", self._archive),
+            ("POST", "/crm/v3/objects/contacts/batch/read", self._batch_read),
+            ("POST", "/crm/v3/objects/contacts/batch/create", self._batch_create),
+            ("POST", "/crm/v3/objects/contacts/batch/update", self._batch_update),
+            ("POST", "/crm/v3/objects/contacts/batch/archive", self._batch_archive),
+            ("GET", "/crm/v3/properties/{objectType}", self._list_properties),
+            ("POST", "/crm/v3/properties/{objectType}", self._create_property),
+            ("POST", "/crm/v3/properties/{objectType}/batch/read", self._batch_read_properties),
+            ("POST", "/crm/v3/properties/{objectType}/batch/create", self._batch_create_properties),
+            ("GET", "/crm/v3/properties/{objectType}/groups", self._list_groups),
+            ("POST", "/crm/v3/properties/{objectType}/groups", self._create_group),
+            ("GET", "/crm/v3/properties/{objectType}/groups/{groupName}", self._read_group),
+            ("PATCH", "/crm/v3/properties/{objectType}/groups/{groupName}", self._update_group),
+            ("DELETE", "/crm/v3/properties/{objectType}/groups/{groupName}", self._archive_group),
+            ("GET", "/crm/v3/properties/{objectType}/{propertyName}", self._read_property),
+            ("PATCH", "/crm/v3/properties/{objectType}/{propertyName}", self._update_property),
+            ("DELETE", "/crm/v3/properties/{objectType}/{propertyName}", self._archive_property),
+            ("POST", "/automation/v2/workflows/{workflowId}/enrollments/contacts/{email}", self._enroll),
+            ("DELETE", "/automation/v2/workflows/{workflowId}/enrollments/contacts/{email}", self._unenroll),
+            ("GET", "/automation/v2/workflows/enrollments/contacts/{vid}", self._current_enrollments),
+            ("GET", "/crm/v3/objects/deals", deals(self._list_objects)),
+            ("POST", "/crm/v3/objects/deals", deals(self._create_object)),
+            ("GET", "/crm/v3/objects/deals/{dealId}", lambda request, dealId: self._read_object(request, deal, dealId)),
+            ("POST", "/crm/v3/objects/deals/batch/read", deals(self._batch_read_objects)),
+            ("POST", "/crm/v3/objects/deals/batch/create", deals(self._batch_create_objects)),
+            ("GET", "/crm/v3/objects/{objectType}", self._list_objects),
+            ("POST", "/crm/v3/objects/{objectType}", self._create_object),
+            ("GET", "/crm/v3/objects/{objectType}/{objectId}", self._read_object),
+            ("POST", "/crm/v3/objects/{objectType}/batch/read", self._batch_read_objects),
+            ("POST", "/crm/v3/objects/{objectType}/batch/create", self._batch_create_objects),
             ("POST", "/crm/v4/associations/{fromObjectType}/{toObjectType}/batch/read", self._batch_read_associations),
             ("GET", "/crm/v4/objects/{objectType}/{objectId}/associations/{toObjectType}", self._list_associations),
         )
-        for method, template, route_handler in routes:
-            self.add_route(method, template, route_handler)
+        for method, template, handler in routes:
+            self.add_route(method, template, handler)
+        self.add_route("POST", "/crm/v3/objects/contacts/search", self._search, tag="search")
         self.add_route("GET", "/__sandbox/enrollments", self._list_enrollments, internal=True)
 
     # tokens

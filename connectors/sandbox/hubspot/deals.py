@@ -4,8 +4,10 @@ Endpoints: ``GET /crm/v3/objects/deals`` (list), ``GET /crm/v3/objects/deals/{de
 /crm/v3/objects/deals`` and ``.../batch/create`` (with ``associations`` to contacts, HUBSPOT_DEFINED type 3
 deal -> contact), ``POST .../batch/read`` (<= 100 ids, 207 ``OBJECT_NOT_FOUND`` for missing ones), and
 Associations v4 contacts <-> deals (type 4 contact -> deal, 3 deal -> contact) through the same batch read
-and list as activities. Only the default pipeline (``default``) and its default stages exist;
-``hs_is_closed_won`` and ``hs_is_closed`` are computed from ``dealstage``, as HubSpot does.
+and list as activities. The activity types' object routes serve deals too: this module adds deals'
+validation, storage and default properties through the portal's hooks. Only the default pipeline
+(``default``) and its default stages exist; ``hs_is_closed_won`` and ``hs_is_closed`` are computed from
+``dealstage``, as HubSpot does.
 
 Seeding (driven by the synthetic people's hidden propensity, deterministic for a portal seed): a person who
 converted gets a closed-won deal closing at ``customer_at`` (sometimes after an earlier lost one); a contact
@@ -16,34 +18,23 @@ growing with propensity, has an open or a closed-lost deal.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from werkzeug.wrappers import Request, Response
-
-from connectors.sandbox._server import gc_paused, json_response
 from connectors.sandbox.hubspot._base import (
     _CONTACT_TYPES,
     PortalError,
-    _check_batch_size,
-    _create_each,
     _insert_id,
     _int_id,
     _iso_ms,
-    _missing_error,
     _ms_of,
-    _not_found,
-    _page_after,
     _parse_ms,
-    _refuse_invalid,
     _requested_names,
-    _split_found,
 )
-from connectors.sandbox.hubspot._http import HubSpotRoutes
 from connectors.sandbox.hubspot.activity_types import EngagementType, _Engagement
 from connectors.sandbox.hubspot.associations import AssociationsPortal
+from connectors.sandbox.hubspot.store import _Contact
 from connectors.sandbox.synthetic import SyntheticPerson
 
 __all__ = [
@@ -53,7 +44,6 @@ __all__ = [
     "DEAL_STAGES",
     "DEAL_TYPE",
     "DealsPortal",
-    "DealsRoutes",
 ]
 
 #: the default pipeline's stages in order (internal ids, as the API takes and returns them)
@@ -71,6 +61,8 @@ OPEN_STAGES: tuple[str, ...] = DEAL_STAGES[:5]
 PIPELINE = "default"
 #: deals as one side of an association (HubSpot's default type ids: deal -> contact 3, contact -> deal 4)
 DEAL_TYPE = EngagementType("deals", "deal", "0-3", 3, 4, ())
+#: what an associations path may call deals
+_DEAL_NAMES = frozenset({DEAL_TYPE.name, DEAL_TYPE.singular, DEAL_TYPE.type_id})
 #: deal ids start here (far from contact and activity ids)
 DEAL_ID_BASE = 9_000_000_001
 #: properties a deal has; the computed ones are read-only
@@ -222,10 +214,9 @@ class DealsPortal(AssociationsPortal):
 
     def _association_pair(self, from_type: str, to_type: str) -> tuple[EngagementType | None, EngagementType | None]:
         names = (from_type.lower(), to_type.lower())
-        deal_names = {"deals", "deal", DEAL_TYPE.type_id}
-        if not any(n in deal_names for n in names):
+        if not any(n in _DEAL_NAMES for n in names):
             return super()._association_pair(from_type, to_type)
-        sides = [DEAL_TYPE if n in deal_names else None if n in _CONTACT_TYPES else n for n in names]
+        sides = [DEAL_TYPE if n in _DEAL_NAMES else None if n in _CONTACT_TYPES else n for n in names]
         if any(isinstance(s, str) for s in sides) or sides[0] is sides[1]:
             raise PortalError(
                 400, "VALIDATION_ERROR", f"No association is defined between {from_type} and {to_type} here"
@@ -245,9 +236,9 @@ class DealsPortal(AssociationsPortal):
 
     # writes
 
-    def _deal_values(self, raw: Mapping[str, Any], *, creating: bool) -> tuple[dict[str, str], list[dict[str, str]]]:
+    def _deal_values(self, raw: Mapping[str, Any], *, creating: bool) -> tuple[dict[str, str], list[dict[str, Any]]]:
         values: dict[str, str] = {}
-        problems: list[dict[str, str]] = []
+        problems: list[dict[str, Any]] = []
 
         def problem(name: str, error: str, message: str) -> None:
             problems.append({"name": name, "error": error, "message": message})
@@ -278,94 +269,41 @@ class DealsPortal(AssociationsPortal):
         values.setdefault("pipeline", PIPELINE)
         return values, problems
 
-    def _deal_targets(self, associations: Any) -> list[int]:
-        """The contact ids a deal create request associates the new deal with (type deal -> contact)."""
-        return [contact.id for contact in self._association_targets(DEAL_TYPE, associations)]
+    # deals as one of the types the object routes serve (see EngagementsPortal's hooks)
 
-    def _new_deal(self, values: dict[str, str], contacts: list[int]) -> _Deal:
+    def _family(self, object_type: str) -> EngagementType:
+        # only the static deal routes name deals (``/crm/v3/objects/deals``, which wins over the template)
+        return DEAL_TYPE if object_type == DEAL_TYPE.name else super()._family(object_type)
+
+    def _values(self, spec: EngagementType, properties: Any) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        if spec is not DEAL_TYPE:
+            return super()._values(spec, properties)
+        return self._deal_values(properties, creating=True)
+
+    def _new_object(self, spec: EngagementType, values: dict[str, str], contacts: Sequence[_Contact]) -> _Deal:
+        if spec is not DEAL_TYPE:
+            return super()._new_object(spec, values, contacts)
         ms = self._tick()
         _computed(values)
         created = _parse_ms(values.get("createdate", "")) or ms
-        deal = _Deal(self._take_deal_id(), DEAL_TYPE, values, created, ms, contacts)
+        deal = _Deal(self._take_deal_id(), DEAL_TYPE, values, created, ms, [c.id for c in contacts])
         self._store_deal(deal)
         self._changed()
         return deal
 
-    def create_deal(self, body: Mapping[str, Any]) -> _Deal:
-        """``POST /crm/v3/objects/deals``. :raises PortalError: 400 for invalid properties or associations."""
-        with self.lock:
-            values, problems = self._deal_values(body.get("properties") or {}, creating=True)
-            _refuse_invalid(problems)
-            return self._new_deal(values, self._deal_targets(body.get("associations")))
+    def _find(self, spec: EngagementType, object_id: str | int) -> _Deal | None:
+        return self._deal(object_id) if spec is DEAL_TYPE else super()._find(spec, object_id)
 
-    def batch_create_deals(self, inputs: Sequence[Mapping[str, Any]]) -> tuple[list[_Deal], list[dict[str, Any]]]:
-        """Create per record: (created deals, HubSpot error objects); more than 100 inputs is a 400."""
-        with self.lock:
-            _check_batch_size(inputs)
-            return _create_each(
-                inputs,
-                lambda properties: self._deal_values(properties, creating=True),
-                lambda values, item: self._new_deal(values, self._deal_targets(item.get("associations"))),
-            )
+    def _stored(self, spec: EngagementType) -> tuple[list[int], Mapping[int, _Deal]]:
+        return (sorted(self._deals), self._deals) if spec is DEAL_TYPE else super()._stored(spec)
 
-    # reads
-
-    def batch_read_deals(self, inputs: Sequence[Mapping[str, Any]]) -> tuple[list[_Deal], list[str]]:
-        """(found deals in input order, missing ids); more than 100 inputs is a 400."""
-        with self.lock:
-            _check_batch_size(inputs)
-            return _split_found(inputs, lambda raw, _item: self._deal(raw))
-
-    def list_deals(self, *, limit: int, after: str | None) -> tuple[list[_Deal], str | None]:
-        """One page of deals in id order from cursor ``after`` (an id, as for contacts)."""
-        with self.lock:
-            chunk, nxt = _page_after(sorted(self._deals), limit, after)
-            return [self._deals[i] for i in chunk], nxt
-
-
-class DealsRoutes(HubSpotRoutes):
-    """``/crm/v3/objects/deals`` (static routes, so they win over the activity types' templates)."""
-
-    @staticmethod
-    def _deal_names(requested: Iterable[Any] | None) -> list[str]:
+    def read_names(self, spec: EngagementType, requested: Iterable[Any] | None) -> list[str]:
+        """For deals: the requested deal properties, or HubSpot's defaults when none, plus the always-returned."""
+        if spec is not DEAL_TYPE:
+            return super().read_names(spec, requested)
         wanted = _requested_names(requested)
         names = dict.fromkeys(n for n in wanted if n in DEAL_PROPERTIES)
         if not wanted:
             names.update(dict.fromkeys(DEFAULT_DEAL_PROPERTIES))
         names.update(dict.fromkeys(("createdate", "hs_lastmodifieddate", "hs_object_id")))
         return list(names)
-
-    def _list_deals(self, request: Request) -> Response:
-        limit = self._list_limit(request)
-        page, nxt = self.portal.list_deals(limit=limit, after=request.args.get("after"))
-        names = self._deal_names(request.args.getlist("properties"))
-        with_contacts = self._wants_contacts(request)
-        return self._paged(
-            request, [self._render_associated(d, names, associations=with_contacts) for d in page], limit, nxt
-        )
-
-    def _read_deal(self, request: Request, dealId: str) -> Response:
-        found, _missing = self.portal.batch_read_deals([{"id": dealId}])
-        if not found:
-            raise _not_found(dealId)
-        names = self._deal_names(request.args.getlist("properties"))
-        return json_response(self._render_associated(found[0], names, associations=self._wants_contacts(request)))
-
-    def _create_deal(self, request: Request) -> Response:
-        deal = self.portal.create_deal(self._body(request))
-        return json_response(self._render_associated(deal, self._deal_names(list(deal.properties))), 201)
-
-    def _batch_create_deals(self, request: Request) -> Response:
-        started = _iso_ms(time.time_ns() // 1_000_000)
-        done, errors = self.portal.batch_create_deals(self._body(request).get("inputs") or [])
-        results = [self._render_associated(d, self._deal_names(list(d.properties))) for d in done]
-        return self._batch_body(201, results, errors, started)
-
-    def _batch_read_deals(self, request: Request) -> Response:
-        started = _iso_ms(time.time_ns() // 1_000_000)
-        body = self._body(request)
-        with gc_paused():
-            found, missing = self.portal.batch_read_deals(body.get("inputs") or [])
-        names = self._deal_names(body.get("properties"))
-        errors = [_missing_error(missing, "DEAL")] if missing else []
-        return self._batch_body(200, [self._render_associated(d, names) for d in found], errors, started)

@@ -273,110 +273,131 @@ class EngagementsPortal(PortalStore):
             _refuse_invalid(problems)
             return str(self._new_engagement(spec, values, [contact]).id)
 
-    def create_engagement(self, object_type: str, body: Mapping[str, Any]) -> _Engagement:
-        """``POST /crm/v3/objects/{objectType}``: properties plus ``associations`` to contacts.
+    # one type of objects associated with contacts: the hooks a family overrides (deals do, in DealsPortal)
 
-        :raises PortalError: 400 for invalid properties, associations or object type.
-        """
-        with self.lock:
-            spec = self._spec(object_type)
-            values, problems = self._engagement_values(spec, body.get("properties") or {})
-            _refuse_invalid(problems)
-            return self._new_engagement(spec, values, self._association_targets(spec, body.get("associations")))
+    def _family(self, object_type: str) -> EngagementType:
+        """The type an ``objectType`` names. :raises PortalError: 400 when no family has it."""
+        return self._spec(object_type)
 
-    def batch_create_engagements(
-        self, object_type: str, inputs: Sequence[Mapping[str, Any]]
-    ) -> tuple[list[_Engagement], list[dict[str, Any]]]:
-        """Create per record: (created objects, HubSpot error objects); more than 100 inputs is a 400."""
-        with self.lock:
-            spec = self._spec(object_type)
-            _check_batch_size(inputs)
-            return _create_each(
-                inputs,
-                lambda properties: self._engagement_values(spec, properties),
-                lambda values, item: self._new_engagement(
-                    spec, values, self._association_targets(spec, item.get("associations"))
-                ),
-            )
+    def _values(self, spec: EngagementType, properties: Any) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        """(normalized values, problems) of a create request's ``properties``."""
+        return self._engagement_values(spec, properties)
 
-    def batch_read_engagements(
-        self, object_type: str, inputs: Sequence[Mapping[str, Any]]
-    ) -> tuple[EngagementType, list[_Engagement], list[str]]:
-        """(type, found objects in input order, missing ids); more than 100 inputs is a 400."""
-        with self.lock:
-            spec = self._spec(object_type)
-            _check_batch_size(inputs)
+    def _new_object(self, spec: EngagementType, values: dict[str, str], contacts: Sequence[_Contact]) -> _Engagement:
+        return self._new_engagement(spec, values, contacts)
 
-            def find(key: str, _item: Mapping[str, Any]) -> _Engagement | None:
-                engagement = self._engagement(_int_id(key))
-                return engagement if engagement is not None and engagement.spec is spec else None
+    def _find(self, spec: EngagementType, object_id: str | int) -> _Engagement | None:
+        engagement = self._engagement(_int_id(object_id))
+        return engagement if engagement is not None and engagement.spec is spec else None
 
-            found, missing = _split_found(inputs, find)
-            return spec, found, missing
+    def _stored(self, spec: EngagementType) -> tuple[list[int], Mapping[int, _Engagement]]:
+        """The ids of a type ascending, and the objects by id (for listing)."""
+        self._materialize_all()
+        return sorted(e.id for e in self._engagements.values() if e.spec is spec), self._engagements
 
-    def list_engagements(
-        self, object_type: str, *, limit: int, after: str | None
-    ) -> tuple[EngagementType, list[_Engagement], str | None]:
-        """One page of an activity type in id order from cursor ``after`` (an id, as for contacts)."""
-        with self.lock:
-            spec = self._spec(object_type)
-            self._materialize_all()
-            ids = sorted(e.id for e in self._engagements.values() if e.spec is spec)
-            chunk, nxt = _page_after(ids, limit, after)
-            return spec, [self._engagements[i] for i in chunk], nxt
-
-
-class EngagementsRoutes(ObjectsRoutes):
-    """``/crm/v3/objects/{objectType}`` for activity types (contacts fall through to their own routes)."""
-
-    def _engagement_names(self, spec: EngagementType, requested: Iterable[Any] | None) -> list[str]:
-        """Requested properties the type has (unknown ones are left out, as HubSpot does), plus the defaults."""
+    def read_names(self, spec: EngagementType, requested: Iterable[Any] | None) -> list[str]:
+        """Properties a read returns: the requested ones the type has (unknown ones are left out, as HubSpot
+        does), plus the type's defaults."""
         known = set(_ENGAGEMENT_COMMON) | set(spec.properties)
         names = dict.fromkeys(n for n in _requested_names(requested) if n in known)
         names.update(dict.fromkeys(ENGAGEMENT_DEFAULT_PROPERTIES))
         return list(names)
 
-    def _list_engagements(self, request: Request, objectType: str) -> Response:
+    # the operations of every such type
+
+    def create_object(self, object_type: str, body: Mapping[str, Any]) -> _Engagement:
+        """``POST /crm/v3/objects/{objectType}``: properties plus ``associations`` to contacts.
+
+        :raises PortalError: 400 for invalid properties, associations or object type.
+        """
+        with self.lock:
+            spec = self._family(object_type)
+            values, problems = self._values(spec, body.get("properties") or {})
+            _refuse_invalid(problems)
+            return self._new_object(spec, values, self._association_targets(spec, body.get("associations")))
+
+    def batch_create_objects(
+        self, object_type: str, inputs: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[_Engagement], list[dict[str, Any]]]:
+        """Create per record: (created objects, HubSpot error objects); more than 100 inputs is a 400."""
+        with self.lock:
+            spec = self._family(object_type)
+            _check_batch_size(inputs)
+            return _create_each(
+                inputs,
+                lambda properties: self._values(spec, properties),
+                lambda values, item: self._new_object(
+                    spec, values, self._association_targets(spec, item.get("associations"))
+                ),
+            )
+
+    def batch_read_objects(
+        self, object_type: str, inputs: Sequence[Mapping[str, Any]]
+    ) -> tuple[EngagementType, list[_Engagement], list[str]]:
+        """(type, found objects in input order, missing ids); more than 100 inputs is a 400."""
+        with self.lock:
+            spec = self._family(object_type)
+            _check_batch_size(inputs)
+            found, missing = _split_found(inputs, lambda key, _item: self._find(spec, key))
+            return spec, found, missing
+
+    def list_objects(
+        self, object_type: str, *, limit: int, after: str | None
+    ) -> tuple[EngagementType, list[_Engagement], str | None]:
+        """One page of a type in id order from cursor ``after`` (an id, as for contacts)."""
+        with self.lock:
+            spec = self._family(object_type)
+            ids, stored = self._stored(spec)
+            chunk, nxt = _page_after(ids, limit, after)
+            return spec, [stored[i] for i in chunk], nxt
+
+
+class EngagementsRoutes(ObjectsRoutes):
+    """``/crm/v3/objects/{objectType}`` for every type associated with contacts: the activity types, and deals
+    (their static routes bind ``objectType``); contacts fall through to their own routes."""
+
+    def _list_objects(self, request: Request, objectType: str) -> Response:
         if objectType.lower() in _CONTACT_TYPES:
             return self._list(request)
         limit = self._list_limit(request)
-        spec, page, nxt = self.portal.list_engagements(objectType, limit=limit, after=request.args.get("after"))
-        names = self._engagement_names(spec, request.args.getlist("properties"))
+        spec, page, nxt = self.portal.list_objects(objectType, limit=limit, after=request.args.get("after"))
+        names = self.portal.read_names(spec, request.args.getlist("properties"))
         with_contacts = self._wants_contacts(request)
         return self._paged(
-            request, [self._render_associated(e, names, associations=with_contacts) for e in page], limit, nxt
+            request, [self._render_associated(o, names, associations=with_contacts) for o in page], limit, nxt
         )
 
-    def _read_engagement(self, request: Request, objectType: str, objectId: str) -> Response:
+    def _read_object(self, request: Request, objectType: str, objectId: str) -> Response:
         if objectType.lower() in _CONTACT_TYPES:
             return self._read(request, objectId)
-        spec, found, _missing = self.portal.batch_read_engagements(objectType, [{"id": objectId}])
+        spec, found, _missing = self.portal.batch_read_objects(objectType, [{"id": objectId}])
         if not found:
             raise _not_found(objectId)
-        names = self._engagement_names(spec, request.args.getlist("properties"))
+        names = self.portal.read_names(spec, request.args.getlist("properties"))
         return json_response(self._render_associated(found[0], names, associations=self._wants_contacts(request)))
 
-    def _create_engagement(self, request: Request, objectType: str) -> Response:
+    def _create_object(self, request: Request, objectType: str) -> Response:
         if objectType.lower() in _CONTACT_TYPES:
             return self._create(request)
-        engagement = self.portal.create_engagement(objectType, self._body(request))
-        names = self._engagement_names(engagement.spec, list(engagement.properties))
-        return json_response(self._render_associated(engagement, names), 201)
+        created = self.portal.create_object(objectType, self._body(request))
+        names = self.portal.read_names(created.spec, list(created.properties))
+        return json_response(self._render_associated(created, names), 201)
 
-    def _batch_create_engagements(self, request: Request, objectType: str) -> Response:
+    def _batch_create_objects(self, request: Request, objectType: str) -> Response:
         if objectType.lower() in _CONTACT_TYPES:
             return self._batch_create(request)
         started = _iso_ms(time.time_ns() // 1_000_000)
-        done, errors = self.portal.batch_create_engagements(objectType, self._body(request).get("inputs") or [])
-        results = [self._render_associated(e, self._engagement_names(e.spec, list(e.properties))) for e in done]
+        done, errors = self.portal.batch_create_objects(objectType, self._body(request).get("inputs") or [])
+        results = [self._render_associated(o, self.portal.read_names(o.spec, list(o.properties))) for o in done]
         return self._batch_body(201, results, errors, started)
 
-    def _batch_read_engagements(self, request: Request, objectType: str) -> Response:
+    def _batch_read_objects(self, request: Request, objectType: str) -> Response:
         if objectType.lower() in _CONTACT_TYPES:
             return self._batch_read(request)
         started = _iso_ms(time.time_ns() // 1_000_000)
         body = self._body(request)
-        spec, found, missing = self.portal.batch_read_engagements(objectType, body.get("inputs") or [])
-        names = self._engagement_names(spec, body.get("properties"))
+        with gc_paused():
+            spec, found, missing = self.portal.batch_read_objects(objectType, body.get("inputs") or [])
+        names = self.portal.read_names(spec, body.get("properties"))
         errors = [_missing_error(missing, spec.singular.upper())] if missing else []
-        return self._batch_body(200, [self._render_associated(e, names) for e in found], errors, started)
+        return self._batch_body(200, [self._render_associated(o, names) for o in found], errors, started)

@@ -101,7 +101,23 @@ def _options(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
     ]
 
 
-_LIFECYCLE_OPTIONS = _options(
+def _written_options(raw: list[Any]) -> list[dict[str, Any]]:
+    """The options of a property create or update body, as stored (an option without a value is dropped)."""
+    return [
+        {
+            "label": str(o.get("label") or o.get("value")),
+            "value": str(o.get("value")),
+            "displayOrder": int(o.get("displayOrder", i)),
+            "hidden": bool(o.get("hidden", False)),
+            "description": str(o.get("description") or ""),
+        }
+        for i, o in enumerate(raw)
+        if isinstance(o, Mapping) and o.get("value") is not None
+    ]
+
+
+#: (value, label) of the lifecycle stages: the options of ``lifecyclestage``, and one date property each
+_LIFECYCLE_STAGES: tuple[tuple[str, str], ...] = (
     ("subscriber", "Subscriber"),
     ("lead", "Lead"),
     ("marketingqualifiedlead", "Marketing Qualified Lead"),
@@ -111,6 +127,7 @@ _LIFECYCLE_OPTIONS = _options(
     ("evangelist", "Evangelist"),
     ("other", "Other"),
 )
+_LIFECYCLE_OPTIONS = _options(*_LIFECYCLE_STAGES)
 _LEAD_STATUS_OPTIONS = _options(
     ("NEW", "New"),
     ("OPEN", "Open"),
@@ -124,81 +141,83 @@ _LEAD_STATUS_OPTIONS = _options(
 _EMPLOYEE_OPTIONS = _options(*((v, v) for v in ("1-5", "5-25", "25-50", "50-100", "100-500", "500-1000", "1000+")))
 _BOOL_OPTIONS = _options(("true", "True"), ("false", "False"))
 
-#: (name, label, type, fieldType, group, read-only, options): HubSpot's standard contact properties
-STANDARD_PROPERTIES: tuple[tuple[str, str, str, str, str, bool, list[dict[str, Any]]], ...] = (
-    ("email", "Email", "string", "text", "contactinformation", False, []),
-    ("firstname", "First Name", "string", "text", "contactinformation", False, []),
-    ("lastname", "Last Name", "string", "text", "contactinformation", False, []),
-    ("company", "Company Name", "string", "text", "contactinformation", False, []),
-    ("jobtitle", "Job Title", "string", "text", "contactinformation", False, []),
-    ("industry", "Industry", "string", "text", "contactinformation", False, []),
-    ("country", "Country/Region", "string", "text", "contactinformation", False, []),
-    ("website", "Website URL", "string", "text", "contactinformation", False, []),
-    ("work_email", "Work email", "string", "text", "contactinformation", False, []),
-    ("hs_additional_emails", "Additional email addresses", "string", "textarea", "contactinformation", True, []),
-    ("hubspot_owner_id", "Contact owner", "string", "text", "sales_properties", False, []),
-    ("numemployees", "Number of Employees", "enumeration", "select", "contactinformation", False, _EMPLOYEE_OPTIONS),
-    ("annualrevenue", "Annual Revenue", "number", "number", "contactinformation", False, []),
-    ("lifecyclestage", "Lifecycle Stage", "enumeration", "radio", "contactinformation", False, _LIFECYCLE_OPTIONS),
-    ("hs_lead_status", "Lead Status", "enumeration", "radio", "sales_properties", False, _LEAD_STATUS_OPTIONS),
-    ("createdate", "Create Date", "datetime", "date", "contactinformation", False, []),
-    ("lastmodifieddate", "Last Modified Date", "datetime", "date", "contactinformation", True, []),
-    ("hs_lastmodifieddate", "Object last modified date/time", "datetime", "date", "contactinformation", True, []),
-    ("hs_object_id", "Record ID", "number", "number", "contactinformation", True, []),
-    ("hs_email_domain", "Email Domain", "string", "text", "contactinformation", True, []),
-    (
-        "hs_email_optout",
-        "Unsubscribed from all email",
-        "bool",
-        "booleancheckbox",
-        "emailinformation",
-        True,
-        _BOOL_OPTIONS,
-    ),
-    ("hs_email_hard_bounce_reason", "Email hard bounce reason", "string", "text", "emailinformation", True, []),
-    ("hs_email_bounce", "Marketing emails bounced", "number", "number", "emailinformation", True, []),
-    ("hs_email_open", "Marketing emails opened", "number", "number", "emailinformation", True, []),
-    ("hs_email_click", "Marketing emails clicked", "number", "number", "emailinformation", True, []),
-    ("hs_email_replied", "Marketing emails replied", "number", "number", "emailinformation", True, []),
-    ("hs_email_last_open_date", "Last marketing email open date", "datetime", "date", "emailinformation", True, []),
-    ("hs_analytics_num_page_views", "Number of Pageviews", "number", "number", "analyticsinformation", True, []),
-    ("hs_analytics_num_visits", "Number of Sessions", "number", "number", "analyticsinformation", True, []),
-    ("hs_analytics_first_timestamp", "Time First Seen", "datetime", "date", "analyticsinformation", True, []),
-    ("hs_analytics_last_visit_timestamp", "Time of Last Session", "datetime", "date", "analyticsinformation", True, []),
-    ("num_conversion_events", "Number of Form Submissions", "number", "number", "conversioninformation", True, []),
-    ("notes_last_contacted", "Last Contacted", "datetime", "date", "sales_properties", True, []),
-    ("notes_last_updated", "Last Activity Date", "datetime", "date", "sales_properties", True, []),
-    (
-        "hs_sales_email_last_replied",
-        "Recent Sales Email Replied Date",
-        "datetime",
-        "date",
-        "emailinformation",
-        True,
-        [],
-    ),
+#: the (type, fieldType) pairs of the standard properties: a property's kind is both at once
+_TEXT, _TEXTAREA = ("string", "text"), ("string", "textarea")
+_NUMBER, _DATETIME, _BOOL = ("number", "number"), ("datetime", "date"), ("bool", "booleancheckbox")
+_SELECT, _RADIO = ("enumeration", "select"), ("enumeration", "radio")
+
+#: the options of the standard enumeration properties (a ``bool`` property has ``_BOOL_OPTIONS``)
+_STANDARD_OPTIONS: Mapping[str, list[dict[str, Any]]] = {
+    "numemployees": _EMPLOYEE_OPTIONS,
+    "lifecyclestage": _LIFECYCLE_OPTIONS,
+    "hs_lead_status": _LEAD_STATUS_OPTIONS,
+}
+#: (name, label, (type, fieldType), group, read-only): HubSpot's standard contact properties
+STANDARD_PROPERTIES: tuple[tuple[str, str, tuple[str, str], str, bool], ...] = (
+    ("email", "Email", _TEXT, "contactinformation", False),
+    ("firstname", "First Name", _TEXT, "contactinformation", False),
+    ("lastname", "Last Name", _TEXT, "contactinformation", False),
+    ("company", "Company Name", _TEXT, "contactinformation", False),
+    ("jobtitle", "Job Title", _TEXT, "contactinformation", False),
+    ("industry", "Industry", _TEXT, "contactinformation", False),
+    ("country", "Country/Region", _TEXT, "contactinformation", False),
+    ("website", "Website URL", _TEXT, "contactinformation", False),
+    ("work_email", "Work email", _TEXT, "contactinformation", False),
+    ("hs_additional_emails", "Additional email addresses", _TEXTAREA, "contactinformation", True),
+    ("hubspot_owner_id", "Contact owner", _TEXT, "sales_properties", False),
+    ("numemployees", "Number of Employees", _SELECT, "contactinformation", False),
+    ("annualrevenue", "Annual Revenue", _NUMBER, "contactinformation", False),
+    ("lifecyclestage", "Lifecycle Stage", _RADIO, "contactinformation", False),
+    ("hs_lead_status", "Lead Status", _RADIO, "sales_properties", False),
+    ("createdate", "Create Date", _DATETIME, "contactinformation", False),
+    ("lastmodifieddate", "Last Modified Date", _DATETIME, "contactinformation", True),
+    ("hs_lastmodifieddate", "Object last modified date/time", _DATETIME, "contactinformation", True),
+    ("hs_object_id", "Record ID", _NUMBER, "contactinformation", True),
+    ("hs_email_domain", "Email Domain", _TEXT, "contactinformation", True),
+    ("hs_email_optout", "Unsubscribed from all email", _BOOL, "emailinformation", True),
+    ("hs_email_hard_bounce_reason", "Email hard bounce reason", _TEXT, "emailinformation", True),
+    ("hs_email_bounce", "Marketing emails bounced", _NUMBER, "emailinformation", True),
+    ("hs_email_open", "Marketing emails opened", _NUMBER, "emailinformation", True),
+    ("hs_email_click", "Marketing emails clicked", _NUMBER, "emailinformation", True),
+    ("hs_email_replied", "Marketing emails replied", _NUMBER, "emailinformation", True),
+    ("hs_email_last_open_date", "Last marketing email open date", _DATETIME, "emailinformation", True),
+    ("hs_analytics_num_page_views", "Number of Pageviews", _NUMBER, "analyticsinformation", True),
+    ("hs_analytics_num_visits", "Number of Sessions", _NUMBER, "analyticsinformation", True),
+    ("hs_analytics_first_timestamp", "Time First Seen", _DATETIME, "analyticsinformation", True),
+    ("hs_analytics_last_visit_timestamp", "Time of Last Session", _DATETIME, "analyticsinformation", True),
+    ("num_conversion_events", "Number of Form Submissions", _NUMBER, "conversioninformation", True),
+    ("notes_last_contacted", "Last Contacted", _DATETIME, "sales_properties", True),
+    ("notes_last_updated", "Last Activity Date", _DATETIME, "sales_properties", True),
+    ("hs_sales_email_last_replied", "Recent Sales Email Replied Date", _DATETIME, "emailinformation", True),
     *(
         (
             f"hs_lifecyclestage_{stage}_date",
-            f"Became a {label} Date",
-            "datetime",
-            "date",
+            f"Became a {'Other Lifecycle Stage' if stage == 'other' else label} Date",
+            _DATETIME,
             "contactinformation",
             True,
-            [],
         )
-        for stage, label in (
-            ("subscriber", "Subscriber"),
-            ("lead", "Lead"),
-            ("marketingqualifiedlead", "Marketing Qualified Lead"),
-            ("salesqualifiedlead", "Sales Qualified Lead"),
-            ("opportunity", "Opportunity"),
-            ("customer", "Customer"),
-            ("evangelist", "Evangelist"),
-            ("other", "Other Lifecycle Stage"),
-        )
+        for stage, label in _LIFECYCLE_STAGES
     ),
 )
+
+
+def standard_properties() -> dict[str, PropertyDef]:
+    """A fresh copy of the standard contact properties by name (each portal's schema changes on its own)."""
+    return {
+        name: PropertyDef(
+            name,
+            label,
+            ptype,
+            field_type,
+            group,
+            options=[dict(o) for o in _STANDARD_OPTIONS.get(name, _BOOL_OPTIONS if ptype == "bool" else [])],
+            read_only=read_only,
+        )
+        for name, label, (ptype, field_type), group, read_only in STANDARD_PROPERTIES
+    }
+
+
 _STANDARD_GROUPS: tuple[tuple[str, str], ...] = (
     ("contactinformation", "Contact information"),
     ("emailinformation", "Email information"),
@@ -211,6 +230,22 @@ _STANDARD_GROUPS: tuple[tuple[str, str], ...] = (
 class PropertiesRoutes(HubSpotRoutes):
     """``/crm/v3/properties/{objectType}``: properties and groups (contacts only)."""
 
+    def _property(self, object_type: str, name: str, *, archived: bool = False) -> PropertyDef:
+        """A property of the path; an archived one only with ``archived``. :raises PortalError: 400, 404."""
+        self._object_type(object_type)
+        prop = self.portal.properties.get(name)
+        if prop is None or (prop.archived and not archived):
+            raise PortalError(404, "OBJECT_NOT_FOUND", f"Unable to find property {name} on object type contacts")
+        return prop
+
+    def _group(self, object_type: str, name: str, *, archived: bool = False) -> dict[str, Any]:
+        """A property group of the path; an archived one only with ``archived``. :raises PortalError: 400, 404."""
+        self._object_type(object_type)
+        group = self.portal.groups.get(name)
+        if group is None or (group["archived"] and not archived):
+            raise PortalError(404, "OBJECT_NOT_FOUND", f"Unable to find property group {name}")
+        return group
+
     def _list_properties(self, request: Request, objectType: str) -> Response:
         self._object_type(objectType)
         archived = self._flag(request, "archived")
@@ -218,12 +253,7 @@ class PropertiesRoutes(HubSpotRoutes):
         return json_response({"results": props})
 
     def _read_property(self, request: Request, objectType: str, propertyName: str) -> Response:
-        self._object_type(objectType)
-        prop = self.portal.properties.get(propertyName)
-        if prop is None or (prop.archived and not self._flag(request, "archived")):
-            raise PortalError(
-                404, "OBJECT_NOT_FOUND", f"Unable to find property {propertyName} on object type contacts"
-            )
+        prop = self._property(objectType, propertyName, archived=self._flag(request, "archived"))
         return json_response(prop.to_json())
 
     def _new_property(self, body: Mapping[str, Any]) -> PropertyDef:
@@ -254,17 +284,7 @@ class PropertiesRoutes(HubSpotRoutes):
         label = str(body.get("label") or "")
         if not label:
             raise PortalError(400, "VALIDATION_ERROR", "label is required")
-        options = [
-            {
-                "label": str(o.get("label") or o.get("value")),
-                "value": str(o.get("value")),
-                "displayOrder": int(o.get("displayOrder", i)),
-                "hidden": bool(o.get("hidden", False)),
-                "description": str(o.get("description") or ""),
-            }
-            for i, o in enumerate(body.get("options") or [])
-            if isinstance(o, Mapping) and o.get("value") is not None
-        ]
+        options = _written_options(body.get("options") or [])
         if ptype == "bool" and not options:
             options = [dict(o) for o in _BOOL_OPTIONS]
         now = _iso_ms(time.time_ns() // 1_000_000)
@@ -292,12 +312,7 @@ class PropertiesRoutes(HubSpotRoutes):
         return json_response(prop.to_json(), 201)
 
     def _update_property(self, request: Request, objectType: str, propertyName: str) -> Response:
-        self._object_type(objectType)
-        prop = self.portal.properties.get(propertyName)
-        if prop is None or prop.archived:
-            raise PortalError(
-                404, "OBJECT_NOT_FOUND", f"Unable to find property {propertyName} on object type contacts"
-            )
+        prop = self._property(objectType, propertyName)
         body = self._body(request)
         if prop.hubspot_defined and set(body) - {"options", "label", "description", "displayOrder", "hidden"}:
             raise PortalError(400, "VALIDATION_ERROR", f"{propertyName} is a HubSpot-defined property")
@@ -305,28 +320,13 @@ class PropertiesRoutes(HubSpotRoutes):
             if key in body:
                 setattr(prop, attr, str(body[key]))
         if "options" in body and isinstance(body["options"], list):
-            prop.options = [
-                {
-                    "label": str(o.get("label") or o.get("value")),
-                    "value": str(o.get("value")),
-                    "displayOrder": int(o.get("displayOrder", i)),
-                    "hidden": bool(o.get("hidden", False)),
-                    "description": str(o.get("description") or ""),
-                }
-                for i, o in enumerate(body["options"])
-                if isinstance(o, Mapping)
-            ]
+            prop.options = _written_options(body["options"])
             prop.refresh_options()
         prop.updated_at = _iso_ms(time.time_ns() // 1_000_000)
         return json_response(prop.to_json())
 
     def _archive_property(self, request: Request, objectType: str, propertyName: str) -> Response:
-        self._object_type(objectType)
-        prop = self.portal.properties.get(propertyName)
-        if prop is None or prop.archived:
-            raise PortalError(
-                404, "OBJECT_NOT_FOUND", f"Unable to find property {propertyName} on object type contacts"
-            )
+        prop = self._property(objectType, propertyName)
         if prop.hubspot_defined:
             raise PortalError(
                 400, "VALIDATION_ERROR", f"{propertyName} is a HubSpot-defined property and cannot be archived"
@@ -364,17 +364,11 @@ class PropertiesRoutes(HubSpotRoutes):
         return json_response({"results": [dict(g) for g in self.portal.groups.values() if not g["archived"]]})
 
     def _read_group(self, request: Request, objectType: str, groupName: str) -> Response:
-        self._object_type(objectType)
-        group = self.portal.groups.get(groupName)
-        if group is None:
-            raise PortalError(404, "OBJECT_NOT_FOUND", f"Unable to find property group {groupName}")
+        group = self._group(objectType, groupName, archived=True)
         return json_response(dict(group))
 
     def _update_group(self, request: Request, objectType: str, groupName: str) -> Response:
-        self._object_type(objectType)
-        group = self.portal.groups.get(groupName)
-        if group is None or group["archived"]:
-            raise PortalError(404, "OBJECT_NOT_FOUND", f"Unable to find property group {groupName}")
+        group = self._group(objectType, groupName)
         body = self._body(request)
         if "label" in body:
             group["label"] = str(body["label"])
@@ -383,10 +377,7 @@ class PropertiesRoutes(HubSpotRoutes):
         return json_response(dict(group))
 
     def _archive_group(self, request: Request, objectType: str, groupName: str) -> Response:
-        self._object_type(objectType)
-        group = self.portal.groups.get(groupName)
-        if group is None or group["archived"]:
-            raise PortalError(404, "OBJECT_NOT_FOUND", f"Unable to find property group {groupName}")
+        group = self._group(objectType, groupName)
         if any(p.group_name == groupName and not p.archived for p in self.portal.properties.values()):
             raise PortalError(400, "VALIDATION_ERROR", f"Property group {groupName} still has properties")
         group["archived"] = True

@@ -35,8 +35,8 @@ from connectors.sandbox.hubspot.activity_types import (
 )
 from connectors.sandbox.hubspot.properties import (
     _STANDARD_GROUPS,
-    STANDARD_PROPERTIES,
     PropertyDef,
+    standard_properties,
 )
 from connectors.sandbox.synthetic import SyntheticPerson, employee_bucket
 
@@ -152,13 +152,9 @@ class PortalStore:
         self._lazy_owners: list[int] = []
         self._lazy_people: dict[int, tuple[int, int, SyntheticPerson]] = {}
         self.groups: dict[str, dict[str, Any]] = {}
-        self.properties: dict[str, PropertyDef] = {}
         for order, (name, label) in enumerate(_STANDARD_GROUPS):
             self.groups[name] = {"name": name, "label": label, "displayOrder": order, "archived": False}
-        for name, label, ptype, ftype, group, read_only, options in STANDARD_PROPERTIES:
-            self.properties[name] = PropertyDef(
-                name, label, ptype, ftype, group, options=[dict(o) for o in options], read_only=read_only
-            )
+        self.properties: dict[str, PropertyDef] = standard_properties()
 
     # clock and bookkeeping
 

@@ -454,17 +454,24 @@ def derive_stage_flags(obj: ObjectDef, row: list[Any], *, created: bool) -> None
         row[chance] = float(probability)
 
 
+def _standard(
+    name: str, fields: list[FieldDef], *, label: str | None = None, plural: str | None = None, **kw: Any
+) -> ObjectDef:
+    """A standard object: its key prefix from :data:`KEY_PREFIXES`, the system fields, then ``fields``.
+
+    ``label`` defaults to the name and ``plural`` to the label with an "s", as for most standard objects.
+    """
+    label = label or name
+    return ObjectDef(name, label, plural or f"{label}s", KEY_PREFIXES[name], [*_system_fields(), *fields], **kw)
+
+
 def _activity_object(
     name: str, fields: list[FieldDef], *, description_label: str, required: tuple[str, ...] = ()
 ) -> ObjectDef:
     """Task or Event: Salesforce's two activity objects share who/what, subject, description and owner."""
-    return ObjectDef(
+    return _standard(
         name,
-        name,
-        f"{name}s",
-        KEY_PREFIXES[name],
         [
-            *_system_fields(),
             _ref("WhoId", "Name ID", ["Contact", "Lead"], "Who"),
             _ref("WhatId", "Related To ID", ["Account"], "What"),
             FieldDef("Subject", "combobox", "Subject", length=255),
@@ -480,13 +487,9 @@ def _activity_object(
 
 def standard_objects() -> dict[str, ObjectDef]:
     """A fresh set of the standard objects (each org owns its copy: custom fields are added per org)."""
-    lead = ObjectDef(
+    lead = _standard(
         "Lead",
-        "Lead",
-        "Leads",
-        KEY_PREFIXES["Lead"],
         [
-            *_system_fields(),
             *_person_fields(),
             _text("Company", "Company", 255, nillable=False),
             FieldDef("Website", "url", "Website", length=255),
@@ -513,13 +516,9 @@ def standard_objects() -> dict[str, ObjectDef]:
         ],
         required=("LastName", "Company", "Status"),
     )
-    contact = ObjectDef(
+    contact = _standard(
         "Contact",
-        "Contact",
-        "Contacts",
-        KEY_PREFIXES["Contact"],
         [
-            *_system_fields(),
             _ref("AccountId", "Account ID", ["Account"], "Account"),
             *_person_fields(),
             _text("Department", "Department", 80),
@@ -528,13 +527,9 @@ def standard_objects() -> dict[str, ObjectDef]:
         ],
         required=("LastName",),
     )
-    account = ObjectDef(
+    account = _standard(
         "Account",
-        "Account",
-        "Accounts",
-        KEY_PREFIXES["Account"],
         [
-            *_system_fields(),
             _text("Name", "Account Name", 255, nillable=False),
             _picklist(
                 "Type", "Account Type", ("Prospect", "Customer - Direct", "Customer - Channel", "Partner", "Other")
@@ -575,13 +570,9 @@ def standard_objects() -> dict[str, ObjectDef]:
         ],
         description_label="Description",
     )
-    campaign = ObjectDef(
+    campaign = _standard(
         "Campaign",
-        "Campaign",
-        "Campaigns",
-        KEY_PREFIXES["Campaign"],
         [
-            *_system_fields(),
             _text("Name", "Campaign Name", 80, nillable=False),
             _picklist("Type", "Type", ("Email", "Webinar", "Conference", "Advertisement", "Other")),
             _picklist("Status", "Status", ("Planned", "In Progress", "Completed", "Aborted")),
@@ -590,13 +581,9 @@ def standard_objects() -> dict[str, ObjectDef]:
         ],
         required=("Name",),
     )
-    member = ObjectDef(
+    member = _standard(
         "CampaignMember",
-        "Campaign Member",
-        "Campaign Members",
-        KEY_PREFIXES["CampaignMember"],
         [
-            *_system_fields(),
             _ref("CampaignId", "Campaign ID", ["Campaign"], "Campaign", nillable=False, updateable=False),
             _ref("LeadId", "Lead ID", ["Lead"], "Lead", updateable=False),
             _ref("ContactId", "Contact ID", ["Contact"], "Contact", updateable=False),
@@ -604,15 +591,12 @@ def standard_objects() -> dict[str, ObjectDef]:
             _ro(_bool("HasResponded", "Responded")),
             _ro(FieldDef("FirstRespondedDate", "date", "First Responded Date")),
         ],
+        label="Campaign Member",
         required=("CampaignId",),
     )
-    opportunity = ObjectDef(
+    opportunity = _standard(
         "Opportunity",
-        "Opportunity",
-        "Opportunities",
-        KEY_PREFIXES["Opportunity"],
         [
-            *_system_fields(),
             _ref("AccountId", "Account ID", ["Account"], "Account"),
             _text("Name", "Name", 120, nillable=False),
             _picklist("StageName", "Stage", tuple(OPPORTUNITY_STAGES), nillable=False),
@@ -625,29 +609,24 @@ def standard_objects() -> dict[str, ObjectDef]:
             _picklist("LeadSource", "Lead Source", LEAD_SOURCES),
             _owner(),
         ],
+        plural="Opportunities",
         required=("Name", "StageName", "CloseDate"),
     )
-    contact_role = ObjectDef(
+    contact_role = _standard(
         "OpportunityContactRole",
-        "Opportunity Contact Role",
-        "Opportunity Contact Role",
-        KEY_PREFIXES["OpportunityContactRole"],
         [
-            *_system_fields(),
             _ref("OpportunityId", "Opportunity ID", ["Opportunity"], "Opportunity", nillable=False, updateable=False),
             _ref("ContactId", "Contact ID", ["Contact"], "Contact", nillable=False),
             _picklist("Role", "Role", CONTACT_ROLES),
             _bool("IsPrimary", "Primary"),
         ],
+        label="Opportunity Contact Role",
+        plural="Opportunity Contact Role",
         required=("OpportunityId", "ContactId"),
     )
-    user = ObjectDef(
+    user = _standard(
         "User",
-        "User",
-        "Users",
-        KEY_PREFIXES["User"],
         [
-            *_system_fields(),
             _ro(_text("Name", "Full Name", 121)),
             _text("FirstName", "First Name", 40),
             _text("LastName", "Last Name", 80, nillable=False),

@@ -1,7 +1,7 @@
 """score points: the raw total beside the 0..100 score in the lead cache
 
 Revision ID: 0004_score_points
-Revises: 0003
+Revises: 0005_models
 Create Date: 2026-01-12
 
 ``scores.points`` is the unclamped total after part caps (``scoring.Score.points``): leads whose penalties
@@ -19,7 +19,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "0004_score_points"
-down_revision: str | Sequence[str] | None = "0003"
+down_revision: str | Sequence[str] | None = "0005_models"  # the head when it was added
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,242 @@
+"""The fitted config as a person reads it: the mapping used, ``scoring:`` with one lookup table per rule,
+and comments giving each table value's training count and conversion rate, the cross-validated AUC, the
+data file's sha256 and row count, and the options.
+
+Written line by line (PyYAML cannot keep comments), with every text scalar in JSON's double-quoted form,
+which YAML reads as the same text; the same fit gives the same bytes (no dates, no dict-order accidents).
+:func:`check_rendered` loads the text back exactly as ``leadsync score --config`` would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from mappings import MappingError, load_mapping
+from scoring import CompiledRules, ScoringError
+from scoring.fit.binning import Bins
+from scoring.fit.scorecard import Table
+from scoring.model import COUNTERS
+
+if TYPE_CHECKING:
+    from leadsync.fit_cmd import FitResult
+
+_LABEL_MAX = 60
+_COMMENT_AT = 44
+
+
+def _text(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _rate(positives: int, count: int) -> str:
+    return f"{count:,} leads, {positives / count:.1%} converted" if count else "no leads in training"
+
+
+def _line(text: str, comment: str = "") -> str:
+    return f"{text.ljust(_COMMENT_AT)}  # {comment}" if comment else text
+
+
+def render(result: FitResult) -> str:
+    sc = result.scorecard
+    data = result.data
+    n, positives = len(data.outcomes), int(data.outcomes.sum())
+    auc = sc.cv_auc
+    rec = sc.evaluation.recommendation
+    s = result.settings
+    options = [f"--label {s.label}", f"--max-rules {s.max_rules}", f"--objective {s.objective}", f"--seed {s.seed}"]
+    options += [f"--exclude {c}" for c in s.exclude] + [f"--allow-leaky {c}" for c in s.allow_leaky]
+    odds = math.exp(sc.logit_at_zero)
+    lines = [
+        "# Points fitted from outcomes by `leadsync rules fit`. Edit them like any rules; mark a rule",
+        "# `locked: true` to keep its points when you fit again, then `leadsync preview --rules` this file.",
+        "#",
+        f"# data: {data.source.name} (sha256 {data.sha256})",
+        f"#   {data.read:,} rows read, {n:,} labeled ({positives:,} converted, {positives / n:.1%}), "
+        f"{data.unlabeled:,} unlabeled, {len(data.rejected):,} unreadable rows skipped",
+        f"# options: {' '.join(options)}",
+        "# binning: deciles cut at 2 significant digits, merged while neighbours do not differ (chi-square,",
+        "#   p > 0.05) or hold under 5% of leads; values held by under 1% of leads share `default`",
+        f"# fit: L1 logistic regression on the bins, penalty {sc.penalty:.3g} chosen by {len(sc.fold_aucs)}-fold "
+        "cross-validation",
+        f"#   (the sparsest within 0.001 of the best mean fold AUC), at most {s.max_rules} rules with points",
+        f"# cross-validated AUC {auc.value:.3f} (95% CI {auc.ci_low:.3f} to {auc.ci_high:.3f}); "
+        f"folds {' '.join(f'{a:.3f}' for a in sc.fold_aucs)}",
+        f"# {result.rules} fitted rules; their totals span 0..{sum(max(t.points) for t in sc.tables)} "
+        "(each table's lowest value is 0, so no lead is cut off at 0 or 100)",
+        f"# points to double the odds: {sc.points_to_double_odds:.1f} (a total of 0 means odds of "
+        f"{odds:.3g}, i.e. {odds / (1 + odds):.1%} convert)",
+    ]
+    if rec.threshold is not None and rec.stats is not None:
+        c = rec.stats
+        precision = "n/a" if c.precision is None else f"{c.precision:.1%}"
+        lines.append(
+            f"# MQL threshold {result.threshold} ({rec.objective}): {rec.reason}; on the training leads "
+            f"{c.mqls:,} MQLs, precision {precision}, recall {c.recall:.1%}"
+        )
+    else:
+        lines.append(f"# MQL threshold {result.threshold}: no recommendation ({rec.objective}: {rec.reason})")
+    lines.append("# grades: warm from the threshold, hot where the odds are 4 times the threshold's")
+    if result.excluded:
+        lines.append("# left out:")
+        lines += [f"#   {column}: {why}" for column, why in result.excluded.items()]
+    for column, value in sorted(result.leaky.items()):
+        lines.append(f"#   kept with --allow-leaky: {column} alone has AUC {value:.3f}")
+    if result.bad_values:
+        lines.append(
+            "# values unreadable as their type (read as missing): "
+            + ", ".join(f"{column} {count:,}" for column, count in sorted(result.bad_values.items()))
+        )
+    lines += _mapping_lines(result)
+    lines += ["scoring:", "  base: none", "  qualification:", f"    threshold: {result.threshold}"]
+    lines += ["  grades:", f"    hot: {result.grades['hot']}", f"    warm: {result.grades['warm']}"]
+    for key, value in result.settings_kept.items():
+        lines += _dump({key: value}, "  ")
+    attribute_columns = {c.attribute: c.column for c in result.candidates}
+    for part in ("fit", "engagement", "penalties"):
+        locked = result.locked.get(part, [])
+        tables = [t for t in sc.tables if _part(t) == part]
+        if not locked and not tables:
+            continue
+        lines.append(f"  {part}:")
+        for rule in locked:
+            lines.append("    # locked: kept as written in the config, points included")
+            lines += _dump([rule], "    ")
+        for table in tables:
+            lines += _table_lines(table, attribute_columns.get(table.name, table.name))
+    return "\n".join(lines) + "\n"
+
+
+def _part(table: Table) -> str:
+    return "engagement" if table.name in COUNTERS else "fit"
+
+
+def _mapping_lines(result: FitResult) -> list[str]:
+    section = result.csv_section
+    fields = dict(section.get("fields") or {})
+    specs = {c.attribute: c.spec for c in result.candidates}
+    for table in result.scorecard.tables:
+        spec = specs[table.name]
+        fields.setdefault(table.name, {"property": spec.property, "type": spec.type})
+    out = ["csv:"]
+    for key, value in section.items():
+        if key != "fields":
+            out += _dump({key: value}, "  ")
+    if fields:
+        out.append("  fields:")
+        for attribute, spec in fields.items():
+            if isinstance(spec, dict):
+                inner = ", ".join(f"{k}: {v if k == 'type' else _scalar(v)}" for k, v in spec.items())
+                out.append(f"    {attribute}: {{{inner}}}")
+            else:
+                out.append(f"    {attribute}: {_scalar(spec)}")
+    return out
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return _num(value)
+    return _text(str(value))
+
+
+def _dump(value: Any, indent: str) -> list[str]:
+    text = yaml.safe_dump(value, sort_keys=False, allow_unicode=True, default_flow_style=False, width=110)
+    return [indent + line for line in text.splitlines()]
+
+
+def _table_lines(table: Table, column: str) -> list[str]:
+    bins = table.bins
+    pts = table.points
+    out = [f"    - name: {table.name}"]
+    if len(column) <= _LABEL_MAX and not any(c in column for c in ";\n\r") and column.strip():
+        out.append(f"      label: {_text(column.strip())}")
+    out.append(_line(f"      attribute: {table.name}", f"points vary by {table.spread:.1f} across the training leads"))
+    if bins.kind == "categorical":
+        out.append("      points_by_value:")
+        for position, level in enumerate(bins.kept):
+            key = bins.levels[level]
+            shown = key if key in ("true", "false") else _text(key)
+            out.append(
+                _line(f"        {shown}: {pts[position]}", _rate(bins.positives[position], bins.counts[position]))
+            )
+        if bins.other:
+            i = bins.other_index
+            note = f"other values ({bins.other_levels:,} seen, each on under 1% of leads): "
+            out.append(_line(f"      default: {pts[i]}", note + _rate(bins.positives[i], bins.counts[i])))
+        else:
+            note = _fallback(bins, "any other value", bins.other_count)
+            out.append(_line(f"      default: {pts[bins.fallback]}", note))
+    else:
+        out.append("      points_by_range:")
+        for lo, hi, p, count, positives in _bands(bins, pts):
+            parts = ([f"from: {_num(lo)}"] if lo is not None else []) + (
+                [f"below: {_num(hi)}"] if hi is not None else []
+            )
+            out.append(_line(f"        - {{{', '.join([*parts, f'points: {p}'])}}}", _rate(positives, count)))
+    if bins.missing:
+        i = bins.missing_index
+        out.append(_line(f"      missing: {pts[i]}", _rate(bins.positives[i], bins.counts[i])))
+    else:
+        out.append(_line(f"      missing: {pts[bins.fallback]}", _fallback(bins, "missing", bins.missing_count)))
+    return out
+
+
+def _fallback(bins: Bins, what: str, count: int) -> str:
+    seen = f"{count:,} in training, too few to score apart" if count else "none in training"
+    return f"{what} ({seen}): scored like {_bin_name(bins, bins.fallback)}"
+
+
+def _bin_name(bins: Bins, index: int) -> str:
+    if bins.kind == "categorical":
+        return _text(bins.levels[bins.kept[index]]) if index < len(bins.kept) else "other values"
+    edges = bins.edges
+    lo = edges[index - 1] if index > 0 else None
+    hi = edges[index] if index < len(edges) else None
+    if lo is None and hi is None:
+        return "every value"
+    if lo is None:
+        return f"below {_num(hi)}" if hi is not None else ""
+    return f"{_num(lo)} or more" if hi is None else f"{_num(lo)} to below {_num(hi)}"
+
+
+def _bands(bins: Bins, pts: tuple[int, ...]) -> list[tuple[float | None, float | None, int, int, int]]:
+    """The ranges with neighbours of equal points joined (fewer lines, the same points for every value)."""
+    edges = bins.edges
+    out: list[list[Any]] = []
+    for index in range(bins.value_bins):
+        lo = edges[index - 1] if index > 0 else None
+        hi = edges[index] if index < len(edges) else None
+        if out and out[-1][2] == pts[index]:
+            out[-1][1] = hi
+            out[-1][3] += bins.counts[index]
+            out[-1][4] += bins.positives[index]
+        else:
+            out.append([lo, hi, pts[index], bins.counts[index], bins.positives[index]])
+    return [(a, b, c, d, e) for a, b, c, d, e in out]
+
+
+class RenderedError(Exception):
+    """The rendered file does not load (a bug, or an engine without lookup tables)."""
+
+
+def check_rendered(text: str) -> CompiledRules:
+    """Load the rendered config exactly as ``leadsync score --config`` does (mapping, then rules)."""
+    from leadsync.app import load_scoring
+
+    data = yaml.safe_load(text)
+    try:
+        mapping = load_mapping("csv", data.get("csv"), source="csv")
+        return load_scoring(data["scoring"], mapping)
+    except (MappingError, ScoringError) as exc:
+        raise RenderedError(f"the fitted config does not load: {exc}") from None

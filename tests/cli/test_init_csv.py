@@ -1,0 +1,69 @@
+"""`leadsync init --from-csv` (issue 17): a starter config from an export's columns and values that passes
+`check --input` on the same file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.cli._export import ORIGINS, invoke, rows, write
+
+
+@pytest.fixture(autouse=True)
+def no_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LEADSYNC_CONFIG", raising=False)
+
+
+def rules_by_name(config: Path) -> dict[str, dict[str, object]]:
+    scoring = yaml.safe_load(config.read_text())["scoring"]
+    return {rule["name"]: rule for part in ("fit", "engagement", "penalties") for rule in scoring.get(part) or []}
+
+
+def test_init_from_csv_writes_tables_and_bands_that_pass_check(tmp_path: Path) -> None:
+    data = rows(300)
+    source, config = write(tmp_path / "export.csv", data, delimiter=";"), tmp_path / "starter.yaml"
+    code, text = invoke("init", "--from-csv", str(source), "--path", str(config))
+    assert code == 0, text
+    written = yaml.safe_load(config.read_text())
+    fields = written["csv"]["fields"]
+    assert written["csv"]["delimiter"] == ";"
+    assert fields["lead_origin"] == {"property": "Lead Origin", "type": "str"}
+    assert fields["total_time_spent_on_website"] == {"property": "Total Time Spent on Website", "type": "int"}
+    assert fields["page_views_per_visit"]["type"] == "float"
+    rules = rules_by_name(config)
+    origin = rules["lead_origin"]
+    assert origin["attribute"] == "lead_origin" and set(origin["points_by_value"]) == set(ORIGINS)  # type: ignore[arg-type]
+    assert set(rules["lead_origin"]["points_by_value"].values()) == {0}  # type: ignore[union-attr]
+    count = sum(r["Lead Origin"] == "API" for r in data)
+    assert f'"API": 0   # {count} leads' in config.read_text()
+    sources = rules["lead_source"]["points_by_value"]  # Google and google match as one value
+    assert len(sources) == 5 and "google" in {k.lower() for k in sources}  # type: ignore[union-attr]
+    assert "prospect_id" not in rules and "prospect_id" in fields  # unique values: mapped, no table
+    bands = rules["total_time_spent_on_website"]["points_by_range"]
+    assert len(bands) == 4 and "from" not in bands[0] and "below" not in bands[-1]  # type: ignore[index, operator, arg-type]
+    code, text = invoke("check", "--input", str(source), "--config", str(config))
+    assert code == 0 and "ok:" in text, text
+    code, text = invoke("score", "--input", str(source), "--config", str(config), "--output", "scored.csv")
+    assert code == 0, text
+
+
+def test_init_from_csv_with_a_label_gives_conversion_rates_and_leaves_the_label_out(tmp_path: Path) -> None:
+    data = rows(300)
+    source, config = write(tmp_path / "export.csv", data), tmp_path / "starter.yaml"
+    code, text = invoke("init", "--from-csv", str(source), "--label", "Converted", "--path", str(config))
+    assert code == 0, text
+    api = [r for r in data if r["Lead Origin"] == "API"]
+    rate = sum(r["Converted"] == "1" for r in api) / len(api)
+    assert f'"API": 0   # {len(api)} leads, {rate:.1%} converted' in config.read_text()
+    assert (
+        "converted" not in rules_by_name(config)
+        and "converted" not in yaml.safe_load(config.read_text())["csv"]["fields"]
+    )
+    assert invoke("check", "--input", str(source), "--config", str(config))[0] == 0
+    code, text = invoke("init", "--from-csv", str(source), "--path", str(config))
+    assert code == 2 and "already exists" in text
+    assert invoke("init", "--from-csv", str(source), "--label", "Nope", "--path", "other.yaml")[0] == 2
+    assert not Path("other.yaml").exists()
