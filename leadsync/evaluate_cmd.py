@@ -98,7 +98,8 @@ def load_candidate(path: Path, mapping: LeadMapping) -> CompiledRules:
 
 
 def parse_label(raw: str | None) -> bool | None:
-    """0/1/true/false/yes/no in any case -> bool; empty -> None (unlabeled); else ValueError."""
+    """0/1/true/false/yes/no in any case -> bool; empty -> None (unlabeled); else ValueError saying what was
+    expected (every reader of a label column prefixes it with the file, line and column)."""
     text = (raw or "").strip().lower()
     if not text:
         return None
@@ -106,7 +107,7 @@ def parse_label(raw: str | None) -> bool | None:
         return True
     if text in FALSE:
         return False
-    raise ValueError(text)
+    raise ValueError(f"expected 0/1, true/false or yes/no (empty = unlabeled), got {raw!r}")
 
 
 def _rows(handle: Any) -> Iterator[tuple[int, dict[str, str]]]:
@@ -162,11 +163,8 @@ def load_labeled(
                 rows += 1
                 try:
                     outcome = parse_label(row.get(label))
-                except ValueError:
-                    raise InputError(
-                        f"{source}: line {line}: column '{label}': expected 0/1, true/false or yes/no "
-                        f"(empty = unlabeled), got {row.get(label)!r}"
-                    ) from None
+                except ValueError as exc:
+                    raise InputError(f"{source}: line {line}: column '{label}': {exc}") from None
                 if outcome is None:
                     unlabeled += 1
                     continue

@@ -150,11 +150,8 @@ def read_labeled(source: Path, label: str, on_problem: Callable[[str], None] | N
             row = dict(zip(header, record.cells, strict=False))
             try:
                 outcome = parse_label(row.get(label))
-            except ValueError:
-                raise FitInputError(
-                    f"{source}: line {record.line}: column '{label}': expected 0/1, true/false or yes/no "
-                    f"(empty = unlabeled), got {row.get(label)!r}"
-                ) from None
+            except ValueError as exc:
+                raise FitInputError(f"{source}: line {record.line}: column '{label}': {exc}") from None
             if outcome is None:
                 data.unlabeled += 1
                 continue

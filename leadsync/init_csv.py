@@ -155,11 +155,8 @@ class _Rates:
         for line, row in enumerate(sample.rows, start=2):
             try:
                 self.labels.append(parse_label(row[i]))
-            except ValueError:
-                raise ScoreFileError(
-                    f"{source}: record {line - 1}: column {label!r}: expected 0/1, true/false or yes/no "
-                    f"(empty = unlabeled), got {row[i]!r}"
-                ) from None
+            except ValueError as exc:
+                raise ScoreFileError(f"{source}: record {line - 1}: column {label!r}: {exc}") from None
 
     def comment(self, rows: Iterable[int], count: int) -> str:
         """``# 120 leads, 8.3% converted`` (of the labeled ones), or the count alone."""

@@ -114,11 +114,8 @@ def read_labeled_csv(
                 total += 1
                 try:
                     outcome = parse_label(row.get(label))
-                except ValueError:
-                    raise InputError(
-                        f"{source}: line {reader.line_num}: column '{label}': expected 0/1, true/false or yes/no "
-                        f"(empty = unlabeled), got {row.get(label)!r}"
-                    ) from None
+                except ValueError as exc:
+                    raise InputError(f"{source}: line {reader.line_num}: column '{label}': {exc}") from None
                 if outcome is None:
                     unlabeled += 1
                     continue
