@@ -12,7 +12,7 @@ import string
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, NoReturn, get_args
 
 import yaml
 from pydantic import (
@@ -50,6 +50,15 @@ class ConfigError(Exception):
 #: how deep YAML may nest: far beyond any real config, and shallow enough that a hostile file is rejected
 #: at once instead of exhausting the parser's recursion
 MAX_DEPTH = 100
+
+#: the largest config or rules file read: a fitted config with every lookup table is tens of kilobytes, so a
+#: file this large is a mistake or an attack, refused before YAML sees it
+MAX_BYTES = 1 << 20
+
+#: how many nodes a file may expand to once its aliases are followed: a thousand rules of a dozen tests is
+#: about 50,000; a "billion laughs" alias bomb is refused here, while composing, instead of later, when
+#: pydantic or the environment-reference walk would expand it into memory
+MAX_NODES = 200_000
 
 
 class _FromEnv:
@@ -118,20 +127,26 @@ class _Loader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._depth = 0
+        #: expanded size of every composed node, by identity: an alias returns the anchored node itself,
+        #: so a parent counts the whole subtree again for each alias, which is what expansion will cost
+        self._sizes: dict[int, int] = {}
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise yaml.composer.ComposerError(
-                    None,
-                    None,
-                    f"nested deeper than {MAX_DEPTH} levels",
-                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
-                )
-            return super().compose_node(parent, index)
+                self._refuse(f"nested deeper than {MAX_DEPTH} levels")
+            node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
+        if node is not None and id(node) not in self._sizes:
+            self._sizes[id(node)] = size = 1 + sum(self._sizes.get(id(child), 1) for child in _children(node))
+            if size > MAX_NODES:
+                self._refuse(f"expands to more than {MAX_NODES:,} values (aliases that repeat aliases?)")
+        return node
+
+    def _refuse(self, problem: str) -> NoReturn:
+        raise yaml.composer.ComposerError(None, None, problem, self.peek_event().start_mark)  # type: ignore[no-untyped-call]
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first: dict[Any, int] = {}
@@ -148,9 +163,22 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
 def _read_yaml(resolved: Path) -> Any:
     """Parse one user YAML file (config or rules) with :class:`_Loader`; every problem is a ConfigError."""
     try:
+        size = resolved.stat().st_size
+        if size > MAX_BYTES:
+            raise ConfigError(
+                resolved, "", f"is {size / 1e6:.1f} MB; a config or rules file may be at most {MAX_BYTES // 1024} KB"
+            )
         text = resolved.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(resolved, "", "file not found (create one with `leadsync init`)") from None

@@ -9,7 +9,9 @@ import yaml
 
 from leadsync.app import build_app
 from leadsync.config import (
+    MAX_BYTES,
     MAX_DEPTH,
+    MAX_NODES,
     ConfigError,
     load_config,
     load_rules_file,
@@ -198,6 +200,36 @@ def test_deep_nesting_is_rejected_at_load_time(tmp_path: Path) -> None:
     ok = write(tmp_path, f"crm: hubspot\nhubspot: {{access_token: x}}\nmapping: {{fields: {{x: {deep}}}}}\n")
     with pytest.raises(ConfigError, match="mapping"):  # 90 levels parse; the mapping then rejects the value
         build_app(load_config(ok))
+
+
+def alias_bomb(levels: int) -> str:
+    """A "billion laughs" file: each anchor lists the previous one nine times (9**levels strings)."""
+    lines = ["crm: hubspot", 'a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "\n".join([*lines, f"scoring: {{fit: *a{levels}}}", ""])
+
+
+def test_an_alias_bomb_is_refused_while_parsing(tmp_path: Path) -> None:
+    # 9**9 strings expanded would take tens of GB; the loader counts what the aliases would expand to
+    path = write(tmp_path, alias_bomb(9))
+    with pytest.raises(ConfigError, match=f"invalid YAML: expands to more than {MAX_NODES:,} values"):
+        load_config(path)
+
+
+def test_aliases_of_a_reasonable_size_still_work(tmp_path: Path) -> None:
+    # 9**4 = 6,561 expanded strings is under the limit: it loads, and fails later for the nonsense it holds
+    path = write(tmp_path, alias_bomb(4))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "expands to" not in str(caught.value)
+
+
+def test_a_file_larger_than_the_limit_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = write(tmp_path, "crm: hubspot\nx: '" + "a" * MAX_BYTES + "'\n")
+    with pytest.raises(ConfigError, match=r"is 1\.0 MB; a config or rules file may be at most 1024 KB"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="at most 1024 KB"):
+        load_rules_file(path)
 
 
 @pytest.mark.parametrize(
