@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeAlias
 
 from .emails import CHECKS
+from .regex import RegexError, compile_rule_regex
 
 RANGE_OPS = ("gt", "gte", "lt", "lte", "between")
 TEXT_OPS = ("equals", "not_equals", "in", "not_in", "regex", "contains", "starts_with", "ends_with")
@@ -227,8 +227,8 @@ def _parse_test(attribute: str, value: Any, path: str) -> Cond:
             if not isinstance(arg, str) or not arg:
                 raise ConditionError(where, f"expected a regular expression, got {show(arg)}")
             try:
-                re.compile(arg)
-            except re.error as exc:
+                compile_rule_regex(arg, ignore_case=ignore_case)
+            except RegexError as exc:
                 raise ConditionError(where, f"invalid regular expression {arg!r}: {exc}") from None
             tests.append(Test(attribute, op, arg, ignore_case))
         elif op in ("contains", "starts_with", "ends_with"):

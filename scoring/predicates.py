@@ -4,7 +4,6 @@ vectorized equivalents built from the same numbers)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
@@ -14,6 +13,7 @@ from ._values import DAY_US, age_days, is_missing, is_multi, to_bool, to_micros,
 from .columns import Bools, Column
 from .conditions import AllOf, Cond, NotOf, Range, Test
 from .emails import CHECKS, EmailChecker
+from .regex import compile_rule_regex
 
 #: (value, now in microseconds) -> bool
 Scalar: TypeAlias = Callable[[Any, int], bool]
@@ -126,7 +126,7 @@ class CompiledTest:
 
             self._static = _any_element(in_range)
         elif op == "regex":
-            rx = re.compile(arg, re.IGNORECASE if ic else 0)
+            rx = compile_rule_regex(arg, ignore_case=ic)
 
             def search(v: Any) -> bool:
                 text = to_text(v)
