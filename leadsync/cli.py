@@ -281,12 +281,15 @@ def _one_pass(
 ) -> SyncSummary:
     """One pass under the job's lease, so a one-off sync never writes beside a running daemon."""
     from sync.daemon import RUN_JOB, GuardedConnector
+    from sync.joblock import job_lock
     from sync.lease import LeaseKeeper, lease_name
 
     pipeline = application.pipeline(store, progress)
     if dry_run:
         return pipeline.run_once(full=full, dry_run=True)  # writes nothing: no lease needed
-    keeper = LeaseKeeper(store, lease_name(pipeline.stream), pipeline.owner, application.config.run.lease_ttl_s)
+    name, run = lease_name(pipeline.stream), application.config.run
+    lock = job_lock(store.connect_url, name) if run.job_lock else None
+    keeper = LeaseKeeper(store, name, pipeline.owner, run.lease_ttl_s, lock=lock)
     keeper.start()
     try:
         if not keeper.held():

@@ -499,6 +499,10 @@ class RunConfig(_Section):
     shutdown_grace_s: float = Field(default=30, gt=0)
     #: a replica holds the job lease this long past its last renewal; another takes over after it dies
     lease_ttl_s: float = Field(default=30, ge=1)
+    #: hold the job under a lock that dies with its holder (PostgreSQL advisory lock / file lock beside a
+    #: SQLite file): a standby takes over within about a second of a crash instead of ``lease_ttl_s``; turn
+    #: off only behind a PgBouncer in transaction mode, which cannot keep a session's advisory lock
+    job_lock: bool = True
     #: how often /readyz re-checks the state store and the CRM in the background
     probe_interval_s: float = Field(default=15, gt=0)
 

@@ -104,6 +104,7 @@ def daemon_settings(config: Config, *, port: int | None = None, host: str | None
         port=port if port is not None else run.port,
         shutdown_grace_s=run.shutdown_grace_s,
         lease_ttl_s=run.lease_ttl_s,
+        job_lock=run.job_lock,
         probe_interval_s=run.probe_interval_s,
     )
 

@@ -44,7 +44,8 @@ schedule:                                  # used by `leadsync run`
 run:
   port: 9464                               # /healthz, /readyz, /metrics
   shutdown_grace_s: 30                     # SIGTERM: finish the batch in flight, then exit
-  lease_ttl_s: 30                          # replicas on one PostgreSQL: a standby takes over after this
+  lease_ttl_s: 30                          # replicas on one PostgreSQL: the lease a holder renews
+  job_lock: true                           # takeover within a second of a crash; false behind PgBouncer
 
 state:
   url: sqlite:///leadsync-state.db         # or postgresql+psycopg://user@host/db

@@ -55,6 +55,7 @@ from connectors.base import (
 )
 from connectors.errors import BudgetExhausted, ConnectorError
 from sync.health import HealthServer
+from sync.joblock import job_lock
 from sync.lease import LeaseKeeper, LeaseLost, lease_name
 from sync.metrics import SyncMetrics
 from sync.pipeline import DeliveryCheck, PassInterrupted, SyncPipeline, SyncSummary
@@ -124,6 +125,7 @@ class DaemonSettings:
     port: int = DEFAULT_PORT
     shutdown_grace_s: float = 30.0
     lease_ttl_s: float = 30.0
+    job_lock: bool = True
     probe_interval_s: float = 15.0
     replica_id: str = field(default_factory=default_replica_id)
 
@@ -218,13 +220,15 @@ class Daemon:
         self.pipeline = pipeline
         self.metrics = metrics
         self.replica_id = settings.replica_id
+        name = lease_name(pipeline.stream)
         self.lease = LeaseKeeper(
             store,
-            lease_name(pipeline.stream),
+            name,
             settings.replica_id,
             settings.lease_ttl_s,
             on_acquired=self._lease_acquired,
             on_lost=self._lease_lost,
+            lock=job_lock(store.connect_url, name) if settings.job_lock else None,
         )
         # every CRM write asks first: a stopping daemon or a replica without the lease must not write
         pipeline.connector = GuardedConnector(pipeline.connector, self._may_write)

@@ -3,7 +3,7 @@
 May import sqlalchemy, alembic and structlog only (no other leadsync package); sync/migrations/ holds its schema.
 """
 
-from sync.state.engine import DEFAULT_STATE_URL, StateStoreError, describe_store, normalize_url
+from sync.state.engine import DEFAULT_STATE_URL, FencedOut, StateStoreError, describe_store, normalize_url
 from sync.state.leads import MAX_VALUE_CHARS
 from sync.state.models import StoredModel
 from sync.state.records import CachedLead, FailedWrite, HistoryRow, OutboxItem, RunRecord, StoredOutcome, StoredScore
@@ -37,6 +37,7 @@ __all__ = [
     "RUN_STATUSES",
     "CachedLead",
     "FailedWrite",
+    "FencedOut",
     "HistoryRow",
     "OutboxItem",
     "RunRecord",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Final, Self, TypeVar
 
 import structlog
-from sqlalchemy import Connection, Engine, Row, Select, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Row, Select, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
@@ -34,6 +34,17 @@ log = structlog.get_logger("leadsync.state")
 
 class StateStoreError(Exception):
     """The state store cannot be used (unreachable database, unsupported URL, ...); the message says why."""
+
+
+class FencedOut(StateStoreError):
+    """A write of a replica that lost its job lease: another replica took the job over (a higher epoch)."""
+
+    def __init__(self, lease: str, epoch: int, current: int | None) -> None:
+        super().__init__(
+            f"write refused: lease {lease!r} was taken over (epoch {current}, this replica holds {epoch}); "
+            "another replica runs the job now"
+        )
+        self.lease, self.epoch, self.current = lease, epoch, current
 
 
 def _json_default(value: object) -> str:
@@ -154,6 +165,8 @@ class Database:
         self._url = normalize_url(url)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._migrate_lock = threading.Lock()
+        #: (lease, epoch) every write must still match, once this process runs a job under a lease
+        self._fence: tuple[str, int] | None = None
         self._counter_lock = threading.Lock()
         #: string values cut to their bound by ``upsert_leads`` since this store was opened
         self.values_truncated = 0
@@ -209,6 +222,11 @@ class Database:
         return self._url.render_as_string(hide_password=True)
 
     @property
+    def connect_url(self) -> URL:
+        """The URL to open another connection with (the job lock's); holds the password: never render it."""
+        return self._url
+
+    @property
     def where(self) -> str:
         """The store's location for messages (file, or host and database; never the password)."""
         return describe_store(self._url)
@@ -216,17 +234,38 @@ class Database:
     def _now(self) -> datetime:
         return aware(self._clock(), "clock")
 
+    def fence(self, lease: str, epoch: int) -> None:
+        """From now on every write of this store must find ``lease`` still at ``epoch``, else :class:`FencedOut`.
+
+        Set by the job lease's keeper when it takes (or renews) the lease, so that a replica that lost the lease
+        without knowing yet (a stalled process, its lock connection cut) cannot commit over its successor.
+        """
+        self._fence = (lease, epoch)
+
+    def _check_fence(self, conn: Connection) -> None:
+        if self._fence is None:
+            return
+        lease, epoch = self._fence
+        # FOR SHARE: a takeover's epoch bump waits for this transaction, or this one sees the new epoch
+        lock = " FOR SHARE" if self._dialect == "postgresql" else ""
+        current = conn.execute(text(f"SELECT epoch FROM leases WHERE name = :name{lock}"), {"name": lease}).scalar()
+        if current != epoch:
+            raise FencedOut(lease, epoch, current)
+
     @contextmanager
-    def _begin(self, *, write: bool = True, doing: str = "use") -> Iterator[Connection]:
+    def _begin(self, *, write: bool = True, doing: str = "use", fenced: bool = True) -> Iterator[Connection]:
         """One transaction; a database that cannot be reached or used raises :class:`StateStoreError`.
 
         Its message names the store (:attr:`where`) and the driver's reason on one line, never the password.
+        A write checks the fence first (:meth:`fence`); the lease's own bookkeeping passes ``fenced=False``.
         """
         try:
             with self._engine.connect() as conn:
                 if write:
                     conn.execution_options(leadsync_write=True)
                 with conn.begin():
+                    if write and fenced:
+                        self._check_fence(conn)
                     yield conn
         except (OperationalError, InterfaceError) as exc:
             raise StateStoreError(f"cannot {doing} the state store at {self.where}: {_reason(exc, self._url)}") from exc

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Connection, case, delete, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, literal, or_, select, update
 
 from sync.state.engine import Database
 from sync.state.records import RunRecord, from_row
@@ -119,35 +119,49 @@ class RunsLeasesWatermarks(Database):
             )
         )
 
-    def acquire_lease(self, name: str, owner: str, ttl: timedelta) -> bool:
-        """Take or renew the lease ``name`` for ``owner`` until now + ``ttl``.
+    def acquire_lease(self, name: str, owner: str, ttl: timedelta, *, take_over: bool = False) -> int | None:
+        """Take or renew the lease ``name`` for ``owner`` until now + ``ttl``; returns its epoch, or None.
 
-        True when ``owner`` holds it afterwards: it was free, expired, or already ``owner``'s (renewal).
-        Expiry is judged by the caller's clock: keep ``ttl`` well above the replicas' clock skew.
+        ``owner`` holds it afterwards when it was free, expired, already ``owner``'s (a renewal), or
+        ``take_over`` is set: the caller holds the job's lock (:mod:`sync.joblock`), which only a live
+        process can, so whoever the row still names is gone. The epoch (the fencing token) grows by one
+        whenever the holder changes. Expiry is judged by the caller's clock: keep ``ttl`` well above the
+        replicas' clock skew.
         """
         if ttl <= timedelta(0):
             raise ValueError("lease ttl must be positive")
         now = self._now()
-        ins = self._insert(t_leases).values(name=name, owner=owner, acquired_at=now, expires_at=now + ttl)
+        ins = self._insert(t_leases).values(name=name, owner=owner, acquired_at=now, expires_at=now + ttl, epoch=1)
+        same_owner = t_leases.c.owner == ins.excluded.owner
+        renewal = and_(same_owner, t_leases.c.expires_at > now)
         stmt = ins.on_conflict_do_update(
             index_elements=[t_leases.c.name],
             set_={
                 "owner": ins.excluded.owner,
                 "expires_at": ins.excluded.expires_at,
-                "acquired_at": case(
-                    (t_leases.c.owner == ins.excluded.owner, t_leases.c.acquired_at),
-                    else_=ins.excluded.acquired_at,
-                ),
+                "acquired_at": case((renewal, t_leases.c.acquired_at), else_=ins.excluded.acquired_at),
+                "epoch": case((renewal, t_leases.c.epoch), else_=t_leases.c.epoch + 1),
             },
-            where=or_(t_leases.c.owner == ins.excluded.owner, t_leases.c.expires_at <= now),
-        ).returning(t_leases.c.owner)
-        with self._begin() as conn:
-            return conn.execute(stmt).first() is not None
+            where=or_(same_owner, t_leases.c.expires_at <= now, literal(take_over)),
+        ).returning(t_leases.c.epoch)
+        with self._begin(fenced=False) as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else int(row.epoch)
 
     def release_lease(self, name: str, owner: str) -> None:
-        """Give the lease up (no-op unless ``owner`` holds it)."""
-        with self._begin() as conn:
-            conn.execute(delete(t_leases).where(t_leases.c.name == name, t_leases.c.owner == owner))
+        """Give the lease up (no-op unless ``owner`` holds it); the row stays, expired, to keep its epoch."""
+        with self._begin(fenced=False) as conn:
+            conn.execute(
+                update(t_leases)
+                .where(t_leases.c.name == name, t_leases.c.owner == owner, t_leases.c.expires_at > self._now())
+                .values(expires_at=self._now())
+            )
+
+    def lease_epoch(self, name: str) -> int | None:
+        """The current epoch of the lease ``name`` (held or not), None if it was never taken."""
+        with self._begin(write=False) as conn:
+            epoch = conn.execute(select(t_leases.c.epoch).where(t_leases.c.name == name)).scalar()
+        return None if epoch is None else int(epoch)
 
     def lease_holder(self, name: str) -> tuple[str, datetime] | None:
         """``(owner, expires_at)`` of an unexpired lease, else None."""

@@ -10,6 +10,7 @@ from typing import Final
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -179,6 +180,8 @@ t_leases = Table(
     Column("owner", String(255), nullable=False),
     Column("acquired_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
+    #: fencing token: +1 whenever the holder changes (0006_lease_epoch)
+    Column("epoch", BigInteger, nullable=False, server_default="1"),
 )
 
 

@@ -151,6 +151,7 @@ def test_sync_once_refuses_to_write_beside_a_daemon_holding_the_lease(
 ) -> None:
     from datetime import timedelta
 
+    from sync.joblock import job_lock
     from sync.lease import lease_name
 
     config, server = synced
@@ -158,7 +159,10 @@ def test_sync_once_refuses_to_write_beside_a_daemon_holding_the_lease(
     store = application.store()
     try:
         stream = application.pipeline(store).stream
-        assert store.acquire_lease(lease_name(stream), "daemon-on-host-a:42", timedelta(minutes=5))
+        # a live daemon: it holds the job lock (which dies with it) and the lease row (which names it)
+        daemon_lock = job_lock(store.connect_url, lease_name(stream))
+        assert daemon_lock is not None and daemon_lock.try_acquire()
+        assert store.acquire_lease(lease_name(stream), "daemon-on-host-a:42", timedelta(minutes=5), take_over=True)
         writes_before = server.stats()["by_endpoint"].get("POST /crm/v3/objects/contacts/batch/update", 0)
         result = runner.invoke(app, ["sync", "--once", "--full", "--config", str(config)])
         assert result.exit_code == 1 and "daemon-on-host-a:42" in result.output
@@ -166,6 +170,7 @@ def test_sync_once_refuses_to_write_beside_a_daemon_holding_the_lease(
         dry = runner.invoke(app, ["sync", "--once", "--dry-run", "--json", "--config", str(config)])
         assert dry.exit_code == 0, dry.output  # a dry run writes nothing, so it needs no lease
         store.release_lease(lease_name(stream), "daemon-on-host-a:42")
+        daemon_lock.release()
         ok = runner.invoke(app, ["sync", "--once", "--json", "--config", str(config)])
         assert ok.exit_code == 0, ok.output
         assert store.lease_holder(lease_name(stream)) is None  # released after the pass

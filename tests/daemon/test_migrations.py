@@ -18,7 +18,7 @@ from alembic.config import Config
 from sqlalchemy import MetaData, inspect, select
 
 import sync
-from sync.state import CachedLead, StateStore, StoredScore
+from sync.state import CachedLead, StateStore, StoredScore, t_leases
 
 PREVIOUS = "0001"
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -61,7 +61,12 @@ def fill(store: StateStore) -> None:
     store.enqueue_triggers([("0", "lead0@acme.com", T0), ("1", "lead1@acme.com", T0 + timedelta(seconds=1))])
     with store.engine.begin() as conn:  # one delivered, one pending (mark_triggered predates no column)
         conn.exec_driver_sql("UPDATE outbox SET status = 'done', attempts = 1 WHERE lead_id = '0'")
-    store.acquire_lease("sync:hubspot:contacts", "replica-a", timedelta(seconds=30))
+    with store.engine.begin() as conn:  # a held lease, in the columns every revision has (0006 adds the epoch)
+        conn.execute(
+            t_leases.insert().values(
+                name="sync:hubspot:contacts", owner="replica-a", acquired_at=T0, expires_at=T0 + timedelta(days=9999)
+            )
+        )
 
 
 def snapshot(store: StateStore) -> dict[str, list[dict[str, Any]]]:
@@ -104,9 +109,11 @@ def test_upgrade_from_the_previous_release_keeps_every_row(store_url: str, entry
             for old, new in zip(rows, after[table], strict=True):
                 assert {k: new[k] for k in old} == old, table  # every old column, same value
         new_columns = {t: set(after[t][0]) - set(before[t][0]) for t in before}
-        # the new columns start empty: an item never claimed was never sent
+        # the new columns start empty (an item never claimed was never sent), but for the lease's epoch,
+        # which starts at 1: a takeover after the upgrade makes it 2, fencing out any holder from before
+        assert new_columns["leases"] == {"epoch"} and [r["epoch"] for r in after["leases"]] == [1]
         for table, columns in new_columns.items():
-            assert all(row[c] is None for row in after[table] for c in columns), table
+            assert all(row[c] is None for row in after[table] for c in columns if table != "leases"), table
 
         # and the upgraded store works through its API
         assert [i.lead_id for i in upgraded.pending_triggers()] == ["1"]

@@ -29,7 +29,8 @@ from tests.daemon._harness import (
 
 Factory = Callable[..., HubSpotSandboxServer]
 LEASE = lease_name("hubspot:contacts")
-LEASE_TTL_S = 3.0
+#: long: the job lock, not the lease's expiry, must free a dead holder's job
+LEASE_TTL_S = 30.0
 REPLICAS = 3
 
 
@@ -75,7 +76,7 @@ def test_three_replicas_share_one_job_and_a_standby_takes_over(
             config = daemon_config(tmp_path / f"r{i}.yaml", server, pg_url, every="0.5s", lease_ttl_s=LEASE_TTL_S)
             daemons.append(DaemonProcess(config, env, name=f"r{i}", log_level="info"))
         for daemon in daemons:
-            assert daemon.wait_for(event_is("daemon.started"), timeout=60), daemon.text()[-3000:]
+            assert daemon.wait_for(event_is("daemon.started"), timeout=120), daemon.text()[-3000:]
         wait_until(lambda: everyone_scored(server), 60, "the first pass")
 
         holder_id = store.lease_holder(LEASE)
@@ -112,9 +113,9 @@ def test_three_replicas_share_one_job_and_a_standby_takes_over(
         store.close()
 
     assert codes == [0, 0]
-    # within the lease time: the dead holder's lease expires at most ttl after its last renewal, and a
-    # standby polls every second (allow a second more for a loaded test machine)
-    assert takeover_s <= LEASE_TTL_S + 2.0, takeover_s
+    # within seconds, not the lease's 30 s: the holder's job lock died with it, and a standby polls every
+    # second (the rest is slack for a loaded test machine)
+    assert takeover_s <= 5.0, takeover_s
     print(f"\nreplicas: takeover {takeover_s:.2f}s after SIGKILL of the holder (lease ttl {LEASE_TTL_S}s)")
 
     state = crm_state(server)

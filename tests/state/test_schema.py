@@ -13,7 +13,7 @@ from sqlalchemy import inspect, text
 from sync.state import StateStore, StateStoreError, metadata, normalize_url
 
 #: the newest alembic revision (sync/migrations/versions/)
-HEAD = "0004_score_points"
+HEAD = "0006_lease_epoch"
 TABLES = {
     "runs",
     "watermarks",
