@@ -60,7 +60,7 @@ from sync.lease import LeaseKeeper, LeaseLost, lease_name
 from sync.metrics import SyncMetrics
 from sync.pipeline import DeliveryCheck, PassInterrupted, SyncPipeline, SyncSummary
 from sync.schedule import DEFAULT_PORT, JobSpec, build_trigger
-from sync.state import StateStore
+from sync.state import FencedOut, StateStore
 
 __all__ = [
     "DEFAULT_PORT",
@@ -468,6 +468,9 @@ class Daemon:
             status = "ok"
         except (ShutdownRequested, LeaseLost, BudgetExhausted):
             status = "stopped"  # logged by the pipeline (sync.stopped / sync.failed)
+        except FencedOut as exc:
+            status = "stopped"  # another replica took the job over while this pass ran: its commit was refused
+            log.warning("sync.fenced_out", job=spec.name, error=str(exc))
         except ConnectorError:
             pass  # logged by the pipeline (sync.failed); the next tick tries again
         except Exception:
