@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import gc
 import inspect
 import json
 import sys
@@ -649,7 +650,13 @@ def migrate(config: ConfigOption = None) -> None:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # The process ends here. Without this, the interpreter's last garbage collections walk every object
+        # the command's imports made (about 0.2 s of `explain`); frozen objects are left to the OS, while
+        # atexit handlers and the objects that reference counting frees are finalized as before.
+        gc.freeze()
 
 
 @app.command()
