@@ -5,17 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from connectors._salesforce_auth import SalesforceAuth
-from connectors.hubspot import HubSpotConnector
-from connectors.salesforce import SalesforceConnector
 from leadsync.config import Config, ConfigError, load_rules_file, load_sections, secret, split_csv_section
 from mappings import LeadMapping, MappingError, load_mapping
 from scoring import CompiledRules, RulesError, ScoringError, compile_rules, load_rules
-from sync.pipeline import Progress, SyncPipeline
-from sync.state import StateStore
 from sync.writeback import WritebackSettings
+
+# The CRM clients (their SDKs), the pipeline and the store are imported by the methods that build them:
+# `explain` and the offline commands build an App without ever talking to a CRM.
+if TYPE_CHECKING:
+    from connectors.hubspot import HubSpotConnector
+    from connectors.salesforce import SalesforceConnector
+    from sync.pipeline import Progress, SyncPipeline
+    from sync.state import StateStore
 
 #: the `salesforce:` keys that are SalesforceConnector parameters of the same name (the others are login)
 _SALESFORCE_CONNECTOR_KEYS = frozenset(
@@ -47,6 +50,8 @@ class App:
     challenger: CompiledRules | None = None
 
     def connector(self) -> HubSpotConnector | SalesforceConnector:
+        from connectors.hubspot import HubSpotConnector
+
         if self.config.crm == "salesforce" and self.config.salesforce is not None:
             return self.salesforce_connector()
         if self.config.crm != "hubspot" or self.config.hubspot is None:
@@ -61,6 +66,9 @@ class App:
         )
 
     def salesforce_connector(self) -> SalesforceConnector:
+        from connectors._salesforce_auth import SalesforceAuth
+        from connectors.salesforce import SalesforceConnector
+
         sf = self.config.salesforce
         assert sf is not None
         auth = SalesforceAuth.from_settings(
@@ -88,9 +96,13 @@ class App:
         )
 
     def store(self) -> StateStore:
+        from sync.state import StateStore
+
         return StateStore.open(self.config.state.url)
 
     def pipeline(self, store: StateStore, progress: Progress | None = None) -> SyncPipeline:
+        from sync.pipeline import SyncPipeline
+
         explicit = self.explicit_triggers()
         return SyncPipeline(
             connector=self.connector(),

@@ -9,14 +9,15 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from leadsync.csv_check import FileCheck, check_file
-from leadsync.scorefile import OutputColumns, ScoreFileError, ScoreFileResult, score_csv
+if TYPE_CHECKING:  # imported by the commands that run (the CLI imports this module for its options)
+    from leadsync.csv_check import FileCheck
+    from leadsync.scorefile import OutputColumns, ScoreFileResult
 
 DelimiterOption = Annotated[
     str | None,
@@ -50,6 +51,8 @@ def run_check(
     source: Path, config: Path | None, *, delimiter: str | None, encoding: str | None, out: Console, err: Console
 ) -> int:
     """``leadsync check --input``: exit 1 when a rule or mapping does not fit the file, else 0."""
+    from leadsync.csv_check import check_file
+
     check = check_file(source, config, delimiter=delimiter, encoding=encoding)
     _print_findings(check, err, verbose=True)
     sample = check.sample
@@ -82,6 +85,9 @@ def run_score(
     err: Console,
 ) -> int:
     """``leadsync score``: the checks first (an error refuses, exit 2), then every row; exit 1 on rejects."""
+    from leadsync.csv_check import check_file
+    from leadsync.scorefile import ScoreFileError, score_csv
+
     check = check_file(source, config, delimiter=delimiter, encoding=encoding, max_record_lines=max_record_lines)
     _print_findings(check, err, verbose=False)
     if check.errors:

@@ -17,8 +17,6 @@ from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-import structlog
-
 _SECRET_KEYS = re.compile(r"(token|secret|password|authorization|api_key|session_id|assertion)", re.I)
 _SECRET_VALUES = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+|((?:access_token|client_secret|password)=)[^&\s]+")
 #: exact secret values known to this process (tokens, database passwords): scrubbed wherever they appear
@@ -113,6 +111,8 @@ def scrub_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMa
 
 def configure_logging(level: str = "warning") -> None:
     """JSON lines on stderr; stdout stays free for command output such as ``--json``. Safe to call again."""
+    import structlog  # here, not at the top: scrubbing an error message (`fail`) needs none of structlog
+
     global _handler
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.WARNING)
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)

@@ -16,18 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import numpy as np
 import typer
 
-from leadsync.config import ConfigError, ModelConfig, load_config
-from leadsync.model_apply import offline_settings
-from mappings import FieldSpec, LeadMapping, MappingError
-from scoring import CompiledRules
-from scoring.predictive import FeatureTable, LeadFeatures, TrainOptions, TrainResult, train_model
-from sync.predict import csv_feature_row, raw_columns
-from sync.state import StateStore
+# The CLI registers these commands at start-up: numpy, scikit-learn and the store are imported by the
+# functions that use them, so that `leadsync --help` and every other command do not pay for them.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from leadsync.config import ModelConfig
+    from mappings import LeadMapping
+    from scoring import CompiledRules
+    from scoring.predictive import FeatureTable, TrainOptions, TrainResult
+    from sync.state import StateStore
 
 T = TypeVar("T")
 model_app = typer.Typer(help="The predictive model: train on outcomes (or a labeled CSV), inspect, activate.")
@@ -56,6 +58,8 @@ class LabeledCsv:
 
 
 def train_options(settings: ModelConfig, allow_leaky: list[str], label: str | None) -> TrainOptions:
+    from scoring.predictive import TrainOptions
+
     return TrainOptions(
         min_labeled=settings.min_labeled,
         min_minority=settings.min_minority,
@@ -77,7 +81,12 @@ def read_labeled_csv(
     as_of: datetime,
 ) -> LabeledCsv:
     """Feature rows and labels of a labeled CSV. :raises InputError: naming the file, column and row."""
+    import numpy as np
+
     from leadsync.evaluate_cmd import parse_label
+    from mappings import FieldSpec
+    from scoring.predictive import FeatureTable, LeadFeatures
+    from sync.predict import csv_feature_row, raw_columns
 
     if not source.is_file():
         raise InputError(f"--input: {source} is not a file")
@@ -151,6 +160,7 @@ def read_labeled_csv(
 def _offline(config: Path | None) -> tuple[str, CompiledRules, LeadMapping, ModelConfig, str]:
     """Rules, CSV mapping, ``model:`` settings and state URL of the offline path (no CRM section needed)."""
     from leadsync.app import load_csv_scoring
+    from leadsync.model_apply import offline_settings
 
     source, rules, mapping = load_csv_scoring(config)
     settings, url = offline_settings(config)
@@ -158,6 +168,8 @@ def _offline(config: Path | None) -> tuple[str, CompiledRules, LeadMapping, Mode
 
 
 def _save(url: str, result: TrainResult, source: str, activate: bool) -> tuple[str, bool]:
+    from sync.state import StateStore
+
     store = StateStore.open(url)
     try:
         body = result.model.to_bytes()
@@ -171,6 +183,8 @@ def _save(url: str, result: TrainResult, source: str, activate: bool) -> tuple[s
 def train_from_csv(
     config: Path | None, input_path: Path, label: str, allow_leaky: list[str], date: str | None, as_of: datetime
 ) -> dict[str, Any]:
+    from scoring.predictive import train_model
+
     _, rules, mapping, settings, url = _offline(config)
     data = read_labeled_csv(input_path, label, rules, mapping, exclude=settings.exclude, date_column=date, as_of=as_of)
     result = train_model(
@@ -200,7 +214,9 @@ def train_from_csv(
 
 def train_from_store(config: Path | None, allow_leaky: list[str], now: datetime | None = None) -> dict[str, Any]:
     from leadsync.app import build_app
+    from leadsync.config import load_config
     from leadsync.training_data import training_rows
+    from scoring.predictive import train_model
 
     app = build_app(load_config(config))
     store = app.store()
@@ -277,6 +293,7 @@ def train(
 ) -> None:
     """Train a model on outcomes (or a labeled CSV), save it as a new version and make it active."""
     from leadsync.cli import clean_errors, fail
+    from mappings import MappingError
 
     with clean_errors():
         try:
@@ -298,6 +315,9 @@ def train(
 
 
 def _open_store(config: Path | None) -> StateStore:
+    from leadsync.config import ConfigError, load_config
+    from sync.state import StateStore
+
     try:
         url = load_config(config).state.url
     except ConfigError:

@@ -47,13 +47,13 @@ def rules_fit(
     as_json: JsonOption = False,
 ) -> None:
     """Points fitted from outcomes: a commented config of lookup tables, integer points, totals 0..100."""
+    if from_history == (input_path is not None):  # before the imports: a usage mistake is told at once
+        fail("give either --input CSV --label COL or --from-history", 2)
     from leadsync.fit_cmd import FitInputError, FitSettings, as_dict, run_fit, summary_lines
     from leadsync.fit_yaml import RenderedError
     from leadsync.scorefile import ScoreFileError, open_output
     from scoring.evaluation import parse_objective
 
-    if from_history == (input_path is not None):
-        fail("give either --input CSV --label COL or --from-history", 2)
     settings = FitSettings(
         label=label or "",
         max_rules=max_rules,

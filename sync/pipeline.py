@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -23,9 +23,11 @@ from connectors.base import Connector, OutcomeReader, OutcomeSpec, RawRecord, Re
 from connectors.errors import BudgetExhausted, ConnectorError, FatalError, RetriableError
 from mappings import LeadMapping
 from scoring import Activity, CompiledRules, Lead, QualificationState, Score
-from sync.predict import ModelScorer
 from sync.state import CachedLead, HistoryRow, StateStore, StoredOutcome, StoredScore
 from sync.writeback import WritebackSettings, changed_properties, desired_properties
+
+if TYPE_CHECKING:  # scikit-learn and skops come with it: imported by the pass that loads a model
+    from sync.predict import ModelScorer
 
 log = structlog.get_logger("leadsync.sync")
 
@@ -325,6 +327,8 @@ class SyncPipeline:
 
     def _load_model(self) -> None:
         """The active model for this pass (its properties join the writeback); rules alone without one."""
+        from sync.predict import ModelScorer
+
         self.model = ModelScorer.from_store(self.store, self.rules, self.model_exclude) if self.use_model else None
         if self.model is not None and not self.writeback.model_properties:
             self.writeback = dataclasses.replace(self.writeback, model_properties=True)

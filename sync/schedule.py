@@ -14,12 +14,12 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
+if TYPE_CHECKING:  # APScheduler is imported by the functions that build triggers: `leadsync --help` needs none
+    from apscheduler.triggers.base import BaseTrigger
+    from apscheduler.triggers.cron import CronTrigger
 
 __all__ = [
     "DEFAULT_CRON_MISFIRE_GRACE_S",
@@ -99,6 +99,8 @@ def crontab_trigger(expr: str, *, timezone: tzinfo, jitter: float | None = None)
 
     :raises ValueError: when the expression is not a valid five-field crontab line.
     """
+    from apscheduler.triggers.cron import CronTrigger
+
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(f"expected five crontab fields (minute hour day month weekday), got {len(fields)}")
@@ -167,6 +169,8 @@ class JobSpec:
 
 def build_trigger(spec: JobSpec) -> BaseTrigger:
     """The APScheduler trigger of a job spec."""
+    from apscheduler.triggers.interval import IntervalTrigger
+
     zone = parse_timezone(spec.timezone)
     if spec.every_s is not None:
         if spec.every_s <= 0:

@@ -12,15 +12,17 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Final, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 import structlog
 from sqlalchemy import Connection, Engine, Row, Select, Table, create_engine, event, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.elements import ColumnElement
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
 
 DEFAULT_STATE_URL: Final = "sqlite:///leadsync-state.db"
 IN_CHUNK: Final = 500  # ids per IN (...) list
@@ -309,8 +311,13 @@ class Database:
             last = rows[-1]._mapping[key]
 
     def _insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
+        # each dialect's module imported when used: a SQLite store never loads the PostgreSQL dialect (start-up)
         if self._dialect == "sqlite":
+            from sqlalchemy.dialects import sqlite
+
             return sqlite.insert(table)
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table)
 
     def close(self) -> None:

@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import JSON, Connection, cast, func, select
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
 from sync.state.engine import Database, chunks
@@ -86,6 +85,8 @@ class Scores(Database):
             # values are strings, never null, so RFC 7386 merge-patch is a plain key-wise merge
             merged = func.json_patch(t_written.c.properties, ins.excluded.properties)
         else:
+            from sqlalchemy.dialects.postgresql import JSONB  # the PostgreSQL dialect only for a PostgreSQL store
+
             merged = cast(cast(t_written.c.properties, JSONB).op("||")(cast(ins.excluded.properties, JSONB)), JSON)
         stmt = ins.on_conflict_do_update(
             index_elements=[t_written.c.lead_id],

@@ -26,13 +26,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Self
+from typing import TYPE_CHECKING, Final, Self
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import select, text
+from sqlalchemy import Connection, inspect, select, text
 
 from sync.state.engine import DEFAULT_STATE_URL
 from sync.state.failures import FailedWrites
@@ -45,9 +41,18 @@ from sync.state.records import HistoryRow, StoredOutcome, StoredScore
 from sync.state.runs import RunsLeasesWatermarks
 from sync.state.scores import Scores
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 _MIGRATIONS_DIR: Final = Path(__file__).resolve().parent.parent / "migrations"  # sync/migrations
 # pg_advisory_xact_lock key serialising concurrent `migrate()` calls of several replicas ("leadsync").
 _PG_MIGRATE_LOCK: Final = 0x6C65616473796E63
+#: the newest revision in sync/migrations/versions/ (a test checks it against alembic's own head). Opening a
+#: store at this revision reads ``alembic_version`` and nothing more: alembic (most of a second to import) is
+#: imported only when there is a migration to run, so that ``leadsync explain`` starts fast.
+HEAD_REVISION: Final = "0006_lease_epoch"
+#: alembic's version table (its default name; sync/migrations/env.py does not change it)
+_VERSION_TABLE: Final = "alembic_version"
 
 
 class StateStore(LeadCache, Scores, ScoreHistory, Outcomes, Outbox, FailedWrites, RunsLeasesWatermarks, Models):
@@ -55,10 +60,11 @@ class StateStore(LeadCache, Scores, ScoreHistory, Outcomes, Outbox, FailedWrites
 
     @classmethod
     def open(cls, url: str = DEFAULT_STATE_URL) -> Self:
-        """A store with its schema migrated to the latest revision."""
+        """A store with its schema migrated to the latest revision (alembic runs only when it is behind)."""
         store = cls(url)
         try:
-            store.migrate()
+            if store._stored_revisions() != [HEAD_REVISION]:
+                store.migrate()
         except BaseException:
             store.close()
             raise
@@ -66,6 +72,8 @@ class StateStore(LeadCache, Scores, ScoreHistory, Outcomes, Outbox, FailedWrites
 
     @staticmethod
     def _alembic_config() -> Config:
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS_DIR).replace("%", "%%"))
         config.set_main_option("path_separator", "os")
@@ -73,6 +81,8 @@ class StateStore(LeadCache, Scores, ScoreHistory, Outcomes, Outbox, FailedWrites
 
     def migrate(self) -> None:
         """``alembic upgrade head`` on this store; idempotent, safe to call from several replicas at once."""
+        from alembic import command
+
         config = self._alembic_config()
         with self._migrate_lock, self._begin(write=True, doing="migrate") as conn:
             if self._dialect == "postgresql":
@@ -83,10 +93,27 @@ class StateStore(LeadCache, Scores, ScoreHistory, Outcomes, Outbox, FailedWrites
     def schema_revision(self) -> str | None:
         """The alembic revision the database is at (None: never migrated)."""
         with self._begin(write=False) as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            revisions = self._read_revisions(conn)
+            if len(revisions) > 1:  # several heads (never in leadsync's linear history): alembic's own error
+                from alembic.runtime.migration import MigrationContext
+
+                return MigrationContext.configure(conn).get_current_revision()
+        return revisions[0] if revisions else None
 
     def head_revision(self) -> str | None:
-        return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        """The revision :meth:`migrate` upgrades to."""
+        return HEAD_REVISION
+
+    def _stored_revisions(self) -> list[str]:
+        with self._begin(write=False) as conn:
+            return self._read_revisions(conn)
+
+    @staticmethod
+    def _read_revisions(conn: Connection) -> list[str]:
+        """The rows of alembic's version table, read directly (as alembic reads them; none: no table yet)."""
+        if not inspect(conn).has_table(_VERSION_TABLE):
+            return []
+        return [str(r) for r in conn.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalars()]
 
     def commit_pass(
         self,
