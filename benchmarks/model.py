@@ -44,24 +44,32 @@ def main() -> None:
     args = parser.parse_args()
     train, y = table(args.leads, seed=1)
     fresh, _ = table(args.leads, seed=2)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = train_model(train, y, options=TrainOptions(threads=1))
-    trained = time.perf_counter() - started
+    trained, trained_cpu = time.perf_counter() - started, time.process_time() - cpu
     model = result.model
     m = result.card["metrics"]
     print(
         f"train: {args.leads:,} labeled leads x {len(train.columns)} columns "
-        f"({len(model.specs)} features kept) in {trained:.1f} s on one core; "
+        f"({len(model.specs)} features kept) in {trained:.1f} s on one core ({trained_cpu:.1f} s of CPU time); "
         f"holdout AUC {m['auc']:.3f}, Brier {m['brier']:.3f}, calibration {model.method}, "
         f"{result.card['estimator']['iterations']} trees"
     )
     model.predict(fresh.take(np.arange(1000)))  # warm-up
-    started = time.perf_counter()
-    prediction = model.predict(fresh)
-    applied = time.perf_counter() - started
+    best = cpu_best = float("inf")
+    for _ in range(3):  # the best of three: the machine is shared, and a neighbour's burst is not our cost
+        started, cpu = time.perf_counter(), time.process_time()
+        prediction = model.predict(fresh)
+        best = min(best, time.perf_counter() - started)
+        cpu_best = min(cpu_best, time.process_time() - cpu)
+    x = model.matrix(fresh)
+    cpu = time.process_time()
+    model.raw(x)
+    trees = time.process_time() - cpu
     print(
-        f"apply: {args.leads:,} leads in {applied:.2f} s = {args.leads / applied:,.0f} leads/s "
-        f"(bulk path: encode + trees + calibration + priority; {sum(t == 'very_high' for t in prediction.priority):,} "
+        f"apply: {args.leads:,} leads in {best:.2f} s = {args.leads / best:,.0f} leads/s "
+        f"({args.leads / cpu_best:,.0f} leads/s of CPU time, the trees {trees / cpu_best:.0%} of it; bulk path: encode "
+        f"+ trees + calibration + priority, one thread; {sum(t == 'very_high' for t in prediction.priority):,} "
         "very_high)"
     )
     started = time.perf_counter()

@@ -10,7 +10,15 @@ from typing import Any, Final
 
 from sqlalchemy.engine import make_url
 
-from leadsync.config import ConfigError, ModelConfig, StateConfig, interpolate, load_sections
+from leadsync.config import (
+    ConfigError,
+    CsvFileConfig,
+    ModelConfig,
+    StateConfig,
+    interpolate,
+    load_sections,
+    split_csv_section,
+)
 from mappings import LeadMapping
 from scoring import CompiledRules, Lead
 from sync.predict import ModelScorer, csv_feature_row, raw_columns
@@ -33,13 +41,21 @@ def offline_settings(config: Path | None) -> tuple[ModelConfig, str]:
     return settings, url
 
 
+def csv_file_options(config: Path | None) -> CsvFileConfig:
+    """How the config says its CSV exports are read (``csv.null_values``, delimiter, encoding)."""
+    source, sections = load_sections(config, ("csv",))
+    return split_csv_section(sections.get("csv"), source)[1]
+
+
 def offline_annotator(
     config: Path | None, rules: CompiledRules, mapping: LeadMapping, now: datetime
 ) -> Annotator | None:
     """The likelihood columns for ``leadsync score --input`` when the config's store has an active model."""
     settings, url = offline_settings(config)
     scorer = active_scorer(url, rules, settings.exclude, settings.enabled)
-    return None if scorer is None else csv_annotator(scorer, mapping, now, settings.exclude)
+    if scorer is None:
+        return None
+    return csv_annotator(scorer, mapping, now, settings.exclude, csv_file_options(config).nulls())
 
 
 def _existing_store(url: str) -> StateStore | None:
@@ -65,8 +81,13 @@ def active_scorer(url: str, rules: CompiledRules, exclude: list[str], enabled: b
         store.close()
 
 
-def csv_annotator(scorer: ModelScorer, mapping: LeadMapping, now: datetime, skip: list[str]) -> Annotator:
-    """Likelihood, priority, version and reasons of chunks of (CSV row, mapped lead), as output cells."""
+def csv_annotator(
+    scorer: ModelScorer, mapping: LeadMapping, now: datetime, skip: list[str], nulls: frozenset[str] = frozenset()
+) -> Annotator:
+    """Likelihood, priority, version and reasons of chunks of (CSV row, mapped lead), as output cells.
+
+    ``nulls``: cells read as missing in the unmapped columns as well (mapped ones arrive blank already).
+    """
     extra: list[str] | None = None
 
     def annotate(chunk: list[tuple[dict[str, str], Lead]]) -> list[dict[str, str]]:
@@ -75,7 +96,7 @@ def csv_annotator(scorer: ModelScorer, mapping: LeadMapping, now: datetime, skip
             return []
         if extra is None:
             extra = raw_columns(list(chunk[0][0]), mapping, skip=set(skip))
-        rows = [csv_feature_row(row, lead, scorer.features, now, extra) for row, lead in chunk]
+        rows = [csv_feature_row(row, lead, scorer.features, now, extra, nulls) for row, lead in chunk]
         likelihood, priority, reasons = scorer.predict_rows(rows)
         return [
             {"likelihood": str(round(p * 100)), "priority": t, "model_version": scorer.version, "likelihood_reasons": r}

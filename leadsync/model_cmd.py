@@ -13,7 +13,7 @@ import csv
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from leadsync.config import ModelConfig
+    from leadsync.csv_dialect import CsvDialect
     from mappings import LeadMapping
     from scoring import CompiledRules
     from scoring.predictive import FeatureTable, TrainOptions, TrainResult
@@ -55,6 +56,8 @@ class LabeledCsv:
     unlabeled: int
     rejected: int
     date_column: str | None
+    #: feature names the file can give a value to (the card's dropped list names only these)
+    possible: set[str] = field(default_factory=set)
 
 
 def train_options(settings: ModelConfig, allow_leaky: list[str], label: str | None) -> TrainOptions:
@@ -79,17 +82,25 @@ def read_labeled_csv(
     exclude: list[str],
     date_column: str | None,
     as_of: datetime,
+    dialect: CsvDialect | None = None,
 ) -> LabeledCsv:
-    """Feature rows and labels of a labeled CSV. :raises InputError: naming the file, column and row."""
+    """Feature rows and labels of a labeled CSV. :raises InputError: naming the file, column and row.
+
+    ``dialect``: the delimiter, encoding and null tokens, as ``leadsync score --input`` reads the file; a
+    null token (``csv.null_values``, e.g. a form's ``Select``) is missing in every column, mapped or not.
+    """
     import numpy as np
 
+    from leadsync.csv_dialect import CsvDialect
     from leadsync.evaluate_cmd import parse_label
     from mappings import FieldSpec
     from scoring.predictive import FeatureTable, LeadFeatures
-    from sync.predict import csv_feature_row, raw_columns
+    from sync.predict import csv_feature_row, csv_possible_features, raw_columns
 
     if not source.is_file():
         raise InputError(f"--input: {source} is not a file")
+    dialect = dialect or CsvDialect()
+    nulls = dialect.nulls
     features = LeadFeatures(rules, exclude=exclude)
     rows: list[dict[str, Any]] = []
     labels: list[bool] = []
@@ -97,8 +108,8 @@ def read_labeled_csv(
     scores: list[float] = []
     total = unlabeled = rejected = 0
     try:
-        with source.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
+        with source.open(newline="", encoding=dialect.encoding) as handle:
+            reader = csv.DictReader(handle, delimiter=dialect.delimiter)
             header = list(reader.fieldnames or [])
             if not header:
                 raise InputError(f"{source}: the file is empty (expected a header row)")
@@ -128,6 +139,7 @@ def read_labeled_csv(
                 if outcome is None:
                     unlabeled += 1
                     continue
+                row = {k: "" if isinstance(v, str) and v and v.strip() in nulls else v for k, v in row.items()}
                 problems: list[str] = []
                 lead = mapping.to_lead(
                     f"line-{reader.line_num}", row, lambda *a, found=problems: found.append(str(a[1]))
@@ -138,7 +150,7 @@ def read_labeled_csv(
                 if problems or None in row:
                     rejected += 1
                     continue
-                features_row = csv_feature_row(row, lead, features, as_of, extra)
+                features_row = csv_feature_row(row, lead, features, as_of, extra, nulls)
                 rows.append(features_row)
                 scores.append(float(features_row["score"]))
                 labels.append(outcome)
@@ -154,6 +166,7 @@ def read_labeled_csv(
         unlabeled,
         rejected,
         date_column,
+        csv_possible_features(header, mapping, extra),
     )
 
 
@@ -183,10 +196,18 @@ def _save(url: str, result: TrainResult, source: str, activate: bool) -> tuple[s
 def train_from_csv(
     config: Path | None, input_path: Path, label: str, allow_leaky: list[str], date: str | None, as_of: datetime
 ) -> dict[str, Any]:
+    from leadsync.csv_dialect import DialectError, resolve
+    from leadsync.model_apply import csv_file_options
     from scoring.predictive import train_model
 
     _, rules, mapping, settings, url = _offline(config)
-    data = read_labeled_csv(input_path, label, rules, mapping, exclude=settings.exclude, date_column=date, as_of=as_of)
+    try:
+        dialect = resolve(input_path, csv_file_options(config)) if input_path.is_file() else None
+    except DialectError as exc:
+        raise InputError(str(exc)) from None
+    data = read_labeled_csv(
+        input_path, label, rules, mapping, exclude=settings.exclude, date_column=date, as_of=as_of, dialect=dialect
+    )
     result = train_model(
         data.table,
         data.y,
@@ -195,8 +216,11 @@ def train_from_csv(
         options=train_options(settings, allow_leaky, label),
         source="csv",
     )
+    dropped = result.card["dropped"]
+    result.card["dropped"] = {k: v for k, v in dropped.items() if _could_exist(k, v, data.possible)}
     result.card.update(
         {
+            "not_in_input": len(dropped) - len(result.card["dropped"]),
             "source": "csv",
             "input": str(input_path),
             "label": label,
@@ -210,6 +234,13 @@ def train_from_csv(
     )
     version, active = _save(url, result, "csv", True)
     return {"version": version, "active": active, **result.card}
+
+
+def _could_exist(name: str, reason: str, possible: set[str]) -> bool:
+    """Whether a dropped feature is worth naming for a CSV: a column of the file, or a rule that did fire."""
+    if name in possible:
+        return True
+    return (name == "score" or name.startswith("rule:")) and reason not in ("empty", "constant")
 
 
 def train_from_store(config: Path | None, allow_leaky: list[str], now: datetime | None = None) -> dict[str, Any]:

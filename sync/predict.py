@@ -32,12 +32,34 @@ def raw_columns(header: Sequence[str], mapping: LeadMapping, skip: Collection[st
 
 
 def csv_feature_row(
-    row: Mapping[str, Any], lead: Lead, features: LeadFeatures, as_of: datetime, extra: Sequence[str]
+    row: Mapping[str, Any],
+    lead: Lead,
+    features: LeadFeatures,
+    as_of: datetime,
+    extra: Sequence[str],
+    nulls: Collection[str] = (),
 ) -> dict[str, Any]:
-    """A CSV row's features: the mapped lead's (as for a cached lead) plus the unmapped columns as read."""
+    """A CSV row's features: the mapped lead's (as for a cached lead) plus the unmapped columns as read.
+
+    ``nulls`` (the config's ``csv.null_values`` and the defaults) read as missing in the unmapped columns too,
+    so that training and ``score --input`` see a form's ``Select`` placeholder the same way.
+    """
     out = features.row(lead, [], as_of)
     for column in extra:
-        out.setdefault(column, row.get(column))
+        value = row.get(column)
+        if isinstance(value, str) and value and value.strip() in nulls:
+            value = None
+        out.setdefault(column, value)
+    return out
+
+
+def csv_possible_features(header: Sequence[str], mapping: LeadMapping, extra: Sequence[str]) -> set[str]:
+    """Feature names a CSV can give a value to: its unmapped columns and the attributes mapped from its header
+    (activity aggregates never exist for a file; rule hits are judged by whether they fire)."""
+    present = set(header)
+    out = set(extra) | {name for name, spec in mapping.fields.items() if spec.property in present}
+    if "email" in out:
+        out.add("email_type")
     return out
 
 

@@ -29,17 +29,54 @@ def _in_bitset(bitsets: npt.NDArray[np.uint32], row: npt.NDArray[np.intp], value
     return (bitsets[row, v >> 5] >> (v & 31).astype(np.uint32)) & 1
 
 
+def prepared(estimator: Any, x: F64) -> tuple[F64, npt.NDArray[np.intp]]:
+    """The matrix as the fitted trees read it, and the original column of each of its columns.
+
+    With categorical features the estimator ordinal-encodes them (unknown codes become missing) and puts them
+    before the numbers, through a ``ColumnTransformer`` whose per-call checks cost more than the encoding: the
+    same mapping is done here with one ``searchsorted`` per categorical column (tested equal to the estimator's).
+    """
+    pre = getattr(estimator, "_preprocessor", None)
+    if pre is None:
+        return np.ascontiguousarray(x, dtype=np.float64), np.arange(x.shape[1])
+    cat = np.asarray(estimator.is_categorical_, dtype=bool)
+    order = np.concatenate([np.flatnonzero(cat), np.flatnonzero(~cat)])
+    out = np.empty(x.shape, dtype=np.float64)
+    seen = pre.named_transformers_["encoder"].categories_
+    for k, (j, known) in enumerate(zip(np.flatnonzero(cat), seen, strict=True)):
+        known = np.asarray(known, dtype=np.float64)
+        known = known[~np.isnan(known)]
+        column = x[:, j]
+        if not len(known):
+            out[:, k] = np.nan
+            continue
+        at = np.minimum(np.searchsorted(known, column), len(known) - 1)
+        out[:, k] = np.where(known[at] == column, at, np.nan)
+    out[:, int(cat.sum()) :] = x[:, ~cat]
+    return out, order
+
+
+def raw_predict(estimator: Any, x: F64) -> F64:
+    """The log-odds of a fitted binary HistGradientBoostingClassifier, on the bulk path.
+
+    The same trees and thresholds as ``decision_function`` (tested equal), but the rows are binned once to
+    ``uint8`` (a tenth of the memory each tree walks) and the per-call checks are skipped; a numeric split's
+    threshold is a bin edge, so a value's bin goes the way its value does.
+    """
+    xp, _ = prepared(estimator, x)
+    mapper = estimator._bin_mapper
+    binned = np.ascontiguousarray(mapper.transform(xp))  # a row's cells side by side: each tree walks rows
+    missing_bin = mapper.missing_values_bin_idx_
+    out = np.full(len(x), float(np.ravel(estimator._baseline_prediction)[0]))
+    for (tree,) in estimator._predictors:
+        out += tree.predict_binned(binned, missing_bin, 1)
+    return out
+
+
 def path_contributions(estimator: Any, x: F64) -> tuple[F64, F64]:
     """(bias per lead, contributions (leads, features)) of a fitted binary HistGradientBoostingClassifier."""
     n, f = x.shape
-    # with categorical features the estimator ordinal-encodes them first and puts them before the numbers
-    pre = getattr(estimator, "_preprocessor", None)
-    if pre is not None:
-        cat = np.asarray(estimator.is_categorical_, dtype=bool)
-        order = np.concatenate([np.flatnonzero(cat), np.flatnonzero(~cat)])
-        x = np.asarray(pre.transform(x), dtype=np.float64)
-    else:
-        order = np.arange(f)
+    x, order = prepared(estimator, x)
     contrib = np.zeros((n, f))
     bias = np.full(n, float(np.ravel(estimator._baseline_prediction)[0]))
     known, f_idx_map = estimator._bin_mapper.make_known_categories_bitsets()

@@ -168,7 +168,11 @@ def infer_specs(
 
 
 def encode(specs: Sequence[FeatureSpec], table: FeatureTable) -> npt.NDArray[np.float64]:
-    """The (rows, features) matrix: numbers as read, categories as codes, missing as NaN."""
+    """The (rows, features) matrix: numbers as read, categories as codes, missing as NaN.
+
+    Vectorised for the bulk path: a column's few distinct values are read once each, and every cell is then
+    looked up in C (``map`` over a dict), never parsed again per row.
+    """
     out = np.full((table.rows, len(specs)), np.nan)
     for j, spec in enumerate(specs):
         values = table.columns.get(spec.name)
@@ -179,34 +183,37 @@ def encode(specs: Sequence[FeatureSpec], table: FeatureTable) -> npt.NDArray[np.
         else:
             codes = {c: float(k) for k, c in enumerate(spec.categories)}
             fallback = float(len(spec.categories)) if spec.other else math.nan
-            seen: dict[Any, float] = {}  # raw value -> code: the same few values repeat over every row
-            column = []
-            for v in values:
-                code = seen.get(v) if isinstance(v, str | bool | int | None) else None
-                if code is None:
-                    t = _text(v)
-                    code = math.nan if t is None else codes.get(t, fallback)
-                    if isinstance(v, str | bool | int | None) and len(seen) < 100_000:
-                        seen[v] = code
-                column.append(code)
-            out[:, j] = column
+
+            def code(v: Any, codes: dict[str, float] = codes, fallback: float = fallback) -> float:
+                t = _text(v)
+                return math.nan if t is None else codes.get(t, fallback)
+
+            out[:, j] = _by_distinct(values, code)
     return out
+
+
+#: at most one of these may share a column for the distinct-value lookup: ``True == 1 == 1.0`` hash alike
+_HASH_ALIKE = frozenset({bool, int, float})
+
+
+def _by_distinct(values: list[Any], read: Any) -> npt.NDArray[np.float64]:
+    """``read`` of every value, computed once per distinct value (the same few values repeat over the rows)."""
+    types = set(map(type, values))
+    if len(types & _HASH_ALIKE) <= 1 and types <= _HASH_ALIKE | {str, type(None)}:
+        lookup = {v: read(v) for v in set(values)}
+        return np.fromiter(map(lookup.__getitem__, values), dtype=np.float64, count=len(values))
+    return np.array([read(v) for v in values], dtype=np.float64)
+
+
+def _as_number(value: Any) -> float:
+    number = _number(value)
+    return math.nan if number is None else number
 
 
 def _numeric_column(values: list[Any]) -> npt.NDArray[np.float64]:
     try:  # the bulk path: numbers and None only
         column = np.array(values, dtype=np.float64)
     except (TypeError, ValueError):
-        seen: dict[Any, float] = {}  # text such as yes/no or "" repeats: read each distinct value once
-        values_out: list[float] = []
-        for v in values:
-            x = seen.get(v) if isinstance(v, str) else None
-            if x is None:
-                number = _number(v)
-                x = math.nan if number is None else number
-                if isinstance(v, str) and len(seen) < 100_000:
-                    seen[v] = x
-            values_out.append(x)
-        return np.array(values_out, dtype=np.float64)
+        return _by_distinct(values, _as_number)  # text such as yes/no or "" among the numbers
     column[~np.isfinite(column)] = np.nan
     return column

@@ -14,7 +14,7 @@ import numpy.typing as npt
 import skops.io
 from threadpoolctl import threadpool_limits
 
-from .contrib import path_contributions
+from .contrib import path_contributions, raw_predict
 from .errors import ModelError
 from .features import FeatureSpec, FeatureTable, encode
 
@@ -100,9 +100,11 @@ class PredictiveModel:
         return encode(self.specs, table)
 
     def raw(self, x: F64) -> F64:
-        """The gradient boosting's log-odds."""
+        """The gradient boosting's log-odds (the estimator's own trees, walked on binned rows: see raw_predict)."""
+        if not len(x):
+            return np.zeros(0)
         with threadpool_limits(limits=self.threads):
-            return np.asarray(self.estimator.decision_function(x), dtype=np.float64)
+            return raw_predict(self.estimator, x)
 
     def calibrate(self, raw: F64) -> F64:
         if self.method == "sigmoid":

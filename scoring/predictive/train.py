@@ -11,12 +11,15 @@ The order matters for honesty:
    :func:`~scoring.predictive.metrics.single_feature_auc`) is almost surely filled in after the sale; training
    stops and names it unless it is explicitly allowed.
 4. **Model**: ``HistGradientBoostingClassifier`` with ``categorical_features`` (capped categories, missing
-   handled natively), early stopping, and regularised settings. On up to 30,000 rows, three settings are
-   compared by out-of-fold log loss on the training part and the best is kept.
-5. **Calibration**: the out-of-fold log-odds of the training part (each row predicted by a model that did not
-   see it) are fitted with isotonic regression and with a sigmoid (Platt); the one with the lower
-   cross-validated Brier score on those rows is kept. The final estimator is fitted on the whole training
-   part; the holdout metrics are of that estimator with that calibrator, so nothing was tuned on the holdout.
+   handled natively) and regularised settings. On up to 30,000 rows, three settings (leaf count, leaf size,
+   l2, column subsampling) are compared by 5-fold cross-validation on the training part, and the number of
+   trees is chosen there too: the iteration with the lowest mean out-of-fold log loss. The final estimator is
+   then fitted on the *whole* training part with that many trees (no rows set aside for early stopping).
+   Above 30,000 rows one larger-step setting with early stopping keeps training fast and the trees few.
+5. **Calibration**: the out-of-fold log-odds of the training part at the chosen iteration (each row predicted
+   by a model that did not see it) are fitted with isotonic regression and with a sigmoid (Platt); the one
+   with the lower cross-validated Brier score on those rows is kept (log loss breaks a tie). The holdout
+   metrics are of the final estimator with that calibrator, so nothing was tuned on the holdout.
 6. **Refit** (default): the estimator is fitted once more on every labeled row for use; the card's metrics
    stay those of the holdout, which that refit has seen (said in the card).
 """
@@ -50,12 +53,14 @@ from .model import PredictiveModel
 F64 = npt.NDArray[np.float64]
 B = npt.NDArray[np.bool_]
 
-#: the settings compared on small data (the first alone on large data); all regularised, with early stopping
+#: the settings compared by cross-validation on small data; all regularised, the number of trees chosen by CV
 CANDIDATES: tuple[dict[str, Any], ...] = (
     {"learning_rate": 0.05, "max_leaf_nodes": 15, "min_samples_leaf": 20, "l2_regularization": 1.0},
-    {"learning_rate": 0.05, "max_leaf_nodes": 31, "min_samples_leaf": 40, "l2_regularization": 0.5},
-    {"learning_rate": 0.05, "max_depth": 3, "max_leaf_nodes": 8, "min_samples_leaf": 20, "l2_regularization": 1.0},
+    {"learning_rate": 0.05, "max_leaf_nodes": 8, "min_samples_leaf": 20, "l2_regularization": 1.0},
+    {"learning_rate": 0.05, "max_leaf_nodes": 15, "min_samples_leaf": 40, "l2_regularization": 1, "max_features": 0.5},
 )
+#: a fold stops adding trees after this many rounds without a lower log loss on the rows it left out
+PATIENCE = 30
 SEARCH_MAX_ROWS = 30_000
 #: the one setting used above that: a larger step keeps the number of trees, and so the cost of applying, low
 LARGE: dict[str, Any] = {"learning_rate": 0.2, "max_leaf_nodes": 31, "min_samples_leaf": 40, "l2_regularization": 1.0}
@@ -148,13 +153,14 @@ def _leaky(x: F64, specs: list[FeatureSpec], y: B, options: TrainOptions) -> dic
 
 
 def _estimator(
-    params: dict[str, Any], categorical: list[bool], options: TrainOptions
+    params: dict[str, Any], categorical: list[bool], options: TrainOptions, trees: int | None = None
 ) -> HistGradientBoostingClassifier:
+    """The gradient boosting; ``trees`` fixes the number of trees (chosen by CV), else early stopping on 15%."""
     return HistGradientBoostingClassifier(
         **params,
-        max_iter=options.max_iter,
+        max_iter=trees or options.max_iter,
         categorical_features=np.array(categorical, dtype=bool) if any(categorical) else None,
-        early_stopping=True,
+        early_stopping=trees is None,
         validation_fraction=0.15,
         n_iter_no_change=30,
         scoring="loss",
@@ -162,13 +168,47 @@ def _estimator(
     )
 
 
-def _oof(x: F64, y: B, params: dict[str, Any], categorical: list[bool], options: TrainOptions, folds: int) -> F64:
-    """Out-of-fold log-odds: each row predicted by a model fitted without it."""
+def _oof(
+    x: F64, y: B, params: dict[str, Any], categorical: list[bool], options: TrainOptions, folds: int
+) -> tuple[F64, int, float]:
+    """(out-of-fold log-odds at the best number of trees, that number, the mean out-of-fold log loss there).
+
+    Each fold grows trees until its left-out rows stop improving (``PATIENCE`` rounds); the log loss of every
+    fold after each tree gives a mean curve (a fold that stopped keeps its last value), whose minimum is the
+    number of trees the final estimator gets. Each row is predicted by a model that did not see it.
+    """
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=options.seed)
+    curves: list[F64] = []
+    staged: list[tuple[npt.NDArray[np.intp], F64]] = []
+    for fit, rest in splitter.split(x, y):
+        est = HistGradientBoostingClassifier(
+            **params,
+            max_iter=options.max_iter,
+            categorical_features=np.array(categorical, dtype=bool) if any(categorical) else None,
+            early_stopping=True,
+            n_iter_no_change=PATIENCE,
+            scoring="loss",
+            random_state=options.seed,
+        ).fit(x[fit], y[fit], X_val=x[rest], y_val=y[rest])
+        raw = np.array(list(est.staged_decision_function(x[rest])))  # (trees, rows)
+        p = np.clip(1 / (1 + np.exp(-raw)), 1e-6, 1 - 1e-6)
+        curves.append(-np.mean(np.where(y[rest], np.log(p), np.log1p(-p)), axis=1))
+        staged.append((rest, raw))
+    longest = max(len(c) for c in curves)
+    mean = np.mean([np.pad(c, (0, longest - len(c)), mode="edge") for c in curves], axis=0)
+    best = int(np.argmin(mean))
+    out = np.zeros(len(y))
+    for rest, raw in staged:
+        out[rest] = raw[min(best, len(raw) - 1)]
+    return out, best + 1, float(mean[best])
+
+
+def _oof_early(x: F64, y: B, params: dict[str, Any], categorical: list[bool], options: TrainOptions, folds: int) -> F64:
+    """Out-of-fold log-odds with each fold's own early stopping (the large-data path: one setting, no search)."""
     out = np.zeros(len(y))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=options.seed)
     for fit, rest in splitter.split(x, y):
-        est = _estimator(params, categorical, options).fit(x[fit], y[fit])
-        out[rest] = est.decision_function(x[rest])
+        out[rest] = _estimator(params, categorical, options).fit(x[fit], y[fit]).decision_function(x[rest])
     return out
 
 
@@ -186,17 +226,21 @@ def _apply(calibrator: Any, raw: F64) -> F64:
     return np.asarray(calibrator.predict(raw), dtype=np.float64)
 
 
-def _pick_calibration(raw: F64, y: B, seed: int) -> tuple[str, Any, dict[str, float]]:
+def _pick_calibration(raw: F64, y: B, seed: int) -> tuple[str, Any, dict[str, float], dict[str, float]]:
     """Isotonic or sigmoid, whichever has the lower cross-validated Brier score on the out-of-fold log-odds."""
-    scores: dict[str, list[float]] = {"isotonic": [], "sigmoid": []}
+    fitters = {"isotonic": _isotonic, "sigmoid": _sigmoid}
+    scores: dict[str, list[tuple[float, float]]] = {k: [] for k in fitters}
     splitter = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
     for fit, rest in splitter.split(raw.reshape(-1, 1), y):
-        scores["isotonic"].append(brier(_apply(_isotonic(raw[fit], y[fit]), raw[rest]), y[rest]))
-        scores["sigmoid"].append(brier(_apply(_sigmoid(raw[fit], y[fit]), raw[rest]), y[rest]))
-    means = {k: round(float(np.mean(v)), 5) for k, v in scores.items()}
-    method = min(means, key=lambda k: (means[k], k != "sigmoid"))  # a tie goes to the smoother sigmoid
-    calibrator = _isotonic(raw, y) if method == "isotonic" else _sigmoid(raw, y)
-    return method, calibrator, means
+        for name, fitter in fitters.items():
+            p = _apply(fitter(raw[fit], y[fit]), raw[rest])
+            scores[name].append((brier(p, y[rest]), log_loss(p, y[rest])))
+    means = {k: round(float(np.mean([b for b, _ in v])), 5) for k, v in scores.items()}
+    losses = {k: round(float(np.mean([ll for _, ll in v])), 5) for k, v in scores.items()}
+    # Brier first (what the card and the CRM show); log loss, then the smoother sigmoid, break a tie
+    method = min(means, key=lambda k: (means[k], losses[k], k != "sigmoid"))
+    calibrator = fitters[method](raw, y)
+    return method, calibrator, means, losses
 
 
 def train_model(
@@ -239,21 +283,33 @@ def _train(
     folds = 5 if len(train) <= SEARCH_MAX_ROWS else 3
     search = options.search if options.search is not None else len(train) <= SEARCH_MAX_ROWS
     tried: list[dict[str, Any]] = []
-    best: tuple[float, int, F64] | None = None
-    candidates = CANDIDATES if search else (LARGE,)
-    for k, params in enumerate(candidates):
-        raw = _oof(xt, yt, params, categorical, options, folds)
-        loss = log_loss(1 / (1 + np.exp(-raw)), yt)
-        tried.append({"params": params, "oof_log_loss": round(loss, 5), "oof_auc": round(auc_score(raw, yt), 4)})
-        if best is None or loss < best[0]:
-            best = (loss, k, raw)
-    assert best is not None
-    params = candidates[best[1]]
-    method, calibrator, calibration_scores = _pick_calibration(best[2], yt, options.seed)
-    estimator = _estimator(params, categorical, options).fit(xt, yt)
+    trees: int | None
+    best: tuple[float, int, F64, int] | None = None
+    if search:
+        for k, params in enumerate(CANDIDATES):
+            raw, trees, loss = _oof(xt, yt, params, categorical, options, folds)
+            tried.append(
+                {
+                    "params": params,
+                    "trees": trees,
+                    "oof_log_loss": round(loss, 5),
+                    "oof_auc": round(auc_score(raw, yt), 4),
+                }
+            )
+            if best is None or loss < best[0]:
+                best = (loss, k, raw, trees)
+        assert best is not None
+        params, trees = CANDIDATES[best[1]], best[3]
+        oof_raw = best[2]
+    else:  # large data: one setting, out-of-fold log-odds for calibration, early stopping on 15% of each fold
+        params, trees = LARGE, None
+        oof_raw = _oof_early(xt, yt, params, categorical, options, folds)
+        tried.append({"params": params, "oof_auc": round(auc_score(oof_raw, yt), 4)})
+    method, calibrator, calibration_scores, calibration_losses = _pick_calibration(oof_raw, yt, options.seed)
+    estimator = _estimator(params, categorical, options, trees).fit(xt, yt)
     model = PredictiveModel(estimator, calibrator, specs, (0.0, 0.0, 0.0), method, source=source)
     p_hold = model.probabilities(x[hold])
-    p_train = _apply(calibrator, best[2])
+    p_train = _apply(calibrator, oof_raw)
     tiers = tuple(float(q) for q in np.quantile(p_train, [0.75, 0.5, 0.25]))
     model.tiers = tiers
     raw_hold = 1 / (1 + np.exp(-model.raw(x[hold])))
@@ -268,7 +324,7 @@ def _train(
     importance = np.abs(contrib).mean(axis=0)
     iterations = int(estimator.n_iter_)
     if options.refit:
-        model.estimator = _estimator(params, categorical, options).fit(x, y)
+        model.estimator = _estimator(params, categorical, options, trees).fit(x, y)
     card: dict[str, Any] = {
         "rows": len(y),
         "positives": int(y.sum()),
@@ -288,9 +344,10 @@ def _train(
             "class": "HistGradientBoostingClassifier",
             "params": params,
             "iterations": iterations,
+            "trees_chosen_by": "5-fold cross-validation" if trees is not None else "early stopping (15% of rows)",
             "tried": tried,
         },
-        "calibration": {"method": method, "cv_brier": calibration_scores},
+        "calibration": {"method": method, "cv_brier": calibration_scores, "cv_log_loss": calibration_losses},
         "tiers": dict(zip(("very_high", "high", "medium"), [round(t, 4) for t in tiers], strict=True)),
         "metrics": metrics,
         "refit_on_all_rows": options.refit,

@@ -51,3 +51,32 @@ def test_rules_can_qualify_on_the_likelihood_and_properties_follow() -> None:
     assert {"Leadsync_Likelihood__c", "Leadsync_Priority__c", "Leadsync_Model_Version__c"} <= names
     assert "leadsync_likelihood" not in desired_properties(plain[0], new[0], WritebackSettings())
     assert "leadsync_likelihood" not in {s.name for s in WritebackSettings().property_specs()}
+
+
+def test_the_bulk_path_equals_the_estimator_and_the_plain_encoding() -> None:
+    """The binned tree walk gives the estimator's own log-odds, unknown codes and missing cells included; the
+    distinct-value encoding reads mixed cells as one cell at a time would."""
+    from scoring.predictive.features import FeatureSpec, encode
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    kind = rng.choice(["a", "b", "c", "d"], n)
+    size = rng.lognormal(3, 1, n)
+    y = rng.random(n) < 1 / (1 + np.exp(-(np.log(size) - 3 + (kind == "a") * 1.5)))
+    table = FeatureTable({"kind": kind.tolist(), "size": size.tolist(), "flag": (rng.random(n) < 0.5).tolist()}, n)
+    model = train_model(table, y, options=TrainOptions(search=False)).model
+    x = model.matrix(table)
+    cat = [j for j, s in enumerate(model.specs) if s.kind == "categorical"]
+    x[rng.random(n) < 0.1, cat[0]] = 17.0  # a code the trees never saw
+    x[rng.random(n) < 0.1, 1] = np.nan
+    assert np.array_equal(model.raw(x), model.estimator.decision_function(x))
+    mixed = ["yes", 1, True, None, "", " 2.5 ", "n/a", 0, "x", float("nan")]
+    number = FeatureSpec("v", "numeric")
+    assert np.array_equal(
+        encode([number], FeatureTable({"v": mixed}, len(mixed)))[:, 0],
+        [1, 1, 1, np.nan, np.nan, 2.5, np.nan, 0, np.nan, np.nan],
+        equal_nan=True,
+    )
+    category = FeatureSpec("v", "categorical", ("1", "true", "yes"), other=True)
+    codes = encode([category], FeatureTable({"v": ["Yes", True, 1, "zz", None, 1.0]}, 6))[:, 0]
+    assert np.array_equal(codes, [2, 1, 0, 3, np.nan, 3], equal_nan=True)  # True and 1 stay apart, 1.0 is "1.0"

@@ -98,3 +98,42 @@ def test_score_adds_the_model_columns_once_a_model_is_active(
     assert all(0 <= int(r["likelihood"]) <= 100 and r["model_version"] == version for r in scored)
     assert {r["priority"] for r in scored} <= {"very_high", "high", "medium", "low"}
     assert all(r["likelihood_reasons"].startswith(("+", "-")) for r in scored)
+
+
+def test_a_csv_card_names_only_dropped_columns_the_file_has(
+    config: Path, tmp_path: Path, rows: list[dict[str, Any]]
+) -> None:
+    intake = write_csv(tmp_path / "intake.csv", rows[:1500], [*INTAKE, "converted"])
+    args = ["model", "train", "--config", str(config), "--input", str(intake), "--label", "converted", "--json"]
+    card = json.loads(runner.invoke(app, args).stdout)
+    # the id and the running number are columns of the file; activity counts and silent rules are not
+    assert set(card["dropped"]) == {"prospect_id", "lead_number"}, card["dropped"]
+    assert card["not_in_input"] > 50 and not any(name.endswith("_30d") for name in card["dropped"])
+
+
+def test_null_values_are_missing_in_training_and_in_scoring(tmp_path: Path, rows: list[dict[str, Any]]) -> None:
+    """``csv.null_values: [Select]`` makes the placeholder missing in every column, on both sides, and the
+    file's own delimiter is read (a ;-delimited export trains as a comma one does)."""
+    config = tmp_path / "leadsync.yaml"
+    state = {"url": f"sqlite:///{tmp_path / 'state.db'}"}
+    config.write_text(yaml.safe_dump({"state": state, "csv": {"null_values": ["Select"], "delimiter": ";"}}))
+    intake = tmp_path / "intake.csv"
+    with intake.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, [*INTAKE, "converted"], delimiter=";", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({**r, "converted": "yes" if r["converted"] else "no"} for r in rows[:1500])
+    args = ["model", "train", "--config", str(config), "--input", str(intake), "--label", "converted", "--json"]
+    trained = runner.invoke(app, args)
+    assert trained.exit_code == 0, trained.output
+    specs = {f["name"]: f for f in json.loads(trained.stdout)["features"]}
+    assert "select" not in specs["specialization"]["categories"] and "select" not in specs["city"]["categories"]
+    new = tmp_path / "new.csv"
+    with new.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, INTAKE, delimiter=";", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows([{**rows[0], "specialization": "Select"}, {**rows[0], "specialization": ""}])
+    out = tmp_path / "scored.csv"
+    result = runner.invoke(app, ["score", "--config", str(config), "--input", str(new), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    placeholder, blank = list(csv.DictReader(out.open(), delimiter=";"))
+    assert placeholder["likelihood"] == blank["likelihood"]  # Select reads as the blank it stands for
