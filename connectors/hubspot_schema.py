@@ -49,13 +49,15 @@ def _sample_stats(fields: dict[str, dict[str, Any]], records: Iterable[dict[str,
         info["examples"] = list(dict.fromkeys(v[:60] for v in filled))[:EXAMPLES]
 
 
-def read_schema(connector: HubSpotConnector, *, sample: int = LIST_PAGE_SIZE) -> dict[str, Any]:
-    """Contact (and company) properties, plus fill rates and examples from ``sample`` contacts (one page)."""
+def read_schema(connector: HubSpotConnector, *, sample: int = LIST_PAGE_SIZE, companies: bool = True) -> dict[str, Any]:
+    """Contact (and, with ``companies``, company) properties, plus fill rates and examples from ``sample``
+    contacts (one page). Validation reads contacts only: 1 call."""
     before = connector.api_calls
     contacts = _properties(connector, "contacts")
     objects: dict[str, Any] = {"contacts": contacts}
-    with contextlib.suppress(RequestRejected):  # a portal (or token scope) without company properties
-        objects["companies"] = _properties(connector, "companies")
+    if companies:
+        with contextlib.suppress(RequestRejected):  # a portal (or token scope) without company properties
+            objects["companies"] = _properties(connector, "companies")
     if sample > 0:
         page, _ = connector._call(
             "GET /crm/v3/objects/contacts",

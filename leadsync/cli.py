@@ -600,16 +600,22 @@ def _refuse_unfit_mapping(application: App) -> None:
     """The daemon does not start on a mapping or rules the CRM's schema contradicts (a field or picklist
     value it lacks): scoring every lead zero for it silently would be worse. A CRM that cannot be reached now
     is no reason to stay down: the daemon starts and reports it on /readyz."""
+    import structlog
+
     from leadsync.mapping_check import validate_mapping
     from leadsync.mappings_cli import print_findings
 
+    log = structlog.get_logger("leadsync.mappings")
     try:
         checked = validate_mapping(application, application.connector())
     except ConnectorError as exc:
-        err.print(f"[yellow]warning:[/] mapping not validated, the CRM did not answer: {escape(scrub(str(exc)))}")
+        log.warning("mappings.not_validated", reason=f"the CRM did not answer: {exc}")
         return
-    print_findings(checked.findings)
+    for finding in checked.findings:
+        if finding.level != "error":  # the daemon logs JSON lines: warnings are log events
+            log.warning("mappings.finding", **finding.as_dict())
     if checked.errors:
+        print_findings(checked.errors)
         fail(
             f"the mapping or rules do not fit {application.config.crm}: {len(checked.errors)} error(s) above; "
             "the daemon does not start (fix them, then `leadsync mappings validate`)",

@@ -26,14 +26,15 @@ SNAPSHOT_NAME = ".leadsync-schema.json"
 
 
 def read_crm_schema(connector: Any, *, sample: int = 0) -> CrmSchema:
-    """The CRM's schema (and, with ``sample``, fill rates and examples of that many records)."""
+    """The CRM's schema; with ``sample`` (discovery), also HubSpot's company properties and the fill rates
+    and examples of that many records. Validation (no sample): 1 HubSpot call, 3 Salesforce describes."""
     if connector.name == "salesforce":
         from connectors.salesforce_schema import read_schema as read_salesforce
 
         return CrmSchema.from_dict(read_salesforce(connector, sample=sample))
     from connectors.hubspot_schema import read_schema as read_hubspot
 
-    return CrmSchema.from_dict(read_hubspot(connector, sample=sample))
+    return CrmSchema.from_dict(read_hubspot(connector, sample=sample, companies=sample > 0))
 
 
 def _package_file(package: str, *parts: str) -> tuple[str, Path]:
