@@ -7,7 +7,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from leadsync.config import Config, ConfigError, load_rules_file, load_sections, secret, split_csv_section
+from leadsync.config import (
+    Config,
+    ConfigError,
+    load_mapping_section,
+    load_rules_file,
+    load_sections,
+    secret,
+    split_csv_section,
+)
 from mappings import LeadMapping, MappingError, load_mapping
 from scoring import CompiledRules, RulesError, ScoringError, compile_rules, load_rules
 from sync.writeback import WritebackSettings
@@ -131,7 +139,9 @@ class App:
 def load_scoring(section: Any, mapping: LeadMapping, *, source: str = "scoring") -> CompiledRules:
     """Rules whose counters and event kinds are checked against what ``mapping`` provides, compiled once."""
     attributes = {*mapping.fields, *(name for fields in mapping.objects.values() for name in fields)}
-    return compile_rules(load_rules(section, source=source, known_attributes=attributes))
+    return compile_rules(
+        load_rules(section, source=source, known_attributes=attributes), mapping_version=mapping.version
+    )
 
 
 def load_csv_scoring(config: Path | None) -> tuple[str, CompiledRules, LeadMapping]:
@@ -170,9 +180,12 @@ def load_challenger(config: Config, mapping: LeadMapping) -> CompiledRules | Non
 
 def build_app(config: Config) -> App:
     """Validate the mapping and rules of a config; errors name the config file and the key."""
+    where, section = load_mapping_section(config)
     try:
-        mapping = load_mapping(config.crm, config.mapping)
+        mapping = load_mapping(config.crm, section)
     except MappingError as exc:
+        if where != "mapping":  # a mapping file: name it, and the key inside it
+            raise ConfigError(where, exc.where.removeprefix("mapping."), exc.problem) from None
         raise ConfigError(config.source, exc.where, exc.problem) from None
     try:
         rules = load_scoring(config.scoring, mapping)

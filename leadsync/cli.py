@@ -205,12 +205,15 @@ def check(
         connector = application.connector()
         schema = connector.describe()
         out.print(f"[green]ok[/] config {application.config.source}; {application.config.crm} reachable")
-        problems = application.mapping.validate_against(schema)
+        from leadsync.mapping_check import validate_mapping
+        from leadsync.mappings_cli import print_findings
+
+        checked = validate_mapping(application, connector)
+        print_findings(checked.findings)
+        problems = checked.errors
         specs = application.writeback.property_specs()
         lister = getattr(connector, "missing_properties", None)  # Salesforce: per object (Lead.X, Contact.X)
         missing = lister(specs) if lister is not None else [s.name for s in specs if s.name not in schema]
-        for problem in problems:
-            err.print(f"[yellow]mapping:[/] {problem}", highlight=False)
         if missing:
             err.print(
                 f"[yellow]missing properties[/] (created by the first sync): {', '.join(missing)}", highlight=False
@@ -634,8 +637,37 @@ def run(
         configure_logging("info")  # a daemon says what it is doing unless told to be quiet
     with clean_errors():
         application = load_app(config)
+        _refuse_unfit_mapping(application)
         code = run_daemon(application, port=port, host=host)
     raise typer.Exit(code)
+
+
+def _refuse_unfit_mapping(application: App) -> None:
+    """The daemon does not start on a mapping or rules the CRM's schema contradicts (a field or picklist
+    value it lacks): scoring every lead zero for it silently would be worse. A CRM that cannot be reached now
+    is no reason to stay down: the daemon starts and reports it on /readyz."""
+    import structlog
+
+    from connectors.base import ConnectorError
+    from leadsync.mapping_check import validate_mapping
+    from leadsync.mappings_cli import print_findings
+
+    log = structlog.get_logger("leadsync.mappings")
+    try:
+        checked = validate_mapping(application, application.connector())
+    except ConnectorError as exc:
+        log.warning("mappings.not_validated", reason=f"the CRM did not answer: {exc}")
+        return
+    for finding in checked.findings:
+        if finding.level != "error":  # the daemon logs JSON lines: warnings are log events
+            log.warning("mappings.finding", **finding.as_dict())
+    if checked.errors:
+        print_findings(checked.errors)
+        fail(
+            f"the mapping or rules do not fit {application.config.crm}: {len(checked.errors)} error(s) above; "
+            "the daemon does not start (fix them, then `leadsync mappings validate`)",
+            2,
+        )
 
 
 @app.command()
@@ -951,3 +983,7 @@ app.add_typer(rules_app, name="rules")
 from leadsync.sandbox_cli import sandbox_app  # noqa: E402  (after the shared helpers it uses)
 
 app.add_typer(sandbox_app, name="sandbox")
+
+from leadsync.mappings_cli import mappings_app  # noqa: E402  (after the shared helpers it uses)
+
+app.add_typer(mappings_app, name="mappings")

@@ -201,6 +201,39 @@ def _read_yaml(resolved: Path) -> Any:
     return _restore(data)
 
 
+def key_lines(resolved: Path) -> dict[tuple[str | int, ...], int]:
+    """The line (1-based) of every key and list item of a YAML file, by its path (``("scoring", "fit", 2)``),
+    so that findings about a rule or a mapped field can point at it. Empty when the file cannot be read
+    (its own problems are reported by :func:`_read_yaml`)."""
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    loader = _Loader(_protect(text))
+    try:
+        root = loader.get_single_node()
+    except yaml.YAMLError:
+        return {}
+    finally:
+        loader.dispose()
+    lines: dict[tuple[str | int, ...], int] = {}
+
+    def walk(node: yaml.Node | None, path: tuple[str | int, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    child = (*path, _restore(key.value))
+                    lines.setdefault(child, key.start_mark.line + 1)
+                    walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines.setdefault((*path, i), item.start_mark.line + 1)
+                walk(item, (*path, i))
+
+    walk(root, ())
+    return lines
+
+
 class _Interpolation:
     """One pass over parsed config data: ``${NAME}`` is replaced in connection settings and rejected
     anywhere else, so that a rule's label or points can never carry a token into the CRM."""
@@ -577,7 +610,8 @@ class Config(_Section):
     crm: Literal["hubspot", "salesforce"]
     hubspot: HubSpotConfig | None = None
     salesforce: SalesforceConfig | None = None
-    mapping: dict[str, Any] | None = None
+    #: the mapping section, or the path of a mapping file (``leadsync mappings discover --output``)
+    mapping: dict[str, Any] | str | None = None
     #: column -> attribute mapping for `leadsync score --input file.csv`
     csv: dict[str, Any] | None = None
     scoring: dict[str, Any] | None = None
@@ -728,6 +762,32 @@ def load_rules_file(path: Path) -> tuple[str, Any]:
         checked = _Interpolation(source, resolve=False).walk(_check_top_level(data, source))
         return f"{source}: scoring", checked["scoring"]
     return source, _Interpolation(source, resolve=False).walk(data, "scoring")
+
+
+def mapping_file(config: Config) -> Path | None:
+    """The mapping file a ``mapping: FILE`` config names (relative to the config's directory), else None."""
+    if not isinstance(config.mapping, str):
+        return None
+    path = Path(config.mapping).expanduser()
+    if not path.is_absolute() and Path(config.source).is_file():
+        path = Path(config.source).parent / path
+    return path
+
+
+def load_mapping_section(config: Config) -> tuple[str, dict[str, Any] | None]:
+    """(where it was read, the mapping section): inline ``mapping:``, or a mapping file read as strictly as a
+    config (bare, or with a top-level ``mapping:`` key)."""
+    path = mapping_file(config)
+    if path is None:
+        return "mapping", config.mapping if isinstance(config.mapping, dict) else None
+    if not path.is_file():
+        raise ConfigError(config.source, "mapping", f"{path} is not a file (a mapping section or a mapping file)")
+    data = _Interpolation(str(path), resolve=False).walk(_read_yaml(path), "mapping")
+    if isinstance(data, dict) and set(data) == {"mapping"}:
+        data = data["mapping"]
+    if not isinstance(data, dict):
+        raise ConfigError(path, "", "expected a mapping with `fields:` (and optionally `object_type:`, `objects:`)")
+    return str(path), data
 
 
 def secret(value: SecretStr | None) -> str:

@@ -98,7 +98,7 @@ def check_file(
         source,
         dialect,
         sample,
-        compile_rules(rules),
+        compile_rules(rules, mapping_version=mapping.version),
         extended,
         checker.errors,
         checker.warnings,

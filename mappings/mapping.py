@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
+import hashlib
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -11,9 +14,10 @@ from importlib import resources
 from typing import Any, Literal, cast, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mappings.errors import MappingError
+from mappings.transforms import COMPUTE, TCompute, apply_map, normal_table
 from scoring.model import Activity, Lead
 
 TValueType = Literal["str", "int", "float", "bool", "datetime", "list", "range", "present"]
@@ -31,13 +35,58 @@ _COMPATIBLE_CRM_TYPES: dict[str, frozenset[str]] = {
 }
 
 
-class FieldSpec(BaseModel):
-    """How one canonical attribute is read from the CRM."""
+#: an enum map's ``other:`` when it is not given: values outside the map are kept as they are
+KEEP = "keep"
 
-    model_config = ConfigDict(extra="forbid")
+
+class FieldSpec(BaseModel):
+    """How one canonical attribute is read from the CRM, and the transforms declared for it.
+
+    ``property: [work_email, email]`` reads the first non-empty field (``property`` is the first,
+    ``fallbacks`` the rest); ``map`` turns CRM values into canonical ones (keys compared regardless of case
+    and spacing), ``other`` is what an unmapped value becomes (default: kept); ``compute`` normalises the
+    text (``country_code``, ``country_name`` through ISO 3166, ``lower``, ``upper``, ``strip``); ``default``
+    is the value when every source is empty; ``type`` converts the result.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     property: str = Field(min_length=1)
     type: TValueType = "str"
+    fallbacks: tuple[str, ...] = ()
+    map: dict[str, str | int | float | bool | None] | None = None
+    other: str | int | float | bool | None = KEEP
+    compute: TCompute | None = None
+    default: str | int | float | bool | None = None
+    _table: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sources(cls, value: Any) -> Any:
+        # `property: [work_email, email]`: precedence, first non-empty wins
+        if isinstance(value, Mapping) and isinstance(value.get("property"), list | tuple):
+            sources = [str(s) for s in value["property"]]
+            if not sources:
+                raise ValueError("property: expected a field name or a non-empty list of field names")
+            return {**value, "property": sources[0], "fallbacks": [*sources[1:], *value.get("fallbacks", ())]}
+        return value
+
+    def model_post_init(self, _context: Any) -> None:
+        self._table = normal_table(self.map) if self.map else {}
+
+    @builtins.property
+    def sources(self) -> tuple[str, ...]:
+        """Every field read for this attribute, in order of precedence."""
+        return (self.property, *self.fallbacks)
+
+    @builtins.property
+    def transformed(self) -> bool:
+        """Whether values pass through a map, compute or default (not only a type conversion)."""
+        return bool(self.map) or self.compute is not None or self.default is not None
+
+    def canonical(self) -> dict[str, Any]:
+        """The spec as the mapping version hashes it (defaults left out, so shorthand does not count)."""
+        return self.model_dump(mode="json", exclude_defaults=True)
 
 
 class MappingSpec(BaseModel):
@@ -68,6 +117,24 @@ def _expand(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: {"property": v} if isinstance(v, str) else v for k, v in value.items()}
     return value
+
+
+def _empty(raw: Any) -> bool:
+    return raw is None or (isinstance(raw, str) and not raw.strip())
+
+
+def _transform(spec: FieldSpec, raw: str | None) -> str | None:
+    """The declared transforms of one value, in order: enum map, compute, default (then ``type``)."""
+    value: Any = raw
+    if not _empty(value) and spec.map:
+        value = apply_map(value, spec._table, spec.other, spec.other == KEEP)
+    if not _empty(value) and spec.compute is not None:
+        value = COMPUTE[spec.compute](str(value))
+    if _empty(value) and spec.default is not None:
+        value = spec.default
+    if value is None:
+        return None
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _parse_datetime(text: str) -> datetime:
@@ -138,11 +205,11 @@ class LeadMapping:
     def properties(self) -> list[str]:
         """The CRM properties to request (every object's), in a stable order."""
         specs = [*self.fields.values(), *(s for fields in self.objects.values() for s in fields.values())]
-        return sorted({spec.property for spec in specs})
+        return sorted({source for spec in specs for source in spec.sources})
 
     def properties_for(self, object_type: str) -> list[str]:
         """The CRM properties to request for one object type."""
-        return sorted({spec.property for spec in self.fields_for(object_type).values()})
+        return sorted({source for spec in self.fields_for(object_type).values() for source in spec.sources})
 
     def convert(
         self,
@@ -154,16 +221,31 @@ class LeadMapping:
     ) -> Any:
         """Convert one CRM value; an unreadable one becomes None and is reported, never fatal."""
         spec = spec or self.fields[attribute]
-        if raw is None or (isinstance(raw, str) and raw == "" and spec.type != "present"):
-            return False if spec.type == "present" else None
-        if not isinstance(raw, str):
+        if raw is not None and not isinstance(raw, str):
             raw = str(raw).lower() if isinstance(raw, bool) else str(raw)
+        if spec.transformed:
+            raw = _transform(spec, raw)
+        if raw is None or (raw == "" and spec.type != "present"):
+            return False if spec.type == "present" else None
         try:
             return _CONVERTERS[spec.type](raw)
         except (ValueError, KeyError, OverflowError):
             if on_bad_value is not None:
                 on_bad_value(record_id, spec.property, raw, f"expected {EXPECTED[spec.type]} for {attribute}")
             return None
+
+    @property
+    def version(self) -> str:
+        """Content hash (12 hex digits) of what the mapping reads and how: part of the rules version, so that
+        a mapping change rescores the cache like a rules change. Formatting and shorthand do not count."""
+        data = {
+            "crm": self.crm,
+            "object_type": self.object_type,
+            "fields": {k: v.canonical() for k, v in sorted(self.fields.items())},
+            "objects": {o: {k: v.canonical() for k, v in sorted(f.items())} for o, f in sorted(self.objects.items())},
+        }
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
     def to_lead(
         self,
@@ -179,7 +261,12 @@ class LeadMapping:
         if object_type in ("lead", "contact"):
             kind = cast(Literal["contact", "lead"], object_type)
         for attribute, spec in self.fields_for(kind).items():
-            value = self.convert(record_id, attribute, properties.get(spec.property), on_bad_value, spec)
+            raw = properties.get(spec.property)
+            for fallback in spec.fallbacks if _empty(raw) else ():
+                raw = properties.get(fallback)
+                if not _empty(raw):
+                    break
+            value = self.convert(record_id, attribute, raw, on_bad_value, spec)
             if attribute in LEAD_FIELDS:
                 if value is not None:
                     values[attribute] = value

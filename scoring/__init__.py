@@ -11,9 +11,12 @@ from .model import Activity, Lead, QualificationState, RuleHit, Score
 from .rules import Rules, default_rules, load_rules, rules_version
 
 
-def compile_rules(rules: Rules) -> CompiledRules:
-    """Compile validated rules once; the result scores single leads, many leads and columnar batches."""
-    return CompiledRules(rules)
+def compile_rules(rules: Rules, *, mapping_version: str | None = None) -> CompiledRules:
+    """Compile validated rules once; the result scores single leads, many leads and columnar batches.
+
+    ``mapping_version`` (the lead mapping's hash) joins the rules version, so a mapping change rescores.
+    """
+    return CompiledRules(rules, mapping_version=mapping_version)
 
 
 __all__ = [

@@ -28,6 +28,7 @@ Semantics worth knowing (also in the README reference):
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
@@ -54,9 +55,13 @@ class CompiledRules:
     """Rules compiled once; score one lead (``score``), many (``score_many``) or a columnar batch
     (``score_batch``). All three share the same compiled rule objects."""
 
-    def __init__(self, rules: Rules) -> None:
+    def __init__(self, rules: Rules, *, mapping_version: str | None = None) -> None:
         self.rules = rules
+        #: the rules' content hash, combined with the mapping's when given: a mapping change (a field, a
+        #: transform) rescores the cache exactly as a rules change does
         self.version: str = rules_version(rules)
+        if mapping_version is not None:
+            self.version = hashlib.sha256(f"{self.version}|{mapping_version}".encode()).hexdigest()[:12]
         self.mql_threshold: float = rules.qualification.threshold
         self.release_threshold: float = rules.qualification.release_level
         self.hot_threshold: float = rules.grades.hot

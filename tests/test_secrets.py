@@ -94,6 +94,7 @@ def test_hubspot_commands_leak_neither_the_token_nor_the_database_password(
 
     run("migrate", *c)
     run("check", *c)
+    run("mappings", "validate", "--json", *c)
     run("sync", "--once", "--json", *c)
     run("sync", "--once", "--dry-run", "--json", *c)
     run("status", *c)
@@ -151,6 +152,7 @@ def test_salesforce_commands_leak_neither_the_client_secret_nor_the_private_key(
     )
     run = Runner(tmp_path, {"SF_CLIENT_SECRET": CLIENT_SECRET})
     run("check", "--config", str(secret_config))
+    run("mappings", "validate", "--config", str(secret_config))
     run("sync", "--once", "--json", "--config", str(secret_config))
     run("sync", "--once", "--json", "--config", str(jwt_config))
     run("status", "--json", "--config", str(jwt_config))
