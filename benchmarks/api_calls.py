@@ -69,13 +69,13 @@ def app_for(scoring):
 app = app_for(None)
 store = app.store()
 pipe = app.pipeline(store)
-print("ready", flush=True)
+print("RESULT ready", flush=True)
 for line in sys.stdin:
     command = json.loads(line)
     if command.get("scoring"):
         pipe = app_for(command["scoring"]).pipeline(store)
     s = pipe.run_once()
-    print(json.dumps({k: getattr(s, k, None) for k in (
+    print("RESULT " + json.dumps({k: getattr(s, k, None) for k in (
         "leads_read", "leads_scored", "leads_written", "own_writes_read_back", "api_calls", "duration_s",
         "leads_rescored", "write_failures")}), flush=True)
 store.close()
@@ -110,12 +110,15 @@ class Driver:
             raise RuntimeError("the driver did not start")
 
     def _line(self) -> str:
+        """The driver's next answer (its log lines go to the same stdout and are skipped)."""
         out: IO[str] | None = self.process.stdout
         assert out is not None
-        line = out.readline()
-        if not line:
-            raise RuntimeError(f"the driver exited ({self.process.wait()})")
-        return line.strip()
+        while True:
+            line = out.readline()
+            if not line:
+                raise RuntimeError(f"the driver exited ({self.process.wait()})")
+            if line.startswith("RESULT "):
+                return line.removeprefix("RESULT ").strip()
 
     def run(self, scoring: dict[str, Any] | None = None) -> dict[str, Any]:
         assert self.process.stdin is not None
@@ -218,7 +221,8 @@ def main() -> None:
         )
         if args.verbose:
             for kind, _label in PASSES:
-                print(f"  {kind}: {json.dumps(runs[kind]['by_endpoint'], sort_keys=True)}")
+                r = runs[kind]
+                print(f"  {kind}: 429s {r['throttled']}, {json.dumps(r['by_endpoint'], sort_keys=True)}")
 
 
 if __name__ == "__main__":

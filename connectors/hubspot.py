@@ -404,6 +404,7 @@ class HubSpotConnector:
         info["margin"] = self.rate_limit_margin
         info["search_per_s"] = self.search_limiter.max_calls
         info["daily_limit"], info["daily_remaining"] = self.daily_limit, self.daily_remaining
+        info["daily_source"] = "X-HubSpot-RateLimit-Daily" if self.daily_limit is not None else None
         return info
 
     def _call(self, label: str, fn: Callable[..., Any], *, search: bool = False, **kwargs: Any) -> tuple[Any, int]:
