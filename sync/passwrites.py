@@ -13,10 +13,11 @@ still be lagging, not a whole write phase of leadsync's own.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from connectors.base import RecordUpdate, WriteResult
 from sync.state import CachedLead, HistoryRow, StoredOutcome, StoredScore
@@ -195,18 +196,19 @@ class IndexEvidence:
     def indexed_through(self, expected: Mapping[int, int], start: datetime, end: datetime) -> datetime | None:
         """How far the index had caught up when this pass read ``[start, end)`` (None: no evidence).
 
-        ``expected`` is the sum of earlier passes' deltas. Up to the first second whose own writes were not
-        all seen; without a lagging second, up to the end of the last second that had own writes.
+        ``expected`` is the sum of earlier passes' deltas. Only seconds wholly inside the window count (a
+        second cut by either bound holds writes the window was never meant to show). Up to the first such
+        second whose own writes were not all seen; without one, up to the end of the last second that had
+        own writes.
         """
-        first, last = _second(start), _second(end)
-        assert first is not None and last is not None
+        first, last = math.ceil(start.timestamp()), math.floor(end.timestamp()) - 1
         seconds = sorted(s for s, n in expected.items() if n > 0 and first <= s <= last)
         if not seconds:
             return None
         for second in seconds:
             if self.seen.get(second, 0) < expected[second]:
-                return max(start, datetime.fromtimestamp(second, UTC))
-        return min(end, datetime.fromtimestamp(seconds[-1], UTC) + timedelta(seconds=1))
+                return datetime.fromtimestamp(second, UTC)
+        return min(end, datetime.fromtimestamp(seconds[-1] + 1, UTC))
 
 
 def expected_writes(summaries: Iterable[Mapping[str, object]], key: str) -> Counter[int]:
