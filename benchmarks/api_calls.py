@@ -74,10 +74,14 @@ for line in sys.stdin:
     command = json.loads(line)
     if command.get("scoring"):
         pipe = app_for(command["scoring"]).pipeline(store)
+    limiter = getattr(pipe.connector, "limiter", None)
+    waited = getattr(limiter, "waited_s", 0.0)
     s = pipe.run_once()
-    print("RESULT " + json.dumps({k: getattr(s, k, None) for k in (
+    out = {k: getattr(s, k, None) for k in (
         "leads_read", "leads_scored", "leads_written", "own_writes_read_back", "api_calls", "duration_s",
-        "leads_rescored", "write_failures")}), flush=True)
+        "leads_rescored", "write_failures", "rate_limit")}
+    out["paced_s"] = getattr(limiter, "waited_s", 0.0) - waited
+    print("RESULT " + json.dumps(out), flush=True)
 store.close()
 """
 
@@ -215,10 +219,14 @@ def main() -> None:
     for name, runs in results.items():
         full = runs["full"]
         rate = full["calls"] / full["elapsed_s"]
+        paced = full.get("paced_s") or 0.0
         print(
             f"{name}: full sync {full['calls']} calls in {full['elapsed_s']:.1f} s = {rate:.2f} req/s, "
-            f"{rate / limit_per_s:.2f} of the portal's limit; 429s {sum(r['throttled'] for r in runs.values())}"
+            f"{rate / limit_per_s:.2f} of the portal's limit ({paced:.1f} s of it waiting for the client's own "
+            f"limiter; the rest is work); 429s {sum(r['throttled'] for r in runs.values())}"
         )
+        if full.get("rate_limit"):
+            print(f"  limit in force at the end of the full sync: {json.dumps(full['rate_limit'], sort_keys=True)}")
         if args.verbose:
             for kind, _label in PASSES:
                 r = runs[kind]
