@@ -275,3 +275,24 @@ def test_the_overlap_still_covers_the_window_when_no_own_write_gives_evidence(
     assert quiet.watermark is not None and after.window_start is not None
     assert datetime.fromisoformat(after.window_start) == datetime.fromisoformat(quiet.watermark) - timedelta(seconds=60)
     assert datetime.fromisoformat(after.window_start).tzinfo == UTC
+
+
+def test_metrics_show_the_limit_in_force_and_its_source(hubspot_sandbox_factory: Factory) -> None:
+    from connectors.hubspot import HubSpotConnector
+    from sync.metrics import SyncMetrics
+
+    server = hubspot_sandbox_factory(contacts=5, seed=40, rate_limit=190)
+    hub = HubSpotConnector(access_token=server.token, base_url=server.url)
+    metrics = SyncMetrics(crm="hubspot", stream="hubspot:contacts")
+    hub.on_call(metrics.on_api_call)
+    metrics.rate_limit_from(hub.limit_info)
+
+    def sample(source: str) -> float | None:
+        return metrics.registry.get_sample_value("leadsync_rate_limit_calls", {"crm": "hubspot", "source": source})
+
+    assert sample("config") == 100  # before the portal said anything: the default budget
+    hub.describe()
+    metrics.refresh_rate_limit()  # the call hook runs before the answer's headers are read
+    assert sample("portal") == 171 and sample("config") is None
+    headroom = metrics.registry.get_sample_value("leadsync_rate_limit_headroom_ratio", {"crm": "hubspot"})
+    assert headroom is not None and 1 - 1 / 171 - 1e-9 <= headroom < 1
