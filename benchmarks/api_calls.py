@@ -14,6 +14,7 @@ per command, and the calls of each pass are counted by the sandbox itself (``/__
 4. steady: two passes with nothing changed (the second is shown);
 5. rules change: the grades moved, the cache rescored and what changed written.
 
+Utilisation is calls against the most a rolling window allows in the time taken (limit * (T / 10 s + 1)).
 Figures are printed, never asserted: the machine is shared and noisy, compare within one run.
 """
 
@@ -187,6 +188,26 @@ def measure(root: Path, args: argparse.Namespace, tmp: Path, name: str) -> dict[
     return out
 
 
+def rate_only(root: Path, contacts: int, portal_limit: int, tmp: Path, name: str) -> dict[str, Any]:
+    """A full sync against a portal limited below what this machine's client can do: pacing, not work, bounds it."""
+    with start_hubspot_sandbox(contacts=contacts, seed=22, rate_limit=portal_limit) as server:
+        driver = Driver(root, server, tmp / f"rate-{name}.db")
+        try:
+            started = time.monotonic()
+            summary = driver.run()
+            elapsed = time.monotonic() - started
+        finally:
+            driver.close()
+        stats = server.stats()
+    return {**summary, "calls": stats["requests"], "elapsed_s": elapsed, "throttled": stats["throttled"]}
+
+
+def utilisation(calls: int, elapsed_s: float, limit: int, window_s: float = 10.0) -> float:
+    """Calls against the most a rolling window allows in that time: ``limit`` at once, then ``limit`` per
+    window (``limit * (T / W + 1)``), so that a short run's first burst does not count as over 1."""
+    return calls / (limit * (elapsed_s / window_s + 1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contacts", type=int, default=20_000)
@@ -195,6 +216,8 @@ def main() -> None:
     parser.add_argument("--before", default="92e40af", help="the git revision measured as 'before'")
     parser.add_argument("--skip-before", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="also print the calls by endpoint")
+    parser.add_argument("--rate-contacts", type=int, default=3_000)
+    parser.add_argument("--rate-portal-limit", type=int, default=60, help="a portal limit the client can reach")
     args = parser.parse_args()
     results: dict[str, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -203,7 +226,14 @@ def main() -> None:
             with code_tree(args.before) as before:
                 results[f"before ({args.before})"] = measure(before, args, tmp, "before")
         results["after (this tree)"] = measure(ROOT, args, tmp, "after")
-    limit_per_s = args.portal_limit / 10
+        rates: dict[str, dict[str, Any]] = {}
+        if args.rate_contacts:
+            if not args.skip_before:
+                with code_tree(args.before) as before:
+                    rates[f"before ({args.before})"] = rate_only(
+                        before, args.rate_contacts, args.rate_portal_limit, tmp, "before"
+                    )
+            rates["after (this tree)"] = rate_only(ROOT, args.rate_contacts, args.rate_portal_limit, tmp, "after")
     print(
         f"{args.contacts:,} contacts with activities, a portal limited to {args.portal_limit}/10 s, no rate "
         f"limit in the config, {args.changed} contacts changed before each of the two passes after the full sync"
@@ -222,7 +252,8 @@ def main() -> None:
         paced = full.get("paced_s") or 0.0
         print(
             f"{name}: full sync {full['calls']} calls in {full['elapsed_s']:.1f} s = {rate:.2f} req/s, "
-            f"{rate / limit_per_s:.2f} of the portal's limit ({paced:.1f} s of it waiting for the client's own "
+            f"{utilisation(full['calls'], full['elapsed_s'], args.portal_limit):.2f} of the portal's limit "
+            f"({paced:.1f} s of it waiting for the client's own "
             f"limiter; the rest is work); 429s {sum(r['throttled'] for r in runs.values())}"
         )
         if full.get("rate_limit"):
@@ -231,6 +262,14 @@ def main() -> None:
             for kind, _label in PASSES:
                 r = runs[kind]
                 print(f"  {kind}: 429s {r['throttled']}, {json.dumps(r['by_endpoint'], sort_keys=True)}")
+
+    for name, r in rates.items():
+        used = utilisation(r["calls"], r["elapsed_s"], args.rate_portal_limit)
+        print(
+            f"{name}: full sync of {args.rate_contacts:,} against a portal limited to {args.rate_portal_limit}/10 s: "
+            f"{r['calls']} calls in {r['elapsed_s']:.1f} s = {used:.2f} of its limit, "
+            f"{r['paced_s']:.1f} s paced by the client, 429s {r['throttled']}"
+        )
 
 
 if __name__ == "__main__":
