@@ -286,6 +286,8 @@ class SalesforceConnector:
 
     #: records per sObject Collections call: the pipeline gathers changed scores across the pass into these
     write_batch_size = COLLECTION_SIZE
+    #: fields that move with every change of a record (never compared to tell an echo of leadsync's write)
+    cursor_properties: tuple[str, ...] = (CURSOR_FIELD, "LastModifiedDate", "LastModifiedById")
 
     def limit_info(self) -> dict[str, Any]:
         """The pace in force and the org's daily allocation as ``Sforce-Limit-Info`` last said (``status``)."""

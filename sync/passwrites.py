@@ -13,7 +13,6 @@ still be lagging, not a whole write phase of leadsync's own.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -196,19 +195,23 @@ class IndexEvidence:
     def indexed_through(self, expected: Mapping[int, int], start: datetime, end: datetime) -> datetime | None:
         """How far the index had caught up when this pass read ``[start, end)`` (None: no evidence).
 
-        ``expected`` is the sum of earlier passes' deltas. Only seconds wholly inside the window count (a
-        second cut by either bound holds writes the window was never meant to show). Up to the first such
-        second whose own writes were not all seen; without one, up to the end of the last second that had
-        own writes.
+        ``expected`` is the sum of earlier passes' deltas. A second cut by either bound of the window holds
+        writes the window was never meant to show, so it only counts when every write expected in it was
+        seen. Up to the first second wholly inside the window whose own writes were not all seen; without
+        one, up to the end of the last second that showed all of its own writes.
         """
-        first, last = math.ceil(start.timestamp()), math.floor(end.timestamp()) - 1
-        seconds = sorted(s for s, n in expected.items() if n > 0 and first <= s <= last)
-        if not seconds:
-            return None
+        low, high = start.timestamp(), end.timestamp()
+        seconds = sorted(s for s, n in expected.items() if n > 0 and s + 1 > low and s < high)
+        last_seen: int | None = None
         for second in seconds:
-            if self.seen.get(second, 0) < expected[second]:
+            complete = self.seen.get(second, 0) >= expected[second]
+            if not complete and second >= low and second + 1 <= high:
                 return datetime.fromtimestamp(second, UTC)
-        return min(end, datetime.fromtimestamp(seconds[-1] + 1, UTC))
+            if complete:
+                last_seen = second
+        if last_seen is None:
+            return None
+        return min(end, datetime.fromtimestamp(last_seen + 1, UTC))
 
 
 def expected_writes(summaries: Iterable[Mapping[str, object]], key: str) -> Counter[int]:

@@ -109,8 +109,10 @@ class SyncSummary:
     leads_scored: int = 0
     leads_written: int = 0
     leads_unchanged: int = 0
-    #: records read back only because leadsync wrote them (their activities came from the cache)
+    #: records read back only because leadsync wrote them: no activity read, no scoring, no write
     own_writes_read_back: int = 0
+    #: records the overlap window read again with nothing changed since leadsync last read them (as free)
+    unchanged_read_back: int = 0
     write_failures: int = 0
     qualified: int = 0
     newly_qualified: int = 0
@@ -474,18 +476,42 @@ class SyncPipeline:
             evidence.saw(written.get(record.id, {}).get(MODIFIED_KEY))
         own = self._own_writes(page, written)
         summary.own_writes_read_back += len(own)
-        return [r for r in page if r.id not in own]
+        same = self._unchanged_since_read([r for r in page if r.id not in own], written)
+        summary.unchanged_read_back += len(same)
+        return [r for r in page if r.id not in own and r.id not in same]
+
+    def _unchanged_since_read(self, page: Sequence[RawRecord], written: Mapping[str, Mapping[str, str]]) -> set[str]:
+        """Records the overlap window read again although nothing changed since leadsync last read them: the
+        same modification time as cached (any change, a logged activity included, moves it) and the same
+        values. They cost the search page that returned them, no activity read, no scoring."""
+        dated = [r for r in page if r.updated_at is not None]
+        if not dated:
+            return set()
+        cached = self.store.get_leads([r.id for r in dated])
+        ignore = set(self._cursor_properties())
+        return {
+            r.id
+            for r in dated
+            if (c := cached.get(r.id)) is not None
+            and c.updated_at is not None
+            and c.updated_at == r.updated_at
+            and _echoes(r, c, written.get(r.id, {}), ignore)
+        }
 
     def _own_writes(self, page: Sequence[RawRecord], written: Mapping[str, Mapping[str, str]]) -> set[str]:
         """Records read back only because leadsync wrote them: nothing about them changed since.
 
-        Its modification time is the one the write returned (or within ``ECHO_WINDOW`` after it: the CRM
-        recomputing its own properties), and every tracked property is what leadsync last read of it or
+        Its modification time is the one the write returned (or within ``ECHO_WINDOW`` after it, the CRM
+        recomputing its own properties, when the connector names its ``activity_markers``), and every tracked
+        property is what leadsync last read of it or
         wrote to it. The second test catches a change made between leadsync's read and its write (the write
         then returns a time after that change); logging an activity moves a tracked property too
         (``activity_markers``: HubSpot's last activity date), so a new call or email is never an echo.
         """
-        timely = [r for r in page if _soon_after_write(r, written.get(r.id))]
+        # without activity markers a later modification may be a new activity the record's fields do not show
+        # (a Salesforce Task moves the lead's SystemModstamp only): then only the exact write time counts
+        window = ECHO_WINDOW if getattr(self.connector, "activity_markers", None) is not None else timedelta(0)
+        timely = [r for r in page if _soon_after_write(r, written.get(r.id), window)]
         if not timely:
             return set()
         cached = self.store.get_leads([r.id for r in timely])
@@ -882,8 +908,8 @@ def score_cached(
     return list(zip(leads, rules.score_many(items, now), strict=True))
 
 
-def _soon_after_write(record: RawRecord, written: Mapping[str, str] | None) -> bool:
-    """Whether the record was modified within ``ECHO_WINDOW`` after leadsync's last write to it (the CRM
+def _soon_after_write(record: RawRecord, written: Mapping[str, str] | None, window: timedelta) -> bool:
+    """Whether the record was modified within ``window`` after leadsync's last write to it (the CRM
     recomputing its own properties after a write; a later change is somebody else's)."""
     if not written or record.updated_at is None or MODIFIED_KEY not in written:
         return False
@@ -891,7 +917,7 @@ def _soon_after_write(record: RawRecord, written: Mapping[str, str] | None) -> b
         wrote = datetime.fromisoformat(written[MODIFIED_KEY])
     except ValueError:
         return False
-    return timedelta(0) <= record.updated_at - wrote <= ECHO_WINDOW
+    return timedelta(0) <= record.updated_at - wrote <= window
 
 
 def _echoes(record: RawRecord, cached: CachedLead | None, written: Mapping[str, str], ignore: Collection[str]) -> bool:
