@@ -83,6 +83,10 @@ CURSOR_PROPERTY = "lastmodifieddate"
 ID_PROPERTY = "hs_object_id"
 OBJECT_TYPE = "contacts"
 RATE_WINDOW_S = 10.0
+#: "Last Activity Date" and "Last Contacted": logging a call, email, meeting or note moves them
+ACTIVITY_MARKERS: tuple[str, ...] = ("notes_last_updated", "notes_last_contacted")
+#: the pace before the portal's headers say its limit: HubSpot's lowest private-app limit per 10 s
+DEFAULT_RATE_PER_10S = 100
 
 _FIELD_TYPES = {"number": "number", "string": "text", "datetime": "date", "enumeration": "select"}
 
@@ -159,6 +163,15 @@ def _header(headers: Any, name: str) -> str | None:
     return str(value) if value is not None else None
 
 
+def _int_header(headers: Any, name: str) -> int | None:
+    """A numeric rate-limit header, None when absent or not a number (a proxy may mangle it)."""
+    value = _header(headers, name)
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
 def _error_message(body: Any, fallback: str) -> str:
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
@@ -232,13 +245,18 @@ class HubSpotConnector:
     """The HubSpot side of leadsync (see ``connectors.base.Connector``)."""
 
     name = "hubspot"
+    #: updates per batch call: the pipeline gathers changed scores across the pass into batches this big
+    write_batch_size = BATCH_SIZE
+    #: properties that move with every change of a contact (never compared to tell an echo of a write)
+    cursor_properties: tuple[str, ...] = (CURSOR_PROPERTY, "hs_lastmodifieddate")
 
     def __init__(
         self,
         *,
         access_token: str,
         base_url: str = "https://api.hubapi.com",
-        rate_limit_per_10s: int = 100,
+        rate_limit_per_10s: int | None = None,
+        rate_limit_margin: float = 0.1,
         search_rate_per_s: float = 5,
         timeout_s: float = 30,
         max_retries: int = 6,
@@ -270,7 +288,16 @@ class HubSpotConnector:
         self._properties = self._client.crm.properties.core_api
         self._groups = self._client.crm.properties.groups_api
         account = hashlib.sha256(f"{base_url}|{access_token}".encode()).hexdigest()[:16]
-        self.limiter = shared_limiter(("hubspot", account), rate_limit_per_10s, RATE_WINDOW_S)
+        # start at the configured budget (else HubSpot's lowest limit), then follow the portal's headers;
+        # an explicit budget is a ceiling the portal's headers never raise
+        self.limiter = shared_limiter(
+            ("hubspot", account),
+            rate_limit_per_10s or DEFAULT_RATE_PER_10S,
+            RATE_WINDOW_S,
+            ceiling=rate_limit_per_10s,
+            margin=rate_limit_margin,
+        )
+        self.rate_limit_margin = rate_limit_margin
         self.search_limiter = shared_limiter(("hubspot-search", account), max(1, int(search_rate_per_s)), 1.0)
         self._retrying = retrying("hubspot", max_retries, initial=backoff_initial_s)
         #: per socket operation (urllib3); ``timeout_s`` bounds the whole request through a deadline
@@ -298,6 +325,12 @@ class HubSpotConnector:
     @property
     def api_calls(self) -> int:
         return self._calls
+
+    @property
+    def activity_markers(self) -> tuple[str, ...]:
+        """Contact properties HubSpot moves when an activity is logged (read with every contact), so that a
+        contact whose tracked properties are all what leadsync last read or wrote has no new activity."""
+        return ACTIVITY_MARKERS if self.activities is not None else ()
 
     def on_call(self, callback: Callable[[str, int | None], None]) -> None:
         """Register a callback run after every HTTP attempt with (endpoint label, status)."""
@@ -353,14 +386,26 @@ class HubSpotConnector:
         return data, status
 
     def _observe(self, headers: Any) -> None:
-        remaining = _header(headers, "X-HubSpot-RateLimit-Remaining")
-        interval = _header(headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
-        if remaining is not None:
-            self.limiter.observe(int(remaining), float(interval) / 1000 if interval else None)
+        """Follow the portal's own window (``X-HubSpot-RateLimit-Max`` per ``-Interval-Milliseconds``, with
+        ``-Remaining`` left) and keep its daily counts for the budget guard. Search answers carry none."""
+        portal_max = _int_header(headers, "X-HubSpot-RateLimit-Max")
+        remaining = _int_header(headers, "X-HubSpot-RateLimit-Remaining")
+        interval = _int_header(headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
+        if portal_max is not None or remaining is not None:
+            self.limiter.follow(portal_max, interval / 1000 if interval else None, remaining)
         daily = _header(headers, "X-HubSpot-RateLimit-Daily")
         daily_remaining = _header(headers, "X-HubSpot-RateLimit-Daily-Remaining")
         if daily is not None and daily_remaining is not None:
             self.daily_limit, self.daily_remaining = int(daily), int(daily_remaining)
+
+    def limit_info(self) -> dict[str, Any]:
+        """The rate limit in force and where it came from, with the daily counts (``status``, metrics)."""
+        info: dict[str, Any] = self.limiter.in_force().as_dict()
+        info["margin"] = self.rate_limit_margin
+        info["search_per_s"] = self.search_limiter.max_calls
+        info["daily_limit"], info["daily_remaining"] = self.daily_limit, self.daily_remaining
+        info["daily_source"] = "X-HubSpot-RateLimit-Daily" if self.daily_limit is not None else None
+        return info
 
     def _call(self, label: str, fn: Callable[..., Any], *, search: bool = False, **kwargs: Any) -> tuple[Any, int]:
         limiters = [self.limiter, self.search_limiter] if search else [self.limiter]

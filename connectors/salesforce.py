@@ -284,6 +284,22 @@ class SalesforceConnector:
             account = hashlib.sha256(f"{auth.login_url}|{auth.client_id or auth.instance_url}".encode()).hexdigest()
             self.limiter = shared_limiter(("salesforce", account[:16]), rate_limit_per_10s, RATE_WINDOW_S)
 
+    #: records per sObject Collections call: the pipeline gathers changed scores across the pass into these
+    write_batch_size = COLLECTION_SIZE
+    #: fields that move with every change of a record (never compared to tell an echo of leadsync's write)
+    cursor_properties: tuple[str, ...] = (CURSOR_FIELD, "LastModifiedDate", "LastModifiedById")
+
+    def limit_info(self) -> dict[str, Any]:
+        """The pace in force and the org's daily allocation as ``Sforce-Limit-Info`` last said (``status``)."""
+        info: dict[str, Any] = (
+            self.limiter.in_force().as_dict()
+            if self.limiter is not None
+            else {"max_calls": None, "period_s": None, "source": "none", "portal_max": None, "others": 0}
+        )
+        info["daily_limit"], info["daily_remaining"] = self.daily_limit, self.daily_remaining
+        info["daily_source"] = "Sforce-Limit-Info" if self.daily_limit is not None else None
+        return info
+
     @property
     def explicit_triggers(self) -> bool:
         """True when leadsync must call something per qualification (else Flows react to the field update)."""

@@ -129,6 +129,7 @@ class App:
                 else None  # from the first score: a creation date cannot tell that the window closed
             ),
             recheck_per_pass=self.config.outcomes.recheck_per_pass,
+            recheck_interval=timedelta(seconds=self.config.outcomes.recheck_interval_s),
             challenger=self.challenger,
             challenger_split=self.config.challenger.split if self.config.challenger else 0.0,
             use_model=self.config.model.enabled,

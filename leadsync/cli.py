@@ -372,6 +372,7 @@ def status(config: ConfigOption = None, as_json: JsonOption = False, limit: int 
         "watermark_lag_s": {stream: lag},
         "lease": lease_info,
         "leads_cached": cached,
+        "rate_limit": next((r.summary.get("rate_limit") for r in runs if r.summary.get("rate_limit")), None),
         "runs": [
             {
                 "id": r.id,
@@ -406,6 +407,9 @@ def status(config: ConfigOption = None, as_json: JsonOption = False, limit: int 
     holder = f"held by {lease[0]} until {lease[1].isoformat()}" if lease else "free (no daemon running)"
     out.print(f"daemon lease: {holder}")
     out.print(f"leads cached: {cached}; outbox: {outbox or 'empty'}")
+    from sync.pipeline import describe_rate_limit
+
+    out.print(f"rate limit: {describe_rate_limit(data['rate_limit'])}")
     runs_table = Table("run", "started", "status", "read", "written", "error", title="last runs", title_justify="left")
     for r in data["runs"]:
         runs_table.add_row(

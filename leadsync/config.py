@@ -296,8 +296,11 @@ class _Section(BaseModel):
 class HubSpotConfig(_Section):
     access_token: Secret
     base_url: EnvText = "https://api.hubapi.com"
-    #: requests allowed per rolling 10 s for this portal (HubSpot private apps: 100 or 190)
-    rate_limit_per_10s: int = Field(default=100, gt=0)
+    #: a budget of requests per rolling 10 s that leadsync never exceeds (a share of the portal's limit);
+    #: unset: start at 100 and follow the portal's own X-HubSpot-RateLimit-Max (100, 190 or more)
+    rate_limit_per_10s: int | None = Field(default=None, gt=0)
+    #: share of the portal's advertised limit left unused, for the portal's other integrations and clock skew
+    rate_limit_margin: float = Field(default=0.1, ge=0, lt=1)
     #: CRM search has its own lower limit (requests per second)
     search_rate_per_s: float = Field(default=5, gt=0)
     #: stop the run cleanly when fewer than this share of the daily allowance is left
@@ -483,6 +486,8 @@ class OutcomesConfig(_Section):
     #: cached leads without an outcome (window still open) asked again each pass: conversions that do not
     #: modify the lead (a converted Salesforce Lead, a HubSpot deal closing won) are otherwise missed; 0: off
     recheck_per_pass: int = Field(default=5000, ge=0)
+    #: seconds between two such re-checks (a pass in between asks nothing: outcomes are slow, calls are not free)
+    recheck_interval_s: float = Field(default=3600, ge=0)
 
     def spec(self) -> OutcomeSpec:
         """The CRM-neutral definition the connectors read."""

@@ -161,6 +161,7 @@ def build_daemon(app: App, store: StateStore, *, port: int | None = None, host: 
     if callable(on_call):
         on_call(metrics.on_api_call)
     metrics.daily_remaining_from(lambda: getattr(connector, "daily_remaining", None))
+    metrics.rate_limit_from(getattr(connector, "limit_info", None))
 
     probe_app = app
     if config.hubspot is not None:

@@ -10,7 +10,8 @@ hubspot:
   # a private app token with crm.objects.contacts.read/write and crm.schemas.contacts.read/write
   access_token: ${HUBSPOT_ACCESS_TOKEN}
   # base_url: https://api.hubapi.com      # point at `leadsync sandbox hubspot` to try things offline
-  # rate_limit_per_10s: 100               # 190 on Professional/Enterprise
+  # rate_limit_per_10s: 100               # a budget never exceeded; unset: follow the portal's own limit
+  # rate_limit_margin: 0.1                # share of the portal's limit left to its other apps
   # search_rate_per_s: 5                  # CRM search's own limit
   # workflow_id: 123456                   # optional: also enroll qualified contacts in this workflow
 

@@ -13,8 +13,8 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from prometheus_client import (
     CollectorRegistry,
@@ -141,6 +141,13 @@ class SyncMetrics:
             ["crm"],
             registry=r,
         )
+        self.rate_limit = Gauge(
+            "leadsync_rate_limit_calls",
+            "Calls per rolling window the connector paces at now; source: config (the configured budget or the "
+            "default), portal (the CRM's own X-HubSpot-RateLimit-Max less the margin) or portal+config (capped)",
+            ["crm", "source"],
+            registry=r,
+        )
         self.daily_remaining = Gauge(
             "leadsync_rate_limit_daily_remaining",
             "API calls left today, as the CRM last reported (NaN: unknown)",
@@ -171,6 +178,8 @@ class SyncMetrics:
         #: status of the CRM's last answer (None: no answer yet, or the last call got no HTTP answer)
         self.last_status: int | None = None
         self._daily: Callable[[], int | None] = lambda: None
+        self._limit_info: Callable[[], Mapping[str, Any] | None] = lambda: None
+        self._limit_source: str | None = None
         # every per-CRM series exists from the first scrape on (at 0), so rate() and alerts see a start
         for counter in (
             self.leads_read,
@@ -199,10 +208,33 @@ class SyncMetrics:
         with self._calls_lock:
             self._calls.append(now)
             self._trim(now)
+        self.refresh_rate_limit()
 
     def daily_remaining_from(self, source: Callable[[], int | None]) -> None:
         """Where to read the CRM's last reported daily allowance (the connector keeps it)."""
         self._daily = source
+
+    def rate_limit_from(self, source: Callable[[], Mapping[str, Any] | None] | None) -> None:
+        """Where to read the connector's limit in force (``limit_info``): the headroom follows it too."""
+        if source is not None:
+            self._limit_info = source
+        self.refresh_rate_limit()
+
+    def refresh_rate_limit(self) -> None:
+        """Export the limit in force under its current source (the previous source's series is removed)."""
+        info = self._limit_info()
+        max_calls = info.get("max_calls") if info else None
+        if not isinstance(max_calls, int):
+            return
+        source = str(info.get("source") if info else "config")
+        if self._limit_source not in (None, source):
+            self.rate_limit.remove(self.crm, self._limit_source)
+        self._limit_source = source
+        self.rate_limit.labels(self.crm, source).set(max_calls)
+        self._rate_limit = max_calls
+        period = info.get("period_s") if info else None
+        if isinstance(period, int | float) and period > 0:
+            self._rate_window_s = float(period)
 
     def set_watermark(self, unix_time: float | None) -> None:
         self._watermark = unix_time

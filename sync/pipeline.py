@@ -1,8 +1,11 @@
 """One sync pass: pull -> map -> score -> diff -> write back -> trigger.
 
-Pages are processed one at a time (memory does not grow with the portal) and each page's scores, written
-values and outbox entries are committed in one transaction after its writes; the watermark moves only when
-the whole window has been processed, and never past the moment the pass started.
+Records are processed in groups (memory does not grow with the portal). Records read back only because
+leadsync wrote them cost nothing more: no activity read, no scoring, no write. The others are gathered across
+pages into groups of a full activities read; their changed scores are held across groups until a full write
+batch (``sync.passwrites``), and each lead's score, written values and outbox entry are committed in one
+transaction after its write. The watermark moves only when the whole window has been processed, and never
+past the moment the pass started.
 """
 
 from __future__ import annotations
@@ -23,6 +26,15 @@ from connectors.base import Connector, OutcomeReader, OutcomeSpec, RawRecord, Re
 from connectors.errors import BudgetExhausted, ConnectorError, FatalError, RetriableError
 from mappings import LeadMapping
 from scoring import Activity, CompiledRules, Lead, QualificationState, Score
+from sync.passwrites import (
+    MODIFIED_KEY,
+    Flushed,
+    HeldWrites,
+    IndexEvidence,
+    LeadCommit,
+    expected_writes,
+    written_values,
+)
 from sync.state import CachedLead, HistoryRow, StateStore, StoredOutcome, StoredScore
 from sync.writeback import WritebackSettings, changed_properties, desired_properties
 
@@ -31,10 +43,19 @@ if TYPE_CHECKING:  # scikit-learn and skops come with it: imported by the pass t
 
 log = structlog.get_logger("leadsync.sync")
 
-#: key, in the stored written values, of the record's modification time right after leadsync's write
-MODIFIED_KEY = "_crm_modified_at"
+__all__ = ["MODIFIED_KEY", "SyncPipeline", "SyncSummary"]
+
 #: records gathered before one activities read (HubSpot reads associations for 1,000 records a call)
 BATCH_SIZE = 1000
+#: updates per write call when the connector does not say (HubSpot batches take 100)
+WRITE_BATCH_SIZE = 100
+#: run-summary key of a pass's own writes per second of modification time (see ``sync.passwrites``)
+WRITES_PER_S_KEY = "own_writes_per_s"
+#: a record modified this soon after leadsync's write, with every tracked property as leadsync left it, is
+#: the CRM's own echo of that write (calculated properties), not a change
+ECHO_WINDOW = timedelta(seconds=60)
+#: runs whose per-second writes are summed for the index evidence (older writes are outside any overlap)
+EVIDENCE_RUNS = 20
 
 #: called with (event, count): "read", "scored", "written"
 Progress = Callable[[str, int], None]
@@ -90,8 +111,10 @@ class SyncSummary:
     leads_scored: int = 0
     leads_written: int = 0
     leads_unchanged: int = 0
-    #: records read back only because leadsync wrote them (their activities came from the cache)
+    #: records read back only because leadsync wrote them: no activity read, no scoring, no write
     own_writes_read_back: int = 0
+    #: records the overlap window read again with nothing changed since leadsync last read them (as free)
+    unchanged_read_back: int = 0
     write_failures: int = 0
     qualified: int = 0
     newly_qualified: int = 0
@@ -114,6 +137,14 @@ class SyncSummary:
     outcomes_rechecked: int = 0
     #: the last lead id the re-check reached; the next pass resumes after it (round robin over the cache)
     outcomes_recheck_cursor: str | None = None
+    #: when the cache was last re-checked for outcomes (a pass within ``recheck_interval`` of it asks nothing)
+    outcomes_rechecked_at: str | None = None
+    #: the rate limit the connector paced at by the end of the pass, and where it came from
+    rate_limit: dict[str, Any] | None = None
+    #: where this pass's window started (the overlap re-reads from here) and how far the search index had
+    #: caught up with leadsync's own writes when it read (the next pass's window starts there)
+    window_start: str | None = None
+    indexed_through: str | None = None
     #: leads the shadow challenger scored (its scores go to the history, arm "challenger")
     challenger_scored: int = 0
     #: leads whose write carried the challenger's score (``challenger.split``)
@@ -121,6 +152,32 @@ class SyncSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def describe_rate_limit(info: Mapping[str, Any] | None) -> str:
+    """One line on the rate limit a pass ran under and where it came from (``status``)."""
+    if not info:
+        return "unknown (no pass recorded it yet)"
+    parts: list[str] = []
+    max_calls, period, source = info.get("max_calls"), info.get("period_s"), info.get("source")
+    portal, margin = info.get("portal_max"), info.get("margin")
+    if max_calls is None:
+        parts.append("no rolling-window cap (the CRM has none)")
+    else:
+        pace = f"{max_calls} calls per {float(period or 0):g} s"
+        if source == "portal":
+            less = f" less the {float(margin):g} margin" if margin else ""
+            parts.append(f"{pace} (the CRM's X-HubSpot-RateLimit-Max {portal}{less})")
+        elif source == "portal+config":
+            parts.append(f"{pace} (the configured budget; the CRM allows {portal})")
+        else:
+            parts.append(f"{pace} (the configured budget or the default; the CRM has not said its limit)")
+    if info.get("others"):
+        parts.append(f"other apps used {info['others']} of the last window")
+    if info.get("daily_limit") is not None:
+        where = f" ({info['daily_source']})" if info.get("daily_source") else ""
+        parts.append(f"daily: {info.get('daily_remaining')} of {info['daily_limit']} left{where}")
+    return "; ".join(parts)
 
 
 def stored_score(score: Score, now: datetime) -> StoredScore:
@@ -211,6 +268,7 @@ class SyncPipeline:
         outcomes: OutcomeSpec | None = None,
         outcome_window: timedelta | None = None,
         recheck_per_pass: int = 5000,
+        recheck_interval: timedelta = timedelta(0),
         challenger: CompiledRules | None = None,
         challenger_split: float = 0.0,
         use_model: bool = True,
@@ -239,6 +297,8 @@ class SyncPipeline:
         self.outcome_window = outcome_window
         #: cached leads without an outcome asked again each pass (0: never)
         self.recheck_per_pass = recheck_per_pass
+        #: at most one outcome re-check per this long (0: every pass)
+        self.recheck_interval = recheck_interval
         #: the shadow challenger's rules (None: none), and the share of leads its score is written for
         self.challenger = challenger
         self.challenger_split = challenger_split
@@ -246,6 +306,8 @@ class SyncPipeline:
         self.use_model = use_model
         self.model_exclude = model_exclude
         self.model: ModelScorer | None = None
+        #: the pass's changed scores waiting for a full write batch (set up at each pass start)
+        self._held = self._held_writes(IndexEvidence())
 
     def _outcome_reader(self) -> OutcomeReader | None:
         """The connector when it reads outcomes and outcomes are enabled (else None)."""
@@ -257,17 +319,65 @@ class SyncPipeline:
         props = {*self.mapping.properties, *self.writeback.read_properties()}
         if self.writeback.stage_property:
             props.add(self.writeback.stage_property)
+        # what a logged activity changes on the record: a read-back showing none of it changed is an echo
+        props.update(getattr(self.connector, "activity_markers", None) or ())
         reader = self._outcome_reader()
         if reader is not None and self.outcomes is not None:
             props.update(reader.outcome_properties(self.outcomes))
         return sorted(props)
 
+    @property
+    def indexed_stream(self) -> str:
+        """The watermark-table key of how far the search index had caught up at the last pass."""
+        return f"{self.stream}:indexed"
+
     def window(self, *, full: bool, now: datetime) -> Window:
         watermark = None if full else self.store.get_watermark(self.stream)
         if watermark is None:
             return Window(start=None, end=now)  # a full read sees everything as of now: no index involved
+        # re-read `overlap` before the watermark for changes the index showed late, but no further back than
+        # the index can still be lagging: where the last pass saw every one of leadsync's own writes, the
+        # index had caught up (leadsync's own write phase is not read again for nothing)
+        start = watermark - self.overlap
+        indexed = self.store.get_watermark(self.indexed_stream)
+        if indexed is not None:
+            start = min(watermark, max(start, indexed))
         # changes younger than `settle` may not be searchable yet: they belong to the next window
-        return Window(start=watermark - self.overlap, end=max(watermark, now - self.settle))
+        return Window(start=start, end=max(watermark, now - self.settle))
+
+    def _write_batch_size(self) -> int:
+        size = getattr(self.connector, "write_batch_size", None)
+        return size if isinstance(size, int) and size > 0 else WRITE_BATCH_SIZE
+
+    def _held_writes(self, evidence: IndexEvidence) -> HeldWrites:
+        def written(n: int) -> None:
+            self.progress("written", n)
+
+        def failed(record: str, retriable: bool, message: str) -> None:
+            log.warning("write.failed", record=record, retriable=retriable, message=message)
+
+        return HeldWrites(
+            write=self.connector.write,
+            batch_size=self._write_batch_size(),
+            commit=self.store.commit_pass,
+            cache=self.store.upsert_leads,
+            record_failures=self.store.record_failures,
+            clear_failures=self.store.clear_failures,
+            explicit_triggers=self.explicit_triggers,
+            on_written=written,
+            on_failure=failed,
+            evidence=evidence,
+        )
+
+    def _flushed(self, summary: SyncSummary, done: Flushed) -> None:
+        summary.leads_written += done.written
+        summary.write_failures += done.failed
+        summary.challenger_written += done.challenger_written
+        summary.values_truncated += done.values_truncated
+        summary.outcomes += done.new_outcomes
+
+    def _recent_summaries(self) -> list[dict[str, Any]]:
+        return [run.summary for run in self.store.last_runs(EVIDENCE_RUNS, job="sync")]
 
     def run_once(self, *, full: bool = False, dry_run: bool = False) -> SyncSummary:
         """One pass; raises ``ConnectorError`` when the CRM fails for good (the run is recorded as failed)."""
@@ -286,33 +396,49 @@ class SyncPipeline:
             if not dry_run:
                 summary.properties_created = self.connector.ensure_properties(self.writeback.property_specs())
             previous_rules = self._previous_rules_version()
+            evidence = IndexEvidence()
+            self._held = self._held_writes(evidence)
             if not full and previous_rules is not None and previous_rules != self.rules.version:
                 log.info("sync.rules_changed", previous=previous_rules, current=self.rules.version)
                 self.rescore_from_cache(score_now, summary, dry_run=dry_run)
             window = self.window(full=full, now=now)
-            # pages are gathered into batches so that activities are read for many records per call
+            summary.window_start = window.start.isoformat() if window.start is not None else None
+            # records leadsync itself wrote cost nothing more; the others are gathered across pages so that
+            # activities are read for a full batch of records per call
             batch: list[RawRecord] = []
             for page in self.connector.read_records(window, self.read_properties()):
-                batch.extend(self._usable(page, summary))
-                if len(batch) >= self.batch_size:
-                    self._process_page(batch, score_now, summary, dry_run=dry_run)
-                    batch = []
+                usable = self._usable(page, summary)
+                summary.leads_read += len(usable)
+                self.progress("read", len(usable))
+                # a full pass rescores everything (its own write-backs still reuse their cached activities)
+                batch.extend(self._changed(usable, summary, evidence) if window.start is not None else usable)
+                while len(batch) >= self.batch_size:
+                    self._process_page(batch[: self.batch_size], score_now, summary, dry_run=dry_run)
+                    batch = batch[self.batch_size :]
             if batch:
                 self._process_page(batch, score_now, summary, dry_run=dry_run)
             if not dry_run:
+                self._flushed(summary, self._held.finish())
+                indexed = self._indexed_through(window, evidence)
+                summary.indexed_through = indexed.isoformat()
                 self.store.set_watermark(self.stream, window.end)
+                self.store.set_watermark(self.indexed_stream, indexed)
                 summary.watermark = window.end.isoformat()
                 self._retry_failed_writes(summary)
                 self._deliver_triggers(summary)
                 if window.start is not None:  # a full read has just asked every lead already
                     self.recheck_outcomes(now, summary)
+                else:
+                    summary.outcomes_rechecked_at = now.isoformat()
         except Exception as exc:
             summary.api_calls = self.connector.api_calls - calls_before
             summary.duration_s = round(time.monotonic() - started, 3)
+            summary.rate_limit = self._limit_info()
             # the budget guard stops a pass on purpose: committed pages stay, the watermark does not move
             status = "stopped" if isinstance(exc, BudgetExhausted | PassInterrupted) else "failed"
             if run_id is not None:
-                self.store.finish_run(run_id, status, summary.as_dict(), error=str(exc))
+                stored = {**summary.as_dict(), WRITES_PER_S_KEY: evidence.as_summary()}
+                self.store.finish_run(run_id, status, stored, error=str(exc))
             if isinstance(exc, PassInterrupted):
                 log.warning("sync.stopped", run_id=run_id, reason=str(exc))
             else:
@@ -320,10 +446,84 @@ class SyncPipeline:
             raise
         summary.api_calls = self.connector.api_calls - calls_before
         summary.duration_s = round(time.monotonic() - started, 3)
+        summary.rate_limit = self._limit_info()
         if run_id is not None:
-            self.store.finish_run(run_id, "ok", summary.as_dict())
+            self.store.finish_run(run_id, "ok", {**summary.as_dict(), WRITES_PER_S_KEY: evidence.as_summary()})
         log.info("sync.done", **{k: v for k, v in summary.as_dict().items() if k != "properties_created"})
         return summary
+
+    def _limit_info(self) -> dict[str, Any] | None:
+        """The connector's rate limit in force and its source (None: the connector does not say)."""
+        info = getattr(self.connector, "limit_info", None)
+        return dict(info()) if callable(info) else None
+
+    def _indexed_through(self, window: Window, evidence: IndexEvidence) -> datetime:
+        """Where the next pass's window may start: how far the index had caught up with leadsync's own
+        writes when this pass read (a full read involves no index: everything before its end was seen)."""
+        if window.start is None:
+            return window.end
+        expected = expected_writes(self._recent_summaries(), WRITES_PER_S_KEY)
+        indexed = evidence.indexed_through(expected, window.start, window.end)
+        return indexed if indexed is not None else window.end - self.overlap
+
+    def _changed(self, page: Sequence[RawRecord], summary: SyncSummary, evidence: IndexEvidence) -> list[RawRecord]:
+        """The records of a page that changed other than by leadsync's own write (those are only counted).
+
+        A write moves the record's modification time, so the next pass reads it back; re-reading its
+        activities, rescoring and rewriting it would cost calls for nothing (the storm PRODUCT.md warns
+        about). See :meth:`_own_writes` for how such a read-back is told from a change.
+        """
+        written = self.store.get_written([r.id for r in page])
+        for record in page:
+            evidence.saw(written.get(record.id, {}).get(MODIFIED_KEY))
+        own = self._own_writes(page, written)
+        summary.own_writes_read_back += len(own)
+        same = self._unchanged_since_read([r for r in page if r.id not in own], written)
+        summary.unchanged_read_back += len(same)
+        return [r for r in page if r.id not in own and r.id not in same]
+
+    def _unchanged_since_read(self, page: Sequence[RawRecord], written: Mapping[str, Mapping[str, str]]) -> set[str]:
+        """Records the overlap window read again although nothing changed since leadsync last read them: the
+        same modification time as cached (any change, a logged activity included, moves it) and the same
+        values. They cost the search page that returned them, no activity read, no scoring."""
+        dated = [r for r in page if r.updated_at is not None]
+        if not dated:
+            return set()
+        cached = self.store.get_leads([r.id for r in dated])
+        ignore = set(self._cursor_properties())
+        return {
+            r.id
+            for r in dated
+            if (c := cached.get(r.id)) is not None
+            and c.updated_at is not None
+            and c.updated_at == r.updated_at
+            and _echoes(r, c, written.get(r.id, {}), ignore)
+        }
+
+    def _own_writes(self, page: Sequence[RawRecord], written: Mapping[str, Mapping[str, str]]) -> set[str]:
+        """Records read back only because leadsync wrote them: nothing about them changed since.
+
+        Its modification time is the one the write returned (or within ``ECHO_WINDOW`` after it, the CRM
+        recomputing its own properties, when the connector names its ``activity_markers``), and every tracked
+        property is what leadsync last read of it or
+        wrote to it. The second test catches a change made between leadsync's read and its write (the write
+        then returns a time after that change); logging an activity moves a tracked property too
+        (``activity_markers``: HubSpot's last activity date), so a new call or email is never an echo.
+        """
+        # without activity markers a later modification may be a new activity the record's fields do not show
+        # (a Salesforce Task moves the lead's SystemModstamp only): then only the exact write time counts
+        window = ECHO_WINDOW if getattr(self.connector, "activity_markers", None) is not None else timedelta(0)
+        timely = [r for r in page if _soon_after_write(r, written.get(r.id), window)]
+        if not timely:
+            return set()
+        cached = self.store.get_leads([r.id for r in timely])
+        ignore = set(self._cursor_properties())
+        return {r.id for r in timely if _echoes(r, cached.get(r.id), written[r.id], ignore)}
+
+    def _cursor_properties(self) -> Sequence[str]:
+        """Properties that move with every change (modification times): never compared."""
+        props = getattr(self.connector, "cursor_properties", ())
+        return tuple(props) if isinstance(props, tuple | list) else ()
 
     def _load_model(self) -> None:
         """The active model for this pass (its properties join the writeback); rules alone without one."""
@@ -359,16 +559,13 @@ class SyncPipeline:
         dry_run: bool,
         cached_activities: Mapping[str, list[Activity]] | None = None,
     ) -> None:
-        """Score, diff, write and commit one page; ``cached_activities`` means the page comes from the cache."""
+        """Score and diff one group of changed records; commit what needs no write, hold the changed scores
+        for a full write batch (``sync.passwrites``). ``cached_activities`` means the group comes from the cache.
+        """
         from_cache = cached_activities is not None
         ids = [r.id for r in page]
         written = self.store.get_written(ids)
-        if from_cache:
-            activities = dict(cached_activities or {})
-        else:
-            summary.leads_read += len(page)
-            self.progress("read", len(page))
-            activities = self._activities(page, written, summary)
+        activities = dict(cached_activities or {}) if from_cache else self._activities(page, written, summary)
         outcomes = [] if from_cache or dry_run else self._read_outcomes(page, written)
         on_bad = self._bad_value(summary)
         leads = [self.mapping.to_lead(r.id, r.properties, on_bad, object_type=r.object_type) for r in page]
@@ -387,17 +584,20 @@ class SyncPipeline:
         summary.leads_scored += len(scores)
         self.progress("scored", len(scores))
 
-        updates: list[RecordUpdate] = []
-        triggers: list[tuple[str, str | None, datetime]] = []
+        history: dict[str, list[HistoryRow]] = {}
+        for row in arms.history:
+            history.setdefault(row.lead_id, []).append(row)
+        commits: list[LeadCommit] = []
         by_id = {r.id: r for r in page}
         for lead, score, why in zip(leads, scores, reasons, strict=True):
             summary.grades[score.grade] = summary.grades.get(score.grade, 0) + 1
+            trigger = None
             if score.qualified:
                 summary.qualified += 1
                 prev = previous.get(lead.id)
                 if score.qualified_at is not None and (prev is None or prev.qualified_at != score.qualified_at):
                     summary.newly_qualified += 1
-                    triggers.append((lead.id, lead.email, score.qualified_at))
+                    trigger = (lead.id, lead.email, score.qualified_at)
             desired = desired_properties(score, lead, self.writeback, why)
             # what leadsync last wrote wins; properties it never wrote (a fresh state store over a CRM that
             # already holds values) fall back to the CRM's own, so they are not rewritten on every pass
@@ -405,45 +605,35 @@ class SyncPipeline:
                 written.get(lead.id) or {}
             )
             changes = changed_properties(desired, baseline)
-            if changes:
-                updates.append(RecordUpdate(lead.id, lead.object_type, changes))
-            else:
+            if not changes:
                 summary.leads_unchanged += 1
+            record = by_id[lead.id]
+            commits.append(
+                LeadCommit(
+                    score=stored_score(score, now),
+                    history=history.get(lead.id, []),
+                    update=RecordUpdate(lead.id, lead.object_type, changes) if changes else None,
+                    trigger=trigger,
+                    cached=None
+                    if from_cache
+                    else CachedLead(
+                        id=record.id,
+                        object_type=record.object_type,
+                        email=lead.email,
+                        properties=dict(record.properties),
+                        activities=activities_as_dicts(activities[record.id]),
+                        updated_at=record.updated_at,
+                    ),
+                    challenger=lead.id in arms.challenger_ids,
+                    previous_modified=(written.get(lead.id) or {}).get(MODIFIED_KEY),
+                )
+            )
         if dry_run:
-            summary.leads_written += len(updates)
-            summary.challenger_written += sum(u.id in arms.challenger_ids for u in updates)
+            changed = [c for c in commits if c.update is not None]
+            summary.leads_written += len(changed)
+            summary.challenger_written += sum(c.challenger for c in changed)
             return
-
-        result = self.connector.write(updates)
-        landed = set(result.succeeded)
-        by_update = {u.id: u for u in updates}
-        summary.leads_written += len(landed)
-        summary.challenger_written += len(landed & arms.challenger_ids)
-        summary.write_failures += len(result.failed)
-        self.progress("written", len(landed))
-        for failure in result.failed:
-            log.warning("write.failed", record=failure.id, retriable=failure.retriable, message=failure.message)
-        if not self.explicit_triggers:
-            # workflows trigger on the written properties: the trigger is delivered with the write
-            triggers = [t for t in triggers if t[0] in landed]
-        if not from_cache:
-            summary.values_truncated += self._cache(page, leads, activities)
-        self.store.record_failures(
-            [
-                (f.id, by_update[f.id].object_type, dict(by_update[f.id].properties), f.message, f.retriable)
-                for f in result.failed
-                if f.id in by_update
-            ]
-        )
-        self.store.clear_failures(sorted(landed))
-        summary.outcomes += self.store.commit_pass(
-            scores=[stored_score(s, now) for s in scores],
-            written={i: _written_values(by_update[i].properties, result.modified_at.get(i)) for i in landed},
-            triggers=triggers,
-            watermark=None,
-            history=arms.history,
-            outcomes=outcomes,
-        )
+        self._flushed(summary, self._held.add(commits, outcomes))
 
     def _score_arms(
         self,
@@ -504,13 +694,13 @@ class SyncPipeline:
     ) -> list[StoredOutcome]:
         """The page's outcomes as the CRM shows them (none when the connector or the config does not read them).
 
-        Not asked again: records unchanged since leadsync's own write (read back only because of it), and
-        records whose outcome is stored already (the earliest one counts, and it is known).
+        Not asked again: records whose outcome is stored already (the earliest one counts, and it is known);
+        leadsync's own write-backs never get here.
         """
         reader = self._outcome_reader()
         if reader is None or self.outcomes is None:
             return []
-        skip = _own_writes(page, written) | set(self.store.get_outcomes([r.id for r in page]))
+        skip = self._own_writes(page, written) | set(self.store.get_outcomes([r.id for r in page]))
         asked = [r for r in page if r.id not in skip]
         if not asked:
             return []
@@ -529,7 +719,12 @@ class SyncPipeline:
         reader = self._outcome_reader()
         if reader is None or self.outcomes is None or self.recheck_per_pass <= 0:
             return
-        previous = self._previous_recheck_cursor()
+        previous, last_at = self._previous_recheck()
+        if last_at is not None and self.recheck_interval > timedelta(0) and now - last_at < self.recheck_interval:
+            # asked recently: outcomes come slowly, and asking costs calls every pass (carry the cursor on)
+            summary.outcomes_recheck_cursor, summary.outcomes_rechecked_at = previous, last_at.isoformat()
+            return
+        summary.outcomes_rechecked_at = now.isoformat()
         spec = self.mapping.fields.get("created_at")
         prop = spec.property if spec is not None else "createdate"
         picked: list[str] = []
@@ -574,38 +769,28 @@ class SyncPipeline:
         created = self.mapping.convert(lead_id, "created_at", raw, None)
         return not isinstance(created, datetime) or created + self.outcome_window > now
 
-    def _previous_recheck_cursor(self) -> str | None:
+    def _previous_recheck(self) -> tuple[str | None, datetime | None]:
+        """The last re-check's cursor and time, from the last ok pass (each pass carries them on)."""
         for run in self.store.last_runs(20, job="sync"):
             if run.status == "ok":
                 cursor = run.summary.get("outcomes_recheck_cursor")
-                return str(cursor) if cursor else None
-        return None
-
-    def _cache(self, page: Sequence[RawRecord], leads: Sequence[Lead], activities: Mapping[str, list[Activity]]) -> int:
-        """Cache the page; returns how many values were cut to the store's bound (a 20 MB title is not kept)."""
-        return self.store.upsert_leads(
-            [
-                CachedLead(
-                    id=r.id,
-                    object_type=r.object_type,
-                    email=lead.email,
-                    properties=dict(r.properties),
-                    activities=activities_as_dicts(activities[r.id]),
-                    updated_at=r.updated_at,
-                )
-                for r, lead in zip(page, leads, strict=True)
-            ]
-        )
+                at = run.summary.get("outcomes_rechecked_at")
+                try:
+                    when = datetime.fromisoformat(str(at)) if at else None
+                except ValueError:
+                    when = None
+                return (str(cursor) if cursor else None), when
+        return None, None
 
     def _activities(
         self, page: Sequence[RawRecord], written: Mapping[str, Mapping[str, str]], summary: SyncSummary
     ) -> dict[str, list[Activity]]:
-        """Activities of a page; records unchanged since leadsync's own write reuse the cached ones.
+        """Activities of a group of records, one read for all of them (a full batch per call).
 
-        A write moves the record's modification time, so the next pass reads it back; re-reading its
-        activities too would cost calls for nothing (the storm PRODUCT.md warns about).
+        Records unchanged since leadsync's own write are filtered out before (``_changed``); those that
+        still match here (a group built by a caller that did not filter) reuse the cached activities.
         """
-        untouched = _own_writes(page, written)
+        untouched = self._own_writes(page, written)
         fresh = [r for r in page if r.id not in untouched]
         raw = self.connector.read_activities(fresh) if fresh else {}
         activities = {
@@ -648,7 +833,11 @@ class SyncPipeline:
             ]
         )
         self.store.clear_failures(result.succeeded)
-        self.store.record_written({i: dict(by_id[i].properties) for i in result.succeeded})
+        self.store.record_written(
+            {i: written_values(by_id[i].properties, result.modified_at.get(i)) for i in result.succeeded}
+        )
+        for i in result.succeeded:
+            self._held.evidence.wrote(result.modified_at.get(i), None)
         summary.leads_written += len(result.succeeded)
 
     def _deliver_triggers(self, summary: SyncSummary) -> None:
@@ -694,18 +883,6 @@ class SyncPipeline:
                 return  # everything left is waiting for a transient error to clear: next pass
 
 
-def _iso_utc(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
-
-
-def _written_values(properties: Mapping[str, str], modified_at: datetime | None) -> dict[str, str]:
-    """What was written, plus the record's modification time after the write (under MODIFIED_KEY)."""
-    values = dict(properties)
-    if modified_at is not None:
-        values[MODIFIED_KEY] = _iso_utc(modified_at)
-    return values
-
-
 def _qualification(previous: StoredScore | None) -> QualificationState | None:
     if previous is None:
         return None
@@ -735,11 +912,44 @@ def score_cached(
     return list(zip(leads, rules.score_many(items, now), strict=True))
 
 
-def _own_writes(page: Sequence[RawRecord], written: Mapping[str, Mapping[str, str]]) -> set[str]:
-    """Records whose modification time is still the one the CRM returned for leadsync's own write: read
-    back only because of that write, nothing about them changed since."""
-    return {
-        r.id
-        for r in page
-        if r.updated_at is not None and written.get(r.id, {}).get(MODIFIED_KEY) == _iso_utc(r.updated_at)
-    }
+def _soon_after_write(record: RawRecord, written: Mapping[str, str] | None, window: timedelta) -> bool:
+    """Whether the record was modified within ``window`` after leadsync's last write to it (the CRM
+    recomputing its own properties after a write; a later change is somebody else's)."""
+    if not written or record.updated_at is None or MODIFIED_KEY not in written:
+        return False
+    try:
+        wrote = datetime.fromisoformat(written[MODIFIED_KEY])
+    except ValueError:
+        return False
+    return timedelta(0) <= record.updated_at - wrote <= window
+
+
+def _echoes(record: RawRecord, cached: CachedLead | None, written: Mapping[str, str], ignore: Collection[str]) -> bool:
+    """Whether every property the CRM sent is what leadsync last read of it, or last wrote to it."""
+    if cached is None:
+        return False
+    for name, value in record.properties.items():
+        if name in ignore:
+            continue
+        expected = written[name] if name in written else cached.properties.get(name)
+        if not _same(value, expected):
+            return False
+    return True
+
+
+def _same(value: Any, expected: Any) -> bool:
+    """One value as the CRM returned it and as leadsync last saw or wrote it: None and "" alike (an unset
+    property comes back as either), numbers and datetimes by value ("42" and "42.0", "...Z" and "+00:00")."""
+    a, b = ("" if value is None else str(value)), ("" if expected is None else str(expected))
+    if a == b:
+        return True
+    if not a or not b:
+        return False
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(a.replace("Z", "+00:00")) == datetime.fromisoformat(b.replace("Z", "+00:00"))
+    except ValueError:
+        return False

@@ -29,6 +29,7 @@ def org() -> Iterator[SalesforceSandboxServer]:
 
 
 def make(server: SalesforceSandboxServer, tmp_path: Path, **outcomes: Any) -> tuple[SyncPipeline, StateStore]:
+    outcomes.setdefault("recheck_interval_s", 0)  # every pass re-checks, unless a test says otherwise
     section = sf_config(server, f"sqlite:///{tmp_path / 'state.db'}") | {"outcomes": outcomes}
     app = build_app(parse_config(section, source="<test>"))
     store = app.store()
@@ -88,6 +89,26 @@ def test_the_recheck_is_bounded_and_resumes_where_it_stopped(org: SalesforceSand
         third = pipe.run_once()
         assert third.outcomes_rechecked == 7 and third.outcomes == 1
         assert store.get_outcomes([late])[late].source == "lead:converted"
+    finally:
+        store.close()
+
+
+def test_a_pass_within_the_recheck_interval_asks_nothing_and_carries_the_cursor_on(
+    org: SalesforceSandboxServer, tmp_path: Path
+) -> None:
+    pipe, store = make(org, tmp_path, converted_lead=True, recheck_per_pass=7, recheck_interval_s=3600)
+    try:
+        first = pipe.run_once()  # the full read counts as a re-check of every lead
+        assert first.outcomes_rechecked_at is not None
+        second = pipe.run_once()
+        assert second.outcomes_rechecked == 0 and second.outcomes_rechecked_at == first.outcomes_rechecked_at
+        pipe.recheck_interval = timedelta(0)  # the hour is over
+        third = pipe.run_once()
+        assert third.outcomes_rechecked == 7 and third.outcomes_recheck_cursor is not None
+        assert third.api_calls > second.api_calls  # the re-check is what costs the calls
+        pipe.recheck_interval = timedelta(hours=1)
+        fourth = pipe.run_once()
+        assert fourth.outcomes_rechecked == 0 and fourth.outcomes_recheck_cursor == third.outcomes_recheck_cursor
     finally:
         store.close()
 

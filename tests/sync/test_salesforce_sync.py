@@ -448,3 +448,29 @@ def test_writeback_names_follow_each_crm_scheme() -> None:
 def test_error_table(exc: Exception, expected: type[Exception], match: str) -> None:
     mapped = map_error(exc)
     assert type(mapped) is expected and match in str(mapped)
+
+
+def test_a_rules_change_writes_200_per_collection_across_the_whole_pass(sf_factory: Factory, tmp_path: Path) -> None:
+    """The cache is rescored 500 leads at a time; the changed scores still go out in full collections."""
+    org = sf_factory(leads=1100, contacts=0, seed=23)
+    state = f"sqlite:///{tmp_path / 's.db'}"
+    pipe, store = make_pipeline(org, state, read_activities=False)
+    try:
+        pipe.run_once()
+    finally:
+        store.close()
+    changed = sf_config(org, state, read_activities=False) | {"scoring": {"grades": {"hot": 65, "warm": 35}}}
+    app = build_app(parse_config(changed, source="<test>"))
+    store = app.store()
+    pipe = app.pipeline(store)
+    before = org.stats()["by_endpoint"].get(COLLECTIONS, 0)
+    try:
+        summary = pipe.run_once()
+    finally:
+        store.close()
+    sent = org.stats()["by_endpoint"].get(COLLECTIONS, 0) - before
+    assert summary.leads_rescored == summary.leads_written == 1100  # the rules version is written too
+    assert sent == 6  # 1,100 / 200, not 3 + 3 + 1 for the 500-lead chunks
+    limit = summary.rate_limit
+    assert limit is not None and limit["daily_source"] == "Sforce-Limit-Info"
+    assert limit["daily_limit"] > limit["daily_remaining"] > 0

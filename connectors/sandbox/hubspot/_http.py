@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
 
@@ -106,9 +107,18 @@ class HubSpotRoutes(SandboxApp):
         """A list page's body, with ``paging.next`` (cursor and the link to it) when there is more."""
         body: dict[str, Any] = {"results": results}
         if nxt is not None:
-            link = f"{request.host_url.rstrip('/')}{request.path}?limit={limit}&after={nxt}"
-            body["paging"] = {"next": {"after": nxt, "link": link}}
+            body["paging"] = {"next": {"after": nxt, "link": HubSpotRoutes._next_link(request, nxt, limit)}}
         return json_response(body)
+
+    @staticmethod
+    def _next_link(request: Request, after: str, limit: int | None = None) -> str:
+        """``paging.next.link``: this request's URL with the next cursor, its other parameters kept (the
+        properties asked for, ``archived``...), so that a client following links gets the same page shape."""
+        params = [(k, v) for k, v in request.args.items(multi=True) if k not in ("after", "limit")]
+        if limit is not None:
+            params.append(("limit", str(limit)))
+        params.append(("after", after))
+        return f"{request.host_url.rstrip('/')}{request.path}?{urlencode(params)}"
 
     @staticmethod
     def _object_type(object_type: str) -> None:

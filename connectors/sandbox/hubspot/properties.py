@@ -228,35 +228,54 @@ _STANDARD_GROUPS: tuple[tuple[str, str], ...] = (
 
 
 class PropertiesRoutes(HubSpotRoutes):
-    """``/crm/v3/properties/{objectType}``: properties and groups (contacts only)."""
+    """``/crm/v3/properties/{objectType}``: properties and groups of every standard object type.
+
+    Contacts have the portal's own schema (the one their writes are validated against); the other standard
+    types (:mod:`connectors.sandbox.hubspot.object_schemas`) each get theirs on first use.
+    """
+
+    def _schema(self, object_type: str) -> tuple[dict[str, PropertyDef], dict[str, dict[str, Any]]]:
+        """(properties, groups) of the path's object type. :raises PortalError: 400 for an unknown type."""
+        from connectors.sandbox.hubspot.object_schemas import group_of, object_properties, object_type_name
+
+        name = object_type_name(object_type)
+        if name is None:
+            raise PortalError(400, "VALIDATION_ERROR", f"Unable to infer object type from: {object_type}")
+        if name == "contacts":
+            return self.portal.properties, self.portal.groups
+        schemas = self.portal.object_schemas
+        if name not in schemas:
+            group, label = group_of(name)
+            schemas[name] = (
+                object_properties(name),
+                {group: {"name": group, "label": label, "displayOrder": 0, "archived": False}},
+            )
+        return schemas[name]
 
     def _property(self, object_type: str, name: str, *, archived: bool = False) -> PropertyDef:
         """A property of the path; an archived one only with ``archived``. :raises PortalError: 400, 404."""
-        self._object_type(object_type)
-        prop = self.portal.properties.get(name)
+        prop = self._schema(object_type)[0].get(name)
         if prop is None or (prop.archived and not archived):
-            raise PortalError(404, "OBJECT_NOT_FOUND", f"Unable to find property {name} on object type contacts")
+            raise PortalError(404, "OBJECT_NOT_FOUND", f"Unable to find property {name} on object type {object_type}")
         return prop
 
     def _group(self, object_type: str, name: str, *, archived: bool = False) -> dict[str, Any]:
         """A property group of the path; an archived one only with ``archived``. :raises PortalError: 400, 404."""
-        self._object_type(object_type)
-        group = self.portal.groups.get(name)
+        group = self._schema(object_type)[1].get(name)
         if group is None or (group["archived"] and not archived):
             raise PortalError(404, "OBJECT_NOT_FOUND", f"Unable to find property group {name}")
         return group
 
     def _list_properties(self, request: Request, objectType: str) -> Response:
-        self._object_type(objectType)
         archived = self._flag(request, "archived")
-        props = [p.to_json() for p in self.portal.properties.values() if p.archived == archived]
+        props = [p.to_json() for p in self._schema(objectType)[0].values() if p.archived == archived]
         return json_response({"results": props})
 
     def _read_property(self, request: Request, objectType: str, propertyName: str) -> Response:
         prop = self._property(objectType, propertyName, archived=self._flag(request, "archived"))
         return json_response(prop.to_json())
 
-    def _new_property(self, body: Mapping[str, Any]) -> PropertyDef:
+    def _new_property(self, body: Mapping[str, Any], object_type: str = "contacts") -> PropertyDef:
         name = str(body.get("name") or "")
         if not _PROPERTY_NAME_RE.match(name):
             raise PortalError(
@@ -264,7 +283,8 @@ class PropertiesRoutes(HubSpotRoutes):
                 "VALIDATION_ERROR",
                 f"Invalid property name {name!r}: use lower-case letters, digits and underscores",
             )
-        if name in self.portal.properties:
+        properties, groups = self._schema(object_type)
+        if name in properties:
             raise PortalError(
                 409,
                 "OBJECT_ALREADY_EXISTS",
@@ -279,7 +299,7 @@ class PropertiesRoutes(HubSpotRoutes):
         if field_type not in _TYPE_FIELD_TYPES[ptype]:
             raise PortalError(400, "VALIDATION_ERROR", f"fieldType {field_type!r} is not valid for a {ptype} property")
         group = str(body.get("groupName") or "")
-        if group not in self.portal.groups or self.portal.groups[group]["archived"]:
+        if group not in groups or groups[group]["archived"]:
             raise PortalError(400, "VALIDATION_ERROR", f"Property group {group!r} does not exist")
         label = str(body.get("label") or "")
         if not label:
@@ -306,9 +326,8 @@ class PropertiesRoutes(HubSpotRoutes):
         )
 
     def _create_property(self, request: Request, objectType: str) -> Response:
-        self._object_type(objectType)
-        prop = self._new_property(self._body(request))
-        self.portal.properties[prop.name] = prop
+        prop = self._new_property(self._body(request), objectType)
+        self._schema(objectType)[0][prop.name] = prop
         return json_response(prop.to_json(), 201)
 
     def _update_property(self, request: Request, objectType: str, propertyName: str) -> Response:
@@ -335,33 +354,33 @@ class PropertiesRoutes(HubSpotRoutes):
         return Response(status=204)
 
     def _batch_read_properties(self, request: Request, objectType: str) -> Response:
-        self._object_type(objectType)
+        properties = self._schema(objectType)[0]
         started = _iso_ms(time.time_ns() // 1_000_000)
         inputs = self._body(request).get("inputs") or []
         _check_batch_size(inputs)
-        found = [self.portal.properties.get(str(i.get("name"))) for i in inputs]
+        found = [properties.get(str(i.get("name"))) for i in inputs]
         results = [p.to_json() for p in found if p is not None and not p.archived]
         return self._batch_body(200, results, [], started)
 
     def _batch_create_properties(self, request: Request, objectType: str) -> Response:
-        self._object_type(objectType)
+        properties = self._schema(objectType)[0]
         started = _iso_ms(time.time_ns() // 1_000_000)
         inputs = self._body(request).get("inputs") or []
         _check_batch_size(inputs)
         results, errors = [], []
         for item in inputs:
             try:
-                prop = self._new_property(item)
+                prop = self._new_property(item, objectType)
             except PortalError as exc:
                 errors.append(_standard_error(exc.category, exc.message, [str(item.get("name"))]))
                 continue
-            self.portal.properties[prop.name] = prop
+            properties[prop.name] = prop
             results.append(prop.to_json())
         return self._batch_body(201, results, errors, started)
 
     def _list_groups(self, request: Request, objectType: str) -> Response:
-        self._object_type(objectType)
-        return json_response({"results": [dict(g) for g in self.portal.groups.values() if not g["archived"]]})
+        groups = self._schema(objectType)[1]
+        return json_response({"results": [dict(g) for g in groups.values() if not g["archived"]]})
 
     def _read_group(self, request: Request, objectType: str, groupName: str) -> Response:
         group = self._group(objectType, groupName, archived=True)
@@ -378,18 +397,18 @@ class PropertiesRoutes(HubSpotRoutes):
 
     def _archive_group(self, request: Request, objectType: str, groupName: str) -> Response:
         group = self._group(objectType, groupName)
-        if any(p.group_name == groupName and not p.archived for p in self.portal.properties.values()):
+        if any(p.group_name == groupName and not p.archived for p in self._schema(objectType)[0].values()):
             raise PortalError(400, "VALIDATION_ERROR", f"Property group {groupName} still has properties")
         group["archived"] = True
         return Response(status=204)
 
     def _create_group(self, request: Request, objectType: str) -> Response:
-        self._object_type(objectType)
+        groups = self._schema(objectType)[1]
         body = self._body(request)
         name = str(body.get("name") or "")
         if not _PROPERTY_NAME_RE.match(name) or not body.get("label"):
             raise PortalError(400, "VALIDATION_ERROR", "A property group needs a lower-case name and a label")
-        if name in self.portal.groups:
+        if name in groups:
             raise PortalError(
                 409, "OBJECT_ALREADY_EXISTS", f"Property group named '{name}' already exists.", context={"name": [name]}
             )
@@ -399,5 +418,5 @@ class PropertiesRoutes(HubSpotRoutes):
             "displayOrder": int(body.get("displayOrder", -1)),
             "archived": False,
         }
-        self.portal.groups[name] = group
+        groups[name] = group
         return json_response(dict(group), 201)

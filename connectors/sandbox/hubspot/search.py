@@ -398,5 +398,6 @@ class SearchRoutes(HubSpotRoutes):
         names = self._names(body.get("properties"))
         out: dict[str, Any] = {"total": total, "results": [self._render(c, names, view) for c, view in page]}
         if nxt is not None:
-            out["paging"] = {"next": {"after": str(nxt)}}
+            # the next page is the same body with this `after`: the link carries it as a query parameter
+            out["paging"] = {"next": {"after": str(nxt), "link": self._next_link(request, str(nxt))}}
         return json_response(out)

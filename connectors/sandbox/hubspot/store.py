@@ -155,6 +155,8 @@ class PortalStore:
         for order, (name, label) in enumerate(_STANDARD_GROUPS):
             self.groups[name] = {"name": name, "label": label, "displayOrder": order, "archived": False}
         self.properties: dict[str, PropertyDef] = standard_properties()
+        #: the property schemas of the other standard object types (properties, groups), built on first use
+        self.object_schemas: dict[str, tuple[dict[str, PropertyDef], dict[str, dict[str, Any]]]] = {}
 
     # clock and bookkeeping
 
