@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from mappings import MappingError, load_mapping
 from scoring import CompiledRules, ScoringError
-from scoring.fit.binning import Bins
+from scoring.fit.binning import BinOptions, Bins
 from scoring.fit.scorecard import Table
 from scoring.model import COUNTERS
 
@@ -40,6 +41,15 @@ def _rate(positives: int, count: int) -> str:
     return f"{count:,} leads, {positives / count:.1%} converted" if count else "no leads in training"
 
 
+def _arg(column: str) -> str:
+    """A column as a shell argument (quoted when it holds spaces or other specials)."""
+    return f"'{column}'" if re.search(r"[^A-Za-z0-9_.,-]", column) else column
+
+
+def _quantiles(n: int) -> str:
+    return {4: "quartiles", 10: "deciles", 20: "ventiles"}.get(n, f"{n}-quantiles")
+
+
 def _line(text: str, comment: str = "") -> str:
     return f"{text.ljust(_COMMENT_AT)}  # {comment}" if comment else text
 
@@ -52,8 +62,9 @@ def render(result: FitResult) -> str:
     rec = sc.evaluation.recommendation
     s = result.settings
     options = [f"--label {s.label}", f"--max-rules {s.max_rules}", f"--objective {s.objective}", f"--seed {s.seed}"]
-    options += [f"--exclude {c}" for c in s.exclude] + [f"--allow-leaky {c}" for c in s.allow_leaky]
+    options += [f"--exclude {_arg(c)}" for c in s.exclude] + [f"--allow-leaky {_arg(c)}" for c in s.allow_leaky]
     odds = math.exp(sc.logit_at_zero)
+    b = BinOptions()
     lines = [
         "# Points fitted from outcomes by `leadsync rules fit`. Edit them like any rules; mark a rule",
         "# `locked: true` to keep its points when you fit again, then `leadsync preview --rules` this file.",
@@ -62,8 +73,10 @@ def render(result: FitResult) -> str:
         f"#   {data.read:,} rows read, {n:,} labeled ({positives:,} converted, {positives / n:.1%}), "
         f"{data.unlabeled:,} unlabeled, {len(data.rejected):,} unreadable rows skipped",
         f"# options: {' '.join(options)}",
-        "# binning: deciles cut at 2 significant digits, merged while neighbours do not differ (chi-square,",
-        "#   p > 0.05) or hold under 5% of leads; values held by under 1% of leads share `default`",
+        f"# binning: {_quantiles(b.initial_bins)} cut at 2 significant digits, merged while neighbours do not "
+        "differ (chi-square,",
+        f"#   p > 0.05), hold under {b.min_bin_share:.0%} of leads or are more than {b.max_bins}; values held by "
+        f"under {b.min_category_share:.0%} of leads share `default`",
         f"# fit: L1 logistic regression on the bins, penalty {sc.penalty:.3g} chosen by {len(sc.fold_aucs)}-fold "
         "cross-validation",
         f"#   (the sparsest within 0.001 of the best mean fold AUC), at most {s.max_rules} rules with points",
@@ -93,6 +106,11 @@ def render(result: FitResult) -> str:
         lines.append(
             "# values unreadable as their type (read as missing): "
             + ", ".join(f"{column} {count:,}" for column, count in sorted(result.bad_values.items()))
+        )
+    for token, columns in result.placeholders.items():
+        lines.append(
+            f"# read as missing: {_text(token)}, a form's placeholder (frequent in {', '.join(columns)}); "
+            "csv.null_values in --config decides instead"
         )
     lines += _mapping_lines(result)
     lines += ["scoring:", "  base: none", "  qualification:", f"    threshold: {result.threshold}"]
@@ -223,6 +241,12 @@ def _bands(bins: Bins, pts: tuple[int, ...]) -> list[tuple[float | None, float |
             out[-1][4] += bins.positives[index]
         else:
             out.append([lo, hi, pts[index], bins.counts[index], bins.positives[index]])
+    if len(out) == 1:  # one band with neither `from` nor `below` is not a range: keep (or make) one cut
+        cut = edges[0] if edges else 0.0
+        below = sum(c for c, i in zip(bins.counts, range(bins.value_bins), strict=False) if i == 0) if edges else 0
+        low_pos = bins.positives[0] if edges else 0
+        p, count, positives = out[0][2], out[0][3], out[0][4]
+        out = [[None, cut, p, below, low_pos], [cut, None, p, count - below, positives - low_pos]]
     return [(a, b, c, d, e) for a, b, c, d, e in out]
 
 
@@ -233,10 +257,11 @@ class RenderedError(Exception):
 def check_rendered(text: str) -> CompiledRules:
     """Load the rendered config exactly as ``leadsync score --config`` does (mapping, then rules)."""
     from leadsync.app import load_scoring
+    from leadsync.config import ConfigError, split_csv_section
 
     data = yaml.safe_load(text)
     try:
-        mapping = load_mapping("csv", data.get("csv"), source="csv")
+        mapping = load_mapping("csv", split_csv_section(data.get("csv"), "the fitted config")[0], source="csv")
         return load_scoring(data["scoring"], mapping)
-    except (MappingError, ScoringError) as exc:
+    except (MappingError, ScoringError, ConfigError) as exc:
         raise RenderedError(f"the fitted config does not load: {exc}") from None
