@@ -114,6 +114,8 @@ class FitResult:
     against: dict[str, Any] | None = None
     #: placeholder tokens found in the data (no ``csv.null_values`` in the config) and read as missing
     placeholders: dict[str, list[str]] = field(default_factory=dict)
+    #: ``--from-history``: the cutoff, the activity counts written as event rules, the leaky attributes left out
+    history: dict[str, Any] | None = None
 
     @property
     def rules(self) -> int:

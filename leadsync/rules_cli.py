@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -46,6 +47,10 @@ def rules_fit(
     ] = None,
     delimiter: DelimiterOption = None,
     encoding: EncodingOption = None,
+    until: Annotated[
+        datetime | None,
+        typer.Option("--until", help="With --from-history: fit on the leads whose window opened before this date."),
+    ] = None,
     stray: Annotated[list[str] | None, typer.Argument(hidden=True)] = None,
     against: Annotated[
         Path | None, typer.Option("--against", help="Rules (or a config) to compare with: AUC and grade changes.")
@@ -87,7 +92,12 @@ def rules_fit(
             if input_path is None:
                 from leadsync.fit_history import run_history_fit
 
-                result = run_history_fit(settings, config, against=against)
+                result = run_history_fit(
+                    settings,
+                    config,
+                    against=against,
+                    until=until.replace(tzinfo=until.tzinfo or UTC) if until else None,
+                )
             else:
                 if label is None:
                     fail("--input needs --label COL (the column saying who converted)", 2)
