@@ -71,4 +71,4 @@ def test_rules_fitted_from_history_beat_the_default_rules_on_a_later_holdout(
         store.close()
     default_auc, fitted_auc = auc_score(default, y), auc_score(ours, y)
     assert fitted_auc > default_auc, (fitted_auc, default_auc)
-    assert 0 <= ours.min() and ours.max() <= 100
+    assert ours.min() >= 0 and ours.max() <= 100
