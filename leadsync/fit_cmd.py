@@ -612,6 +612,7 @@ def as_dict(result: FitResult, output: Path | None) -> dict[str, Any]:
         "excluded": result.excluded,
         "leaky": {c: round(a, 4) for c, a in sorted(result.leaky.items())},
         "values_unreadable": result.bad_values,
+        "placeholders": result.placeholders,
         "rules": result.rules,
         "locked_rules": sum(len(v) for v in result.locked.values()),
         "cv_auc": sc.cv_auc.as_dict(),
@@ -654,6 +655,8 @@ def summary_lines(result: FitResult, output: Path | None) -> list[str]:
         f"cross-validated AUC {auc.value:.3f} (95% CI {auc.ci_low:.3f} to {auc.ci_high:.3f}); "
         f"MQL threshold {result.threshold} ({sc.evaluation.recommendation.objective})",
     ]
+    for token, columns in result.placeholders.items():
+        lines.append(f"read {token!r} as missing: a placeholder frequent in {len(columns)} columns (csv.null_values)")
     if result.locked:
         lines.append(f"{sum(len(v) for v in result.locked.values())} locked rules kept with their points")
     a = result.against
