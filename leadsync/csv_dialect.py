@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,3 +119,43 @@ def not_text(source: Path | str, line: int, encoding: str) -> str:
         f"{source}: line {line}: not valid {name} text; pass --encoding cp1252 (Excel on Windows) or latin-1 "
         "(or set csv.encoding in the config)"
     )
+
+
+#: the wording of a form's "nothing chosen" value (matched trimmed, case-insensitively)
+_PLACEHOLDER_WORDS = re.compile(
+    r"^[\s\W_]*(please\s+)?(select|choose|pick)(\s+(one|an?\s+option|value))?[\s\W_]*$"
+    r"|^[\s\W_]*(unknown|not\s+(specified|provided|available|known)|unspecified|\(?blank\)?|none\s+selected)[\s\W_]*$"
+    r"|^\s*(-+|\?+|\.+)\s*$",
+    re.IGNORECASE,
+)
+#: a placeholder is held by at least this share of a column's filled cells, in at least PLACEHOLDER_COLUMNS columns
+PLACEHOLDER_SHARE = 0.01
+PLACEHOLDER_COLUMNS = 2
+
+
+def likely_placeholders(
+    header: Sequence[str], rows: Sequence[Sequence[str]], nulls: Iterable[str]
+) -> dict[str, list[str]]:
+    """Cell texts that look like a form's "nothing chosen" (``Select``, ``-- choose --``, ``Unknown``, ``-``)
+    and are frequent in several columns, each with the columns it was found in.
+
+    Why both conditions: a shared value alone is no evidence (``No`` fills every yes/no column) and the
+    wording alone is not either (one ``Unknown`` in a free-text column); together they are what a form's
+    unanswered drop-down leaves in an export. Only the first rows given are looked at.
+    """
+    known = {n.strip() for n in nulls}
+    found: dict[str, list[str]] = {}
+    for i, column in enumerate(header):
+        counts: dict[str, int] = {}
+        filled = 0
+        for row in rows:
+            cell = row[i].strip() if i < len(row) else ""
+            if cell in known:
+                continue
+            filled += 1
+            if _PLACEHOLDER_WORDS.match(cell):
+                counts[cell] = counts.get(cell, 0) + 1
+        for cell, n in counts.items():
+            if filled and n >= max(10, PLACEHOLDER_SHARE * filled):
+                found.setdefault(cell, []).append(column)
+    return {cell: columns for cell, columns in sorted(found.items()) if len(columns) >= PLACEHOLDER_COLUMNS}

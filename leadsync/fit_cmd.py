@@ -11,11 +11,12 @@ is written.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import hashlib
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,8 @@ import numpy as np
 import numpy.typing as npt
 
 from leadsync.app import load_scoring
-from leadsync.config import ConfigError, load_rules_file, load_sections
+from leadsync.config import ConfigError, CsvFileConfig, load_rules_file, load_sections, split_csv_section
+from leadsync.csv_dialect import CsvDialect, DialectError, likely_placeholders, resolve
 from leadsync.evaluate_cmd import parse_label
 from leadsync.scorefile import csv_records
 from mappings import FieldSpec, LeadMapping, MappingError, load_mapping
@@ -36,6 +38,8 @@ from scoring.fit.binning import BinOptions, Feature, bin_feature, categorical_fe
 from scoring.fit.scorecard import FitError
 from scoring.rules import DERIVED_ATTRIBUTES, PARTS
 
+#: placeholder tokens are looked for in this many rows (as ``check --input`` samples)
+SAMPLE_ROWS = 10_000
 #: the fewest labeled rows, and converted (or not) rows, a fit is attempted on
 MIN_ROWS = 100
 MIN_CLASS = 20
@@ -108,6 +112,10 @@ class FitResult:
     bad_values: dict[str, int]
     text: str = ""
     against: dict[str, Any] | None = None
+    #: placeholder tokens found in the data (no ``csv.null_values`` in the config) and read as missing
+    placeholders: dict[str, list[str]] = field(default_factory=dict)
+    #: ``--from-history``: the cutoff, the activity counts written as event rules, the leaky attributes left out
+    history: dict[str, Any] | None = None
 
     @property
     def rules(self) -> int:
@@ -122,14 +130,22 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_labeled(source: Path, label: str, on_problem: Callable[[str], None] | None = None) -> LabeledRows:
-    """Every labeled row of ``source``: broken records and rows with extra cells are skipped and reported
-    (as ``score`` does), an unreadable label stops everything (it is what the fit learns from)."""
+def read_labeled(
+    source: Path,
+    label: str,
+    on_problem: Callable[[str], None] | None = None,
+    dialect: CsvDialect | None = None,
+) -> LabeledRows:
+    """Every labeled row of ``source`` read as ``score`` reads it (the dialect's delimiter, encoding and null
+    tokens: a null token is read as blank): broken records and rows with extra cells are skipped and
+    reported (as ``score`` does), an unreadable label stops everything (it is what the fit learns from)."""
     if not source.is_file():
         raise FitInputError(f"--input: {source} is not a file")
+    dialect = dialect or CsvDialect()
+    nulls = dialect.nulls
     data = LabeledRows(source, file_sha256(source), [], [], [], np.zeros(0, dtype=np.bool_))
     outcomes: list[bool] = []
-    with csv_records(source) as (header, records):
+    with csv_records(source, dialect=dialect) as (header, records):
         if label not in header:
             raise FitInputError(
                 f"{source}: no column '{label}' for --label{_close(label, header)} (columns: {', '.join(header)})"
@@ -147,7 +163,7 @@ def read_labeled(source: Path, label: str, on_problem: Callable[[str], None] | N
                 if on_problem is not None:
                     on_problem(problem)
                 continue
-            row = dict(zip(header, record.cells, strict=False))
+            row = {k: ("" if v.strip() in nulls else v) for k, v in zip(header, record.cells, strict=False)}
             try:
                 outcome = parse_label(row.get(label))
             except ValueError as exc:
@@ -160,6 +176,18 @@ def read_labeled(source: Path, label: str, on_problem: Callable[[str], None] | N
             outcomes.append(outcome)
     data.outcomes = np.asarray(outcomes, dtype=np.bool_)
     return data
+
+
+def blank_placeholders(data: LabeledRows, placeholders: Collection[str]) -> None:
+    """Read ``placeholders`` (see :func:`leadsync.csv_dialect.likely_placeholders`) as missing, as the fitted
+    config's ``csv.null_values`` makes ``score`` read them."""
+    if not placeholders:
+        return
+    tokens = set(placeholders)
+    for row in data.rows:
+        for key, value in row.items():
+            if value and value.strip() in tokens:
+                row[key] = ""
 
 
 def check_counts(data: LabeledRows) -> None:
@@ -176,6 +204,16 @@ def check_counts(data: LabeledRows) -> None:
     if smaller < MIN_CLASS:
         kind = "converted" if positives <= n - positives else "not converted"
         raise FitInputError(f"{where}: only {smaller} {kind} rows; a fit needs at least {MIN_CLASS} of each outcome")
+
+
+def column_list(values: Sequence[str], header: Sequence[str]) -> tuple[str, ...]:
+    """``--exclude A --exclude "B,C"`` -> (A, B, C): repeated options and comma-separated names, trimmed, in
+    order, each once; a value that is a column's whole name (commas included) is that column."""
+    out: dict[str, None] = {}
+    for value in values:
+        names = [value] if value in header else [n.strip() for n in value.split(",")]
+        out.update(dict.fromkeys(n for n in names if n))
+    return tuple(out)
 
 
 def attribute_name(column: str, taken: set[str]) -> str:
@@ -300,11 +338,27 @@ def features_of(
     return features, bad
 
 
-def _fit_mapping(config: Path | None, candidates: Sequence[Candidate]) -> tuple[str, dict[str, Any], LeadMapping]:
-    """The config's ``csv:`` section as written, and its mapping with the added candidates mapped too."""
+@dataclass(frozen=True)
+class CsvSettings:
+    """The config's ``csv:`` section read by the loader every offline command uses
+    (:func:`leadsync.config.split_csv_section`): as written, its mapping part, and how the file is read."""
+
+    source: str
+    written: dict[str, Any]
+    mapping_section: dict[str, Any] | None
+    options: CsvFileConfig
+
+
+def csv_settings(config: Path | None) -> CsvSettings:
     source, sections = load_sections(config, ("scoring", "csv"))
     written = copy.deepcopy(sections.get("csv") or {})
-    section = copy.deepcopy(written)
+    mapping_section, options = split_csv_section(written or None, source)
+    return CsvSettings(source, written, copy.deepcopy(mapping_section), options)
+
+
+def _fit_mapping(settings: CsvSettings, candidates: Sequence[Candidate]) -> tuple[str, dict[str, Any], LeadMapping]:
+    """The config's ``csv:`` section as written, and its mapping with the added candidates mapped too."""
+    section = copy.deepcopy(settings.mapping_section or {})
     fields = dict(section.get("fields") or {})
     for c in candidates:
         if c.added:
@@ -312,10 +366,10 @@ def _fit_mapping(config: Path | None, candidates: Sequence[Candidate]) -> tuple[
     if fields:
         section["fields"] = fields
     try:
-        mapping = load_mapping("csv", section or None, source=f"{source}: csv")
+        mapping = load_mapping("csv", section or None, source="csv")
     except MappingError as exc:
-        raise ConfigError(source, exc.where, exc.problem) from None
-    return source, written, mapping
+        raise ConfigError(settings.source, exc.where, exc.problem) from None
+    return settings.source, settings.written, mapping
 
 
 def _locked_rules(config: Path | None) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
@@ -356,6 +410,8 @@ def run_fit(
     against: Path | None = None,
     on_problem: Callable[[str], None] | None = None,
     now: datetime | None = None,
+    delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> FitResult:
     """Read, check, fit and render; raises :class:`FitInputError` (or ``ConfigError``) on bad input."""
     from leadsync.fit_yaml import check_rendered, render
@@ -363,11 +419,29 @@ def run_fit(
     now = now or datetime.now(UTC)
     if settings.max_rules < 1:
         raise FitInputError(f"--max-rules: expected at least 1, got {settings.max_rules}")
-    data = read_labeled(input_path, settings.label, on_problem)
+    csv_config = csv_settings(config)
+    try:
+        dialect = resolve(input_path, csv_config.options, delimiter=delimiter, encoding=encoding)
+    except DialectError as exc:
+        raise FitInputError(str(exc)) from None
+    data = read_labeled(input_path, settings.label, on_problem, dialect)
+    placeholders: dict[str, list[str]] = {}
+    if "null_values" not in csv_config.written:  # the config says which tokens are null: exactly those
+        sample = [[row[c] for c in data.header] for row in data.rows[:SAMPLE_ROWS]]
+        placeholders = likely_placeholders(data.header, sample, dialect.nulls)
+        blank_placeholders(data, placeholders)
+        if placeholders:
+            written = {"null_values": sorted(placeholders), **csv_config.written}
+            csv_config = dataclasses.replace(csv_config, written=written)
     check_counts(data)
-    _, _, base_mapping = _fit_mapping(config, [])
+    settings = dataclasses.replace(
+        settings,
+        exclude=column_list(settings.exclude, data.header),
+        allow_leaky=column_list(settings.allow_leaky, data.header),
+    )
+    _, _, base_mapping = _fit_mapping(csv_config, [])
     candidates, excluded = choose_candidates(data, base_mapping, settings)
-    config_source, csv_section, mapping = _fit_mapping(config, candidates)
+    config_source, csv_section, mapping = _fit_mapping(csv_config, candidates)
     features, bad = features_of(data, mapping, candidates)
     y = data.outcomes
     options = FitOptions(
@@ -379,7 +453,7 @@ def run_fit(
         if len(bin_feature(f, y, options.bins)) < 2:
             excluded[c.column] = "one value on (almost) every row"
             continue
-        auc = column_auc(f, y, options.bins)
+        auc = leak_auc(f, y, options.bins)
         if auc > LEAKY_AUC:
             leaky[c.column] = auc
             if c.column not in settings.allow_leaky:
@@ -392,7 +466,8 @@ def run_fit(
         first = sorted(blocked)[0]
         raise FitInputError(
             f"{data.source}: {'columns' if len(blocked) > 1 else 'column'} {named} alone "
-            f"{'separate' if len(blocked) > 1 else 'separates'} the outcome (AUC above {LEAKY_AUC}): "
+            f"{'separate' if len(blocked) > 1 else 'separates'} the outcome (AUC above {LEAKY_AUC}, on every "
+            "row or on the rows where it is filled): "
             "almost surely filled in after it (like a 'closed by' tag); "
             f"leave it out with --exclude {_quote(first)}, or keep it with --allow-leaky {_quote(first)}"
         )
@@ -437,12 +512,26 @@ def run_fit(
         threshold=threshold,
         grades={"hot": max(hot, threshold), "warm": threshold},
         bad_values=bad,
+        placeholders=placeholders,
     )
     result.text = render(result)
     fitted = check_rendered(result.text)
     if against is not None:
         result.against = compare_against(result, fitted, against, now)
     return result
+
+
+def leak_auc(feature: Feature, y: npt.NDArray[np.bool_], options: BinOptions) -> float:
+    """How well the column alone separates the outcome: on every row, and on the rows where it is filled
+    when they are at least a fifth of them with :data:`MIN_CLASS` of each outcome (the larger). Why both: a
+    post-sale field (a sales rep's tag) is blank until someone works the lead, so on all rows it ranks like
+    a strong intake column (0.92 on a real export) while on its filled rows it all but decides (0.98)."""
+    auc = column_auc(feature, y, options)
+    filled = np.flatnonzero(~feature.missing())
+    positives = int(y[filled].sum())
+    if len(filled) < len(y) and len(filled) >= 0.2 * len(y) and min(positives, len(filled) - positives) >= MIN_CLASS:
+        auc = max(auc, column_auc(feature.take(filled), y[filled], options))
+    return auc
 
 
 def _positive_sum(rules: CompiledRules, leads: Sequence[Lead], now: datetime) -> npt.NDArray[np.float64]:
@@ -523,6 +612,7 @@ def as_dict(result: FitResult, output: Path | None) -> dict[str, Any]:
         "excluded": result.excluded,
         "leaky": {c: round(a, 4) for c, a in sorted(result.leaky.items())},
         "values_unreadable": result.bad_values,
+        "placeholders": result.placeholders,
         "rules": result.rules,
         "locked_rules": sum(len(v) for v in result.locked.values()),
         "cv_auc": sc.cv_auc.as_dict(),
@@ -565,6 +655,8 @@ def summary_lines(result: FitResult, output: Path | None) -> list[str]:
         f"cross-validated AUC {auc.value:.3f} (95% CI {auc.ci_low:.3f} to {auc.ci_high:.3f}); "
         f"MQL threshold {result.threshold} ({sc.evaluation.recommendation.objective})",
     ]
+    for token, columns in result.placeholders.items():
+        lines.append(f"read {token!r} as missing: a placeholder frequent in {len(columns)} columns (csv.null_values)")
     if result.locked:
         lines.append(f"{sum(len(v) for v in result.locked.values())} locked rules kept with their points")
     a = result.against

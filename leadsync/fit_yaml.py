@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from mappings import MappingError, load_mapping
+from mappings import LeadMapping, MappingError, load_mapping
 from scoring import CompiledRules, ScoringError
-from scoring.fit.binning import Bins
+from scoring.fit.binning import BinOptions, Bins
 from scoring.fit.scorecard import Table
 from scoring.model import COUNTERS
 
@@ -40,6 +41,15 @@ def _rate(positives: int, count: int) -> str:
     return f"{count:,} leads, {positives / count:.1%} converted" if count else "no leads in training"
 
 
+def _arg(column: str) -> str:
+    """A column as a shell argument (quoted when it holds spaces or other specials)."""
+    return f"'{column}'" if re.search(r"[^A-Za-z0-9_.,-]", column) else column
+
+
+def _quantiles(n: int) -> str:
+    return {4: "quartiles", 10: "deciles", 20: "ventiles"}.get(n, f"{n}-quantiles")
+
+
 def _line(text: str, comment: str = "") -> str:
     return f"{text.ljust(_COMMENT_AT)}  # {comment}" if comment else text
 
@@ -51,9 +61,17 @@ def render(result: FitResult) -> str:
     auc = sc.cv_auc
     rec = sc.evaluation.recommendation
     s = result.settings
-    options = [f"--label {s.label}", f"--max-rules {s.max_rules}", f"--objective {s.objective}", f"--seed {s.seed}"]
-    options += [f"--exclude {c}" for c in s.exclude] + [f"--allow-leaky {c}" for c in s.allow_leaky]
+    history = result.history
+    first = "--from-history" + (f" --until {history['until']}" if history and history["until"] else "")
+    options = [
+        first if history is not None else f"--label {s.label}",
+        f"--max-rules {s.max_rules}",
+        f"--objective {s.objective}",
+        f"--seed {s.seed}",
+    ]
+    options += [f"--exclude {_arg(c)}" for c in s.exclude] + [f"--allow-leaky {_arg(c)}" for c in s.allow_leaky]
     odds = math.exp(sc.logit_at_zero)
+    b = BinOptions()
     lines = [
         "# Points fitted from outcomes by `leadsync rules fit`. Edit them like any rules; mark a rule",
         "# `locked: true` to keep its points when you fit again, then `leadsync preview --rules` this file.",
@@ -62,8 +80,10 @@ def render(result: FitResult) -> str:
         f"#   {data.read:,} rows read, {n:,} labeled ({positives:,} converted, {positives / n:.1%}), "
         f"{data.unlabeled:,} unlabeled, {len(data.rejected):,} unreadable rows skipped",
         f"# options: {' '.join(options)}",
-        "# binning: deciles cut at 2 significant digits, merged while neighbours do not differ (chi-square,",
-        "#   p > 0.05) or hold under 5% of leads; values held by under 1% of leads share `default`",
+        f"# binning: {_quantiles(b.initial_bins)} cut at 2 significant digits, merged while neighbours do not "
+        "differ (chi-square,",
+        f"#   p > 0.05), hold under {b.min_bin_share:.0%} of leads or are more than {b.max_bins}; values held by "
+        f"under {b.min_category_share:.0%} of leads share `default`",
         f"# fit: L1 logistic regression on the bins, penalty {sc.penalty:.3g} chosen by {len(sc.fold_aucs)}-fold "
         "cross-validation",
         f"#   (the sparsest within 0.001 of the best mean fold AUC), at most {s.max_rules} rules with points",
@@ -94,7 +114,17 @@ def render(result: FitResult) -> str:
             "# values unreadable as their type (read as missing): "
             + ", ".join(f"{column} {count:,}" for column, count in sorted(result.bad_values.items()))
         )
-    lines += _mapping_lines(result)
+    for token, columns in result.placeholders.items():
+        lines.append(
+            f"# read as missing: {_text(token)}, a form's placeholder (frequent in {', '.join(columns)}); "
+            "csv.null_values in --config decides instead"
+        )
+    if history is not None:
+        lines.append("# point in time: attributes and activity counts as of before each lead's outcome moment; never")
+        lines.append(f"#   candidates (they leak by construction): {', '.join(history['left_out']) or 'none'}")
+        lines.append("# a rules file for the CRM config: `leadsync evaluate --rules` it, or set it as challenger.rules")
+    else:
+        lines += _mapping_lines(result)
     lines += ["scoring:", "  base: none", "  qualification:", f"    threshold: {result.threshold}"]
     lines += ["  grades:", f"    hot: {result.grades['hot']}", f"    warm: {result.grades['warm']}"]
     for key, value in result.settings_kept.items():
@@ -102,7 +132,8 @@ def render(result: FitResult) -> str:
     attribute_columns = {c.attribute: c.column for c in result.candidates}
     for part in ("fit", "engagement", "penalties"):
         locked = result.locked.get(part, [])
-        tables = [t for t in sc.tables if _part(t) == part]
+        events = history["events"] if history is not None else {}
+        tables = [t for t in sc.tables if ("engagement" if t.name in events else _part(t)) == part]
         if not locked and not tables:
             continue
         lines.append(f"  {part}:")
@@ -110,7 +141,10 @@ def render(result: FitResult) -> str:
             lines.append("    # locked: kept as written in the config, points included")
             lines += _dump([rule], "    ")
         for table in tables:
-            lines += _table_lines(table, attribute_columns.get(table.name, table.name))
+            if table.name in events:
+                lines += _event_lines(table, events[table.name])
+            else:
+                lines += _table_lines(table, attribute_columns.get(table.name, table.name))
     return "\n".join(lines) + "\n"
 
 
@@ -192,6 +226,23 @@ def _table_lines(table: Table, column: str) -> list[str]:
     return out
 
 
+def _event_lines(table: Table, event: Any) -> list[str]:
+    """An activity count's table as an event rule (:func:`leadsync.fit_history.event_rule`)."""
+    window = f"within_days: {event.within_days}" if event.within_days else ""
+    spec = ", ".join(x for x in (f"kind: {event.kind}", window) if x)
+    totals = ", ".join(
+        f"{c} -> {sum(event.points[:c])}" for c in range(len(event.points)) if c == 0 or event.points[c - 1]
+    )
+    note = "; made non-decreasing (an activity cannot take points away)" if event.flattened else ""
+    out = [f"    - name: {event.name}"]
+    out.append(_line(f"      event: {{{spec}}}", f"points vary by {table.spread:.1f} across the training leads"))
+    out.append(_line(f"      points: [{', '.join(str(p) for p in event.points)}]", f"count -> points: {totals}{note}"))
+    for lo, hi, p, count, positives in _bands(table.bins, table.points):
+        what = f"{_num(lo) if lo is not None else 0}" + (f" to {_num(hi - 1)}" if hi is not None else " or more")
+        out.append(f"      # {what} {event.kind}: {_rate(positives, count)} (fitted {p})")
+    return out
+
+
 def _fallback(bins: Bins, what: str, count: int) -> str:
     seen = f"{count:,} in training, too few to score apart" if count else "none in training"
     return f"{what} ({seen}): scored like {_bin_name(bins, bins.fallback)}"
@@ -223,6 +274,12 @@ def _bands(bins: Bins, pts: tuple[int, ...]) -> list[tuple[float | None, float |
             out[-1][4] += bins.positives[index]
         else:
             out.append([lo, hi, pts[index], bins.counts[index], bins.positives[index]])
+    if len(out) == 1:  # one band with neither `from` nor `below` is not a range: keep (or make) one cut
+        cut = edges[0] if edges else 0.0
+        below = sum(c for c, i in zip(bins.counts, range(bins.value_bins), strict=False) if i == 0) if edges else 0
+        low_pos = bins.positives[0] if edges else 0
+        p, count, positives = out[0][2], out[0][3], out[0][4]
+        out = [[None, cut, p, below, low_pos], [cut, None, p, count - below, positives - low_pos]]
     return [(a, b, c, d, e) for a, b, c, d, e in out]
 
 
@@ -230,13 +287,17 @@ class RenderedError(Exception):
     """The rendered file does not load (a bug, or an engine without lookup tables)."""
 
 
-def check_rendered(text: str) -> CompiledRules:
-    """Load the rendered config exactly as ``leadsync score --config`` does (mapping, then rules)."""
+def check_rendered(text: str, crm_mapping: LeadMapping | None = None) -> CompiledRules:
+    """Load the rendered config exactly as ``leadsync score --config`` does (mapping, then rules); a rules
+    file from the store (``crm_mapping``) as ``evaluate --rules`` loads it with the CRM's mapping."""
     from leadsync.app import load_scoring
+    from leadsync.config import ConfigError, split_csv_section
 
     data = yaml.safe_load(text)
     try:
-        mapping = load_mapping("csv", data.get("csv"), source="csv")
+        mapping = crm_mapping or load_mapping(
+            "csv", split_csv_section(data.get("csv"), "the fitted config")[0], source="csv"
+        )
         return load_scoring(data["scoring"], mapping)
-    except (MappingError, ScoringError) as exc:
+    except (MappingError, ScoringError, ConfigError) as exc:
         raise RenderedError(f"the fitted config does not load: {exc}") from None

@@ -10,6 +10,7 @@ comment beside it. The file is written so that ``check --input`` passes on the s
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from leadsync.config import CsvFileConfig
-from leadsync.csv_dialect import CsvDialect, resolve
+from leadsync.csv_dialect import CsvDialect, likely_placeholders, resolve
 from leadsync.evaluate_cmd import parse_label
 from leadsync.scorefile import Sample, ScoreFileError, open_output, read_sample
 from mappings import FieldSpec, LeadMapping, load_mapping
@@ -50,6 +51,8 @@ ALIASES = {
     "create_date": "created_at",
 }
 _NUMERIC = ("int", "float", "range")
+#: a column is an id only when the sample has at least this many rows (a 5-row file proves nothing)
+MIN_ID_ROWS = 20
 
 
 def snake_case(name: str) -> str:
@@ -69,6 +72,8 @@ class ColumnPlan:
     canonical: bool
     counts: Counter[str] = field(default_factory=Counter)  #: value -> rows (categorical columns)
     numbers: list[float] = field(default_factory=list)  #: the parsed values (numeric columns)
+    #: a different value on every row (a record id, a lead number): mapped commented out, no rule
+    identifier: bool = False
 
 
 def plan_columns(sample: Sample, dialect: CsvDialect, label: str | None) -> list[ColumnPlan]:
@@ -79,7 +84,7 @@ def plan_columns(sample: Sample, dialect: CsvDialect, label: str | None) -> list
     reserved = {*defaults.fields, *DERIVED_ATTRIBUTES, *Lead.__dataclass_fields__}
     plans = []
     for i, column in enumerate(sample.header):
-        if column == label:
+        if column == label or not column.strip():  # an unnamed column (a trailing delimiter) cannot be mapped
             continue
         cells = [row[i].strip() for row in sample.rows]
         values = [c for c in cells if c not in dialect.nulls]
@@ -91,13 +96,21 @@ def plan_columns(sample: Sample, dialect: CsvDialect, label: str | None) -> list
         assert attribute is not None
         taken.add(attribute)
         kind = defaults.fields[attribute].type if is_canonical else _infer(values)
-        plan = ColumnPlan(column, attribute, kind, is_canonical)
+        plan = ColumnPlan(column, attribute, kind, is_canonical, identifier=_identifier(values, len(cells), kind))
         if kind in _NUMERIC:
             plan.numbers = _numbers(values, kind)
         elif kind == "str":
             plan.counts = Counter(values)
         plans.append(plan)
     return plans
+
+
+def _identifier(values: list[str], rows: int, kind: TValueType) -> bool:
+    """Filled on every row with a different text or whole number each time: an id, which a rule cannot
+    score (``rules fit`` leaves the same columns out)."""
+    if rows < MIN_ID_ROWS or len(values) < rows or len(set(values)) < rows or kind in ("float", "datetime"):
+        return False
+    return kind != "int" or all(float(v).is_integer() for v in values)
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -170,7 +183,11 @@ class _Rates:
 
 
 def render(source: Path, sample: Sample, dialect: CsvDialect, label: str | None) -> str:
-    """The starter config's text."""
+    """The starter config's text. Placeholders (:func:`leadsync.csv_dialect.likely_placeholders`, e.g. a
+    form's ``Select`` frequent in several columns) are written to ``csv.null_values`` and read as missing
+    for the tables too, with a comment saying where they were found (delete one to keep it as a value)."""
+    placeholders = likely_placeholders(sample.header, sample.rows, dialect.nulls)
+    dialect = dataclasses.replace(dialect, nulls=dialect.nulls | set(placeholders))
     plans = plan_columns(sample, dialect, label)
     rates = _Rates(sample, label, source)
     scope = "all" if sample.complete else "the first"
@@ -182,11 +199,15 @@ def render(source: Path, sample: Sample, dialect: CsvDialect, label: str | None)
         f"  delimiter: {_yaml_text(dialect.delimiter)}",
         "  # cells that mean 'no value' besides the defaults (empty, NA, N/A, n/a, null, NULL, None, #N/A);",
         "  # a form's placeholder such as Select belongs here",
-        "  null_values: []",
-        "  fields:",
     ]
+    for token, columns in placeholders.items():
+        lines.append(f"  # {_yaml_text(token)}: a placeholder frequent in {', '.join(columns)} (delete it to score it)")
+    lines += [f"  null_values: [{', '.join(_yaml_text(t) for t in placeholders)}]", "  fields:"]
     for plan in plans:
         spec = f"{{property: {_yaml_text(plan.column)}, type: {plan.type}}}"
+        if plan.identifier:
+            lines.append(f"    # {plan.attribute}: {spec}  # an id (a different value on every row): no rule")
+            continue
         note = "  # canonical attribute" if plan.canonical else ""
         lines.append(f"    {plan.attribute}: {spec}{note}")
     lines += [
@@ -201,6 +222,8 @@ def render(source: Path, sample: Sample, dialect: CsvDialect, label: str | None)
     rules = 0
     for plan in plans:
         i = position[plan.column]
+        if plan.identifier:
+            continue
         if plan.counts and _categorical(plan):
             lines += _table(plan, sample, i, rates)
             rules += 1

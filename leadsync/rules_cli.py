@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,7 @@ from leadsync.cli import (
     fail,
     out,
 )
+from leadsync.csv_commands import DelimiterOption, EncodingOption
 
 rules_app = typer.Typer(help="Rules from data: points fitted from outcomes.", no_args_is_help=True)
 
@@ -35,10 +37,21 @@ def rules_fit(
     ] = False,
     config: ConfigOption = None,
     max_rules: Annotated[int, typer.Option("--max-rules", help="At most this many rules with points.")] = 30,
-    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="A column to leave out (repeatable).")] = None,
-    allow_leaky: Annotated[
-        list[str] | None, typer.Option("--allow-leaky", help="Keep a column that alone separates the outcome.")
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Columns to leave out: repeat the option, or separate names with commas."),
     ] = None,
+    allow_leaky: Annotated[
+        list[str] | None,
+        typer.Option("--allow-leaky", help="Keep a column that alone separates the outcome (repeat, or commas)."),
+    ] = None,
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = None,
+    until: Annotated[
+        datetime | None,
+        typer.Option("--until", help="With --from-history: fit on the leads whose window opened before this date."),
+    ] = None,
+    stray: Annotated[list[str] | None, typer.Argument(hidden=True)] = None,
     against: Annotated[
         Path | None, typer.Option("--against", help="Rules (or a config) to compare with: AUC and grade changes.")
     ] = None,
@@ -54,6 +67,18 @@ def rules_fit(
     from leadsync.scorefile import ScoreFileError, open_output
     from scoring.evaluation import parse_objective
 
+    if stray and bool(exclude) != bool(allow_leaky):
+        # `--exclude A B` (the COL...): the names after the only list option given belong to it
+        if exclude:
+            exclude = [*exclude, *stray]
+        else:
+            allow_leaky = [*(allow_leaky or ()), *stray]
+    elif stray:
+        fail(
+            f"unexpected argument {stray[0]!r}: give several columns as --exclude A --exclude B, or "
+            f"--exclude 'A,B' (the same for --allow-leaky)",
+            2,
+        )
     settings = FitSettings(
         label=label or "",
         max_rules=max_rules,
@@ -67,7 +92,12 @@ def rules_fit(
             if input_path is None:
                 from leadsync.fit_history import run_history_fit
 
-                result = run_history_fit(settings, config, against=against)
+                result = run_history_fit(
+                    settings,
+                    config,
+                    against=against,
+                    until=until.replace(tzinfo=until.tzinfo or UTC) if until else None,
+                )
             else:
                 if label is None:
                     fail("--input needs --label COL (the column saying who converted)", 2)
@@ -76,6 +106,8 @@ def rules_fit(
                     settings,
                     config,
                     against=against,
+                    delimiter=delimiter,
+                    encoding=encoding,
                     on_problem=lambda p: err.print(f"[yellow]skipped[/] {input_path}: {p}", highlight=False),
                 )
         except FitInputError as exc:

@@ -4,14 +4,18 @@ Why quantile bins merged by ChiMerge rather than ``optbinning``: the rule is a f
 reader can check against the file (and the output must say how each table was made), while optbinning
 brings an OR-tools solver (~100 MB) for an optimality that the L1 fit after it does not need.
 
-The rule, for a number: cut the non-missing values at their deciles, each cut rounded to two significant
+The rule, for a number: cut the non-missing values at their ventiles, each cut rounded to two significant
 digits (``from: 1200``, not ``from: 1187.25``); then, repeatedly, merge a bin holding fewer than
 ``min_bin_share`` of the rows into the neighbour it differs least from, and otherwise merge the two
 adjacent bins whose conversion rates differ least (the smallest chi-square of their 2x2 table) while that
 difference is not significant (chi-square < 3.84, p > 0.05) or there are more than ``max_bins`` bins.
 For a category: values are matched trimmed and case-insensitively (as the rules engine matches them);
 those held by at least ``min_category_share`` of the rows (at most ``max_categories`` of them) keep a bin,
-the rest share ``other``. Missing (blank, or unreadable as the column's type) is a bin of its own. An
+the rest share ``other``. Why ventiles, 2% and 8 bins (rather than deciles, 5% and 6): on a real export
+(9,240 leads, six 70/30 splits) the finer start keeps steps that deciles straddle (a conversion rate
+that jumps between 370 and 740 seconds on site): +0.003 holdout AUC on one split, no loss on the others,
+and chi-square merging still removes every cut the data do not support. Missing (blank, or unreadable as
+the column's type) is a bin of its own. An
 ``other`` or ``missing`` bin needs as many leads as a category does; with fewer, its leads are scored like
 the most frequent bin (``fallback``), and so are values never seen in training.
 """
@@ -36,9 +40,9 @@ CHI2_CRITICAL = 3.841
 
 @dataclass(frozen=True)
 class BinOptions:
-    initial_bins: int = 10
-    max_bins: int = 6
-    min_bin_share: float = 0.05
+    initial_bins: int = 20
+    max_bins: int = 8
+    min_bin_share: float = 0.02
     critical: float = CHI2_CRITICAL
     min_category_share: float = 0.01
     min_category_count: int = 10

@@ -210,6 +210,93 @@ def test_the_engine_gives_every_training_lead_the_fitted_total(export: dict[str,
     assert totals == result.scorecard.scores.tolist()
 
 
-def test_from_history_without_the_training_rows_says_so() -> None:
-    code, output = fit("--from-history")
-    assert code == 2 and "--input CSV --label COL" in output
+def test_rules_fit_reads_the_config_init_wrote(export: dict[str, Path], fitted: Path, tmp_path: Path) -> None:
+    """One config loader: the csv section's file keys (delimiter, null_values) are read as check/score read
+    them, and a ;-delimited copy fits to the same tables."""
+    starter = tmp_path / "starter.yaml"
+    result = runner.invoke(
+        app, ["init", "--from-csv", str(export["train"]), "--label", "Converted", "--path", str(starter)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "null_values" in starter.read_text() and "delimiter" in starter.read_text()
+    out = tmp_path / "fitted.yaml"
+    code, output = fit(
+        "--config", str(starter), "--input", str(export["train"]), "--label", "Converted", "-o", str(out)
+    )
+    assert code == 0, output
+    assert runner.invoke(app, ["check", "--input", str(export["train"]), "--config", str(out)]).exit_code == 0
+    header, rows = _read(export["train"])
+    semi = tmp_path / "semi.csv"
+    with semi.open("w", newline="") as handle:
+        csv.writer(handle, delimiter=";").writerows([header, *rows])
+    config = tmp_path / "semi.yaml"
+    config.write_text('csv:\n  delimiter: ";"\n  null_values: [Select]\n')
+    out2 = tmp_path / "semi-fitted.yaml"
+    code, output = fit("--config", str(config), "--input", str(semi), "--label", "Converted", "-o", str(out2))
+    assert code == 0, output
+    assert _rules(out2) == _rules(fitted)  # the placeholder given by the config, or found: the same tables
+
+
+def test_a_placeholder_is_read_as_missing_unless_the_config_says_which_tokens_are(
+    export: dict[str, Path], fitted: Path, tmp_path: Path
+) -> None:
+    data = yaml.safe_load(fitted.read_text())
+    assert data["csv"]["null_values"] == ["Select"]
+    assert "a form's placeholder" in fitted.read_text()
+    for rule in _rules(fitted):
+        assert "select" not in {str(k).lower() for k in rule.get("points_by_value") or {}}, rule["name"]
+    config = tmp_path / "keep.yaml"
+    config.write_text("csv:\n  null_values: []\n")
+    out = tmp_path / "kept.yaml"
+    code, output = fit("--config", str(config), "--input", str(export["train"]), "--label", "Converted", "-o", str(out))
+    assert code == 0, output
+    assert yaml.safe_load(out.read_text())["csv"]["null_values"] == []
+    assert any("Select" in (r.get("points_by_value") or {}) for r in _rules(out))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--exclude", "Lead Source", "Specialization"],
+        ["--exclude", "Lead Source", "--exclude", "Specialization"],
+        ["--exclude", "Lead Source, Specialization"],
+    ],
+)
+def test_exclude_takes_several_columns(export: dict[str, Path], args: list[str]) -> None:
+    code, output = fit("--input", str(export["train"]), "--label", "Converted", "--max-rules", "3", "--json", *args)
+    assert code == 0, output
+    data = json.loads(output)
+    assert data["options"]["exclude"] == ["Lead Source", "Specialization"]
+    assert data["excluded"]["Lead Source"] == data["excluded"]["Specialization"] == "--exclude"
+
+
+def test_names_after_two_list_options_are_refused_with_the_fix(export: dict[str, Path]) -> None:
+    code, output = fit(
+        "--input", str(export["train"]), "--label", "Converted", "--exclude", "Lead Source", "--allow-leaky",
+        "Tags", "Specialization",
+    )  # fmt: skip
+    assert code == 2 and "--exclude 'A,B'" in output, output
+
+
+def test_a_column_filled_only_after_the_sale_is_refused(export: dict[str, Path], tmp_path: Path) -> None:
+    """Blank on most rows (nobody worked the lead yet), nearly the outcome where filled: on all rows it ranks
+    like a strong intake column, on its filled rows it decides, and the guard names it."""
+    header, rows = _read(export["train"])
+    j = header.index("Converted")
+    rng = np.random.default_rng(3)
+    for row in rows:
+        won = row[j] == "1"
+        if rng.random() < 0.55:
+            row.append("")
+        else:
+            row.append("Closed won" if won != (rng.random() < 0.01) else "Not interested")
+    path = leads_data.write(tmp_path / "tagged.csv", [*header, "Sales Note"], rows)
+    code, output = fit("--input", str(path), "--label", "Converted")
+    assert code == 2 and "'Sales Note'" in output and "where it is filled" in output, output
+
+
+def test_from_history_needs_a_crm_config(tmp_path: Path) -> None:
+    config = tmp_path / "leadsync.yaml"
+    config.write_text("scoring:\n  base: none\n")
+    code, output = fit("--from-history", "--config", str(config))
+    assert code == 2 and "crm" in output, output
