@@ -301,8 +301,11 @@ class LeadBatch:
         activities: Sequence[Activity] | None,
         previous_qualified: Bools,
         previous_qualified_at: Sequence[datetime | None],
+        column_source: Callable[[str], Column | None] | None = None,
     ) -> None:
         self.n = n
+        #: builds a lead column on first use (a CSV's text columns are decoded only if a rule reads them)
+        self._column_source = column_source
         self.ids = ids
         self._lead_columns = dict(lead_columns)
         self._leads = leads
@@ -332,6 +335,12 @@ class LeadBatch:
 
     def lead_column(self, name: str) -> Column:
         col = self._lead_columns.get(name)
+        if col is None and self._column_source is not None:
+            col = self._column_source(name)
+            if col is not None:
+                if col.n != self.n:
+                    raise ValueError(f"lead column {name!r} has {col.n} values, expected {self.n}")
+                self._lead_columns[name] = col
         if col is None:
             leads = self._leads
             if leads is None:
@@ -406,9 +415,11 @@ class LeadBatch:
         activity_attributes: Mapping[str, ColumnLike] | None = None,
         previous_qualified: npt.ArrayLike | None = None,
         previous_qualified_at: Sequence[datetime | None] | None = None,
+        column_source: Callable[[str], Column | None] | None = None,
     ) -> LeadBatch:
         """Columns by canonical attribute name (as ``Lead.get`` would return them); activity timestamps as
-        int64 microseconds since the epoch, ``datetime64`` or datetimes (naive = UTC)."""
+        int64 microseconds since the epoch, ``datetime64`` or datetimes (naive = UTC). ``column_source``
+        builds a lead column not in ``leads`` when a rule first asks for it (None: all missing)."""
         lead_cols = {name: Column.of(values) for name, values in leads.items()}
         for name, col in lead_cols.items():
             if col.n != n:
@@ -449,4 +460,5 @@ class LeadBatch:
             activities=None,
             previous_qualified=prev_q,
             previous_qualified_at=list(previous_qualified_at) if previous_qualified_at else [None] * n,
+            column_source=column_source,
         )
