@@ -42,10 +42,17 @@ READ_BYTES = 1 << 20
 _LINE_END = re.compile(rb"\r\n?|\n")
 
 
-def _odd_quote(delimiter: str) -> re.Pattern[bytes]:
-    """A quote with an ordinary character on both sides: where ``csv`` and pyarrow may read a field apart."""
-    d = re.escape(delimiter.encode())
-    return re.compile(rb"(?<=[^" + d + rb'\n"])"(?![' + d + rb'\r\n"])')
+def _odd_quote(data: npt.NDArray[np.uint8], delimiter: int) -> bool:
+    """Whether a quote has an ordinary character on both sides: where ``csv`` and pyarrow may read a field
+    apart (a quote opening or closing a field touches a delimiter or a line end, a doubled one its twin)."""
+    at = np.flatnonzero(data == 34)
+    if not len(at):
+        return False
+    before = np.where(at > 0, data[np.maximum(at - 1, 0)], 10)
+    after = np.where(at + 1 < len(data), data[np.minimum(at + 1, len(data) - 1)], 0)
+    edge_before = (before == delimiter) | (before == 10) | (before == 34)
+    edge_after = (after == delimiter) | (after == 13) | (after == 10) | (after == 34)
+    return bool((~edge_before & ~edge_after).any())
 
 
 @dataclass
@@ -57,6 +64,8 @@ class Chunk:
     lines: npt.NDArray[np.int64]  #: the line each record starts on
     rejects: list[tuple[_Record, list[RowProblem]]] = field(default_factory=list)
     broken: int = 0  #: how many of the rejects are broken records (an unclosed quote...)
+    #: whether a cell may hold a delimiter, quote or line end (False: the block had no quote at all)
+    quoted: bool = True
     _raw: list[str] | None = None
     _block: bytes = b""
     _spans: npt.NDArray[np.int64] | None = None
@@ -186,13 +195,12 @@ def csv_chunks(
 def _chunks(
     stream: _Stream, source: Path, header: list[str], dialect: CsvDialect, max_record_lines: int, block_bytes: int
 ) -> Iterator[Chunk]:
-    odd = _odd_quote(dialect.delimiter)
     while True:
         taken = stream.block(block_bytes)
         if taken is None:
             return
         data, first = taken
-        chunk = _fast_chunk(data, first, len(header), dialect.delimiter, odd)
+        chunk = _fast_chunk(data, first, len(header), dialect.delimiter)
         if chunk is None:
             stream.unread(data, first)
             last = first + data.count(b"\n") - (1 if data.endswith(b"\n") else 0)
@@ -200,16 +208,16 @@ def _chunks(
         yield chunk
 
 
-def _fast_chunk(data: bytes, first: int, width: int, delimiter: str, odd: re.Pattern[bytes]) -> Chunk | None:
+def _fast_chunk(data: bytes, first: int, width: int, delimiter: str) -> Chunk | None:
     """The block parsed by pyarrow, or None when the exact row reader must read it."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     if b"\x00" in data or (b"\r" in data and data.count(b"\r") != data.count(b"\r\n")):
         return None
-    if b'"' in data and odd.search(data) is not None:
-        return None
     bytes_ = np.frombuffer(data, dtype=np.uint8)
+    if b'"' in data and _odd_quote(bytes_, ord(delimiter)):
+        return None
     ends = np.flatnonzero(bytes_ == 10).astype(np.int64)
     starts = np.concatenate(([0], ends + 1)).astype(np.int64)
     if not data.endswith(b"\n"):
@@ -250,7 +258,7 @@ def _fast_chunk(data: bytes, first: int, width: int, delimiter: str, odd: re.Pat
         return None
     cells = [table.column(i).combine_chunks() for i in range(width)]
     spans = np.stack([starts[records], ends[records]], axis=1)
-    return Chunk(cells, (first + records).astype(np.int64), _block=data, _spans=spans)
+    return Chunk(cells, (first + records).astype(np.int64), quoted=b'"' in data, _block=data, _spans=spans)
 
 
 def _exact_chunk(

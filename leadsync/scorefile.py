@@ -604,7 +604,7 @@ class _Job:
             "penalties": pa.array(scores.penalties).cast(pa.string()),
             "grade": pc.take(pa.array(["cold", "warm", "hot"]), pa.array(scores.grade_codes.astype(np.int64))),
             "qualified": pc.take(pa.array(["false", "true"]), pa.array(scores.qualified.astype(np.int64))),
-            "reasons": pc.take(pa.array(texts, type=pa.string()), pa.array(codes)),
+            "reasons": pc.take(pa.array([self._safe(text) for text in texts], type=pa.string()), pa.array(codes)),
         }
         by_name = {self.names[k]: v for k, v in generated.items()}
         index = pa.array(kept)
@@ -624,7 +624,18 @@ class _Job:
                 if name not in by_name and name not in cells:
                     by_name[name] = pa.array([extra.get(name, "") for extra in extras], type=pa.string())
         columns = [by_name[name] if name in by_name else cells[name] for name in self.fieldnames]
-        return csv_bytes(columns, self.dialect.delimiter, escape=self.escape)
+        # input cells (and the model's) are scanned; the score columns are numbers and words, the reasons
+        # neutralised above once per distinct text (they may still hold the delimiter)
+        reasons = self.names["reasons"]
+        plain = {name for name in by_name if name in self.names.values() and name != reasons}
+        scan = [
+            (name not in plain and (chunk.quoted or name not in cells), self.escape and name not in by_name)
+            for name in self.fieldnames
+        ]
+        return csv_bytes(columns, self.dialect.delimiter, scan=scan)
+
+    def _safe(self, text: str) -> str:
+        return neutralise(text) if self.escape else text
 
     def _values(self, row: dict[str, str]) -> dict[str, str]:
         """The row as the mapping reads it: null tokens blank (the output keeps the cells as they were)."""
@@ -667,30 +678,59 @@ def neutralise(cell: str) -> str:
     return cell
 
 
-def csv_bytes(columns: Sequence[Any], delimiter: str, *, escape: bool = True) -> bytes:
+def csv_bytes(
+    columns: Sequence[Any], delimiter: str, *, escape: bool = True, scan: Sequence[tuple[bool, bool]] | None = None
+) -> bytes:
     """Rows of pyarrow string columns as UTF-8 CSV text, quoted as ``csv.writer`` quotes (a cell holding the
-    delimiter, a quote or a line end; quotes doubled; lines end with CRLF), formulas neutralised (``escape``)."""
+    delimiter, a quote or a line end; quotes doubled; lines end with CRLF), formulas neutralised (``escape``).
+
+    Which cells need either is found on the columns' bytes with numpy; only those cells are rewritten.
+    ``scan``: per column, (may need quoting, may be a formula), when the caller knows better than "both"."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    special = "[" + re.escape(delimiter) + '"\r\n]'
+    special = np.zeros(256, dtype=np.bool_)
+    special[[ord(delimiter), 34, 13, 10]] = True
+    starts = np.zeros(256, dtype=np.bool_)
+    starts[[ord(c) for c in FORMULA_STARTS]] = True
     quoted = []
-    for column in columns:
-        if escape:
-            formula = pc.and_not(
-                pc.match_substring_regex(column, _RE2_FORMULA), pc.match_substring_regex(column, _RE2_NUMBER)
-            )
-            if pc.any(formula).as_py():
-                column = pc.if_else(formula, pc.binary_join_element_wise("'", column, ""), column)
-        needs = pc.match_substring_regex(column, special)
-        if pc.any(needs).as_py():
-            inner = pc.replace_substring(column, '"', '""')
-            column = pc.if_else(needs, pc.binary_join_element_wise('"', inner, '"', ""), column)
+    for number, column in enumerate(columns):
+        may_quote, may_be_formula = scan[number] if scan is not None else (True, escape)
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        offsets, data = _offsets_and_data(column)
+        if may_be_formula and len(data):
+            first = data[np.minimum(offsets[:-1], len(data) - 1)]
+            suspect = np.flatnonzero((offsets[1:] > offsets[:-1]) & starts[first])
+            if len(suspect):
+                texts = column.take(pa.array(suspect)).to_pylist()
+                formula = np.zeros(len(column), dtype=np.bool_)
+                formula[suspect] = [neutralise(text) is not text for text in texts]
+                if formula.any():
+                    column = pc.if_else(pa.array(formula), pc.binary_join_element_wise("'", column, ""), column)
+                    offsets, data = _offsets_and_data(column)
+        hits = special[data] if may_quote and len(data) else None
+        if hits is not None and hits.any():
+            marks = np.concatenate(([0], np.cumsum(hits, dtype=np.int64)))
+            needs = marks[offsets[1:]] > marks[offsets[:-1]]
+            if needs.any():
+                inner = pc.replace_substring(column, '"', '""')
+                column = pc.if_else(pa.array(needs), pc.binary_join_element_wise('"', inner, '"', ""), column)
         quoted.append(column)
     if not quoted or not len(quoted[0]):
         return b""
     lines = quoted[0] if len(quoted) == 1 else pc.binary_join_element_wise(*quoted, delimiter)
     return _string_bytes(pc.binary_join_element_wise(lines, pa.scalar("\r\n"), ""))
+
+
+def _offsets_and_data(array: Any) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+    """A pyarrow string array's value offsets (rebased to its data) and its UTF-8 bytes, as numpy arrays."""
+    if isinstance(array, __import__("pyarrow").ChunkedArray):
+        array = array.combine_chunks()
+    buffers = array.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int32, count=len(array) + 1, offset=array.offset * 4)
+    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, dtype=np.uint8)
+    return offsets.astype(np.int64), data
 
 
 def _string_bytes(array: Any) -> bytes:

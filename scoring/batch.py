@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._values import UNIT, as_aware
+from ._values import MAX_COUNT, UNIT, as_aware
 from .columns import F64, I64, Bools, LeadBatch
 from .compiler import Result
 from .contexts import BatchView
@@ -218,10 +218,11 @@ class ScoreColumns:
                 index = {v: k for k, v in enumerate(dict.fromkeys(found))}
                 values = list(index)
                 value_codes = np.fromiter(map(index.__getitem__, found), dtype=np.int64, count=len(found))
-            keys = np.stack([whole, shown, value_codes], axis=1)
-            distinct, inverse = np.unique(keys, axis=0, return_inverse=True)
+            key = (value_codes * (MAX_COUNT + 1) + shown) * 2 + (whole < 0)
+            key = key * (np.abs(whole).max() + 1) + np.abs(whole)
+            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
             piece_ids[j, leads] = len(pieces) + inverse.reshape(-1)
-            for w, k, v in distinct.tolist():
+            for w, k, v in zip(whole[first].tolist(), shown[first].tolist(), value_codes[first].tolist(), strict=True):
                 label = rule.hit_label(values[v])
                 pieces.append(f"{'-' if w < 0 else '+'}{abs(w)} {label}" + (f" x{k}" if k > 1 else ""))
         order_key = np.where(ranked, -np.abs(units), np.iinfo(np.int64).max)

@@ -450,7 +450,7 @@ class LeadBatch:
         )
         return cls(
             n=n,
-            ids=list(ids) if ids is not None else [str(i) for i in range(n)],
+            ids=ids if isinstance(ids, Sequence) else [str(i) for i in range(n)],
             lead_columns=lead_cols,
             leads=None,
             activity_lead=lead_idx,
