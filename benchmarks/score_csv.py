@@ -124,9 +124,7 @@ def run_score(source: Path, output: Path, pythonpath: Path | None) -> tuple[floa
         env["PYTHONPATH"] = str(pythonpath)
     command = [sys.executable, "-m", "leadsync", "score", "--input", str(source), "--output", str(output)]
     started = time.perf_counter()
-    process = subprocess.Popen(
-        command, cwd=source.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    process = subprocess.Popen(command, cwd=source.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert process.stderr is not None
     stderr = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)

@@ -520,6 +520,13 @@ def score(
     replace_columns: Annotated[
         bool, typer.Option("--replace-columns", help="Write over input columns named like score columns.")
     ] = False,
+    escape_formulas: Annotated[
+        bool,
+        typer.Option(
+            "--escape-formulas/--no-escape-formulas",
+            help="Prefix ' to cells a spreadsheet would run as formulas (= + - @ tab CR; not plain numbers).",
+        ),
+    ] = True,
 ) -> None:
     """Score a CSV file with the configured rules, no CRM: input columns + score, fit, engagement, grade, reasons.
 
@@ -545,6 +552,7 @@ def score(
                 rejects=rejects,
                 columns=columns,
                 err=err,
+                escape_formulas=escape_formulas,
             ),
         )
     )

@@ -175,7 +175,7 @@ class _LineHandle:
 
 @contextmanager
 def csv_chunks(
-    source: Path, dialect: CsvDialect, max_record_lines: int, block_bytes: int = BLOCK_BYTES
+    source: Path, dialect: CsvDialect, max_record_lines: int, block_bytes: int | None = None
 ) -> Iterator[tuple[list[str], Iterator[Chunk]]]:
     """The header (checked as ``score`` checks it) and the file's records in chunks (see the module docstring)."""
     from leadsync.scorefile import ScoreFileError, _header, _Lines
@@ -189,7 +189,8 @@ def csv_chunks(
         lines = _Lines(_LineHandle(stream), source, max_record_lines, dialect.encoding)  # type: ignore[arg-type]
         header = _header(source, lines, dialect.delimiter)
         stream.line = lines.next_number
-        yield header, _chunks(stream, source, header, dialect, max_record_lines, block_bytes)
+        size = block_bytes or BLOCK_BYTES
+        yield header, _chunks(stream, source, header, dialect, max_record_lines, size)
 
 
 def _chunks(
