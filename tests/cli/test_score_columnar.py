@@ -89,7 +89,9 @@ def reference(path: Path) -> tuple[list[list[str]], list[int], dict[str, list[in
             row = dict(zip(header, record.cells, strict=True))
             values = {k: "" if v and v.strip() in nulls else v for k, v in row.items()}
             bad: list[str] = []
-            lead = mapping.to_lead(row["id"] or f"line-{record.line}", values, lambda _i, c, _r, _p: bad.append(c))
+            lead = mapping.to_lead(
+                row["id"] or f"line-{record.line}", values, lambda _i, c, _r, _p, bad=bad: bad.append(c)
+            )
             for column in bad:
                 coerced.setdefault(column, []).append(record.line)
             s = rules.score(lead, [], NOW)
