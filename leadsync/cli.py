@@ -744,7 +744,7 @@ def _labeled_run(labeled: LabeledInput, *, report: bool = False) -> Any:
     Without ``--input``: the state store's outcomes and score history (:mod:`leadsync.evaluate_store`).
     """
     from leadsync.app import load_csv_scoring
-    from leadsync.evaluate_cmd import RANK_BY, InputError, load_candidate, load_labeled, run_evaluation
+    from leadsync.evaluate_cmd import RANK_BY, InputError, labeled_dialect, load_candidate, load_labeled, run_evaluation
     from scoring.evaluation import parse_objective
 
     input_path, label, objective = labeled.input_path, labeled.label, labeled.objective
@@ -783,6 +783,7 @@ def _labeled_run(labeled: LabeledInput, *, report: bool = False) -> Any:
             candidate=candidate,
             date_column=labeled.date,
             now=now,
+            dialect=labeled_dialect(labeled.config, input_path),
             on_problem=lambda p: err.print(f"[yellow]skipped[/] {input_path}: {p}", highlight=False),
         )
         return run_evaluation(data, objective, rank_by=labeled.rank_by)

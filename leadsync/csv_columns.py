@@ -76,7 +76,7 @@ def chunk_batch(
         elif spec.type in ("str", "list", "present"):
             lazy[attribute] = _text_column(array, attribute, spec, mapping, nulls)
         else:
-            column, found = _typed_column(array, attribute, spec, mapping, nulls)
+            column, found = typed_column(array, attribute, spec, mapping, nulls)
             eager[attribute] = column
             if found is not None:
                 bad.append(found)
@@ -121,7 +121,7 @@ def _text_column(
     return build
 
 
-def _typed_column(
+def typed_column(
     array: Any, attribute: str, spec: FieldSpec, mapping: LeadMapping, nulls: frozenset[str]
 ) -> tuple[Column, BadValues | None]:
     """A number, flag, range or date-time column, and where its values are unreadable."""

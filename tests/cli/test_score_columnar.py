@@ -178,3 +178,59 @@ def test_score_neutralises_formulas_unless_told_not_to(tmp_path: Path, monkeypat
     with (tmp_path / "raw.csv").open(newline="") as handle:
         raw = list(csv.DictReader(handle))
     assert raw[0]["job_title"] == '=HYPERLINK("http://evil")' and raw[1]["note"] == "@cmd"
+
+
+def test_rule_points_from_the_columns_are_those_of_the_score_hits() -> None:
+    from leadsync.evaluate_cmd import RuleSetScores
+    from scoring import Lead
+
+    rules = compile_rules(default_rules())
+    rng = random.Random(9)
+    leads = [
+        Lead(
+            f"l{i}",
+            email=rng.choice(["a@acme.com", "b@gmail.com", "info@acme.com", None]),
+            job_title=rng.choice(["VP Marketing", "CEO", "Student", None]),
+            employees=rng.choice([5, 250, 3000, None]),
+            attributes={"page_views": rng.choice([0, 5, 80, None]), "email_opens": rng.choice([0, 3, 40])},
+        )
+        for i in range(300)
+    ]
+    scored = RuleSetScores("champion", rules)
+    scored.add(leads[:150], NOW)
+    scored.add(leads[150:], NOW)
+    expected: dict[str, list[float]] = {}
+    for k, lead in enumerate(leads):
+        for hit in rules.score(lead, [], NOW).hits:
+            column = expected.setdefault(hit.rule, [])
+            column.extend([0.0] * (k - len(column)))
+            column.append(hit.points)
+    assert set(scored.points) == set(expected)
+    for name, values in expected.items():
+        assert scored.points[name] == [*values, *[0.0] * (len(leads) - len(values))], name
+    assert scored.scores == [rules.score(lead, [], NOW).total for lead in leads]
+
+
+def test_evaluate_input_reads_as_score_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ;-delimited export with null tokens and a malformed row: evaluate reads it as score does (issue 17)."""
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LEADSYNC_CONFIG", raising=False)
+    rng = random.Random(4)
+    lines = ["email;job_title;employees;page_views;converted"]
+    for i in range(400):
+        hot = rng.random() < 0.5
+        title = "VP Marketing" if hot else rng.choice(["Student", "N/A"])
+        lines.append(
+            f"u{i}@{'acme.com' if hot else 'gmail.com'};{title};{rng.choice(['250', 'N/A', 'n/a'])};"
+            f"{rng.randint(0, 50)};{int(hot if rng.random() < 0.8 else not hot)}"
+        )
+    lines[10] += ";extra"  # line 11: one cell too many
+    source = tmp_path / "labeled.csv"
+    source.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(app, ["evaluate", "--input", str(source), "--label", "converted", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout[result.stdout.index("{") :])
+    assert data["rows"] == 400 and data["rows_rejected"] == 1 and data["labeled"] == 399
+    assert "line 11: 6 cells, the header has 5" in result.output
