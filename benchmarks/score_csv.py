@@ -123,6 +123,8 @@ def child(source: Path, output: Path) -> None:
     """In the measured process: the ``leadsync score`` command after start-up, timed (wall and CPU)."""
     import json
 
+    here = Path(__file__).resolve().parent  # benchmarks/scoring.py must not shadow the scoring package
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     from rich.console import Console
 
     from leadsync.csv_commands import run_score

@@ -20,7 +20,9 @@ CSV writing without a Python loop per cell. pyarrow is imported inside the funct
 from __future__ import annotations
 
 import codecs
+import queue
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,8 +37,11 @@ from leadsync.csv_dialect import CsvDialect, not_text
 if TYPE_CHECKING:
     from leadsync.scorefile import RowProblem, _Record
 
-#: a block parsed at once (memory per chunk is a small multiple of it, whatever the file's size)
-BLOCK_BYTES = 8 << 20
+#: a block parsed at once: memory per chunk is a multiple of it (the scoring matrices of its ~10,000 rows),
+#: whatever the file's size; larger blocks gain little speed for much more memory
+BLOCK_BYTES = 2 << 20
+#: blocks read ahead by the reading thread while the previous one is scored
+READ_AHEAD = 2
 #: bytes read from the file at a time
 READ_BYTES = 1 << 20
 _LINE_END = re.compile(rb"\r\n?|\n")
@@ -191,6 +196,47 @@ def csv_chunks(
         stream.line = lines.next_number
         size = block_bytes or BLOCK_BYTES
         yield header, _chunks(stream, source, header, dialect, max_record_lines, size)
+
+
+def read_ahead(chunks: Iterator[Chunk], depth: int = READ_AHEAD) -> Iterator[Chunk]:
+    """``chunks`` produced by a thread up to ``depth`` ahead: pyarrow parses the next block (without the
+    GIL) while this one is scored. An error of the reader is raised here, in order; stopping early (an error,
+    a stop signal) stops the thread."""
+    items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for chunk in chunks:
+                if not put(chunk):
+                    return
+            put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+
+    thread = threading.Thread(target=work, name="csv-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def _chunks(

@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from leadsync.csv_dialect import CsvDialect, not_text
-from leadsync.csv_reader import Chunk, csv_chunks
+from leadsync.csv_reader import Chunk, csv_chunks, read_ahead
 from mappings import LeadMapping
 from scoring import CompiledRules, Lead, ScoreColumns
 
@@ -349,13 +349,13 @@ def score_csv(
         with _rejects_output(rejects, dialect.delimiter) as rejected:
             if isinstance(output, Path):
                 with open_output(output) as out:
-                    job.run(records, out, rejected)
+                    job.run(read_ahead(records), out, rejected)
             elif output is not None:
                 sink = _Sink(output, getattr(output, "name", "the output"))
-                job.run(records, sink, rejected)
+                job.run(read_ahead(records), sink, rejected)
                 sink.flush()
             else:
-                job.run(records, None, rejected)
+                job.run(read_ahead(records), None, rejected)
     return result
 
 
