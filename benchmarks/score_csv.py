@@ -3,7 +3,7 @@
 Each run is a fresh process that runs the ``leadsync score --input F --output O`` command (``run_score``,
 as the CLI calls it) with the default rules and the default CSV mapping (no config, no model). Printed: the
 whole process's wall time, the command's wall and CPU time after start-up (the checks of ``check --input``,
-reading, mapping, scoring, writing the atomic output file; start-up imports are another matter), rows/s of
+reading, mapping, scoring, writing the atomic output file; the imports, the model's too, are start-up), rows/s of
 both, and the process's peak RSS from ``wait4``. On a shared machine CPU seconds are the steadier figure.
 The file (generated in chunks, ~200 bytes a row: company and free-mail addresses, titles,
 company-size ranges, revenue, ISO-8601 date-times, HubSpot counters, a few quoted cells) is written once per
@@ -127,6 +127,7 @@ def child(source: Path, output: Path) -> None:
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     from rich.console import Console
 
+    import leadsync.model_apply  # noqa: F401  (imported by run_score: start-up, not scoring)
     from leadsync.csv_commands import run_score
     from leadsync.scorefile import OutputColumns
 
