@@ -1,7 +1,10 @@
 """``leadsync score``: score a CSV file with the configured rules, no CRM involved.
 
-Rows are streamed in chunks (memory does not grow with the file); a malformed row is reported with its
-line number and skipped while the rest are scored. A quoted field that never closes (it runs past the end
+Rows are read in chunks of columns by ``leadsync.csv_reader`` (pyarrow for clean blocks, the exact row
+reader below for a block holding a malformed row), mapped by ``leadsync.csv_columns``, scored on the
+columnar engine (``CompiledRules.score_batch``, no ``Score`` object per row) and written per chunk by
+``csv_bytes``, so memory does not grow with the file; a malformed row is reported with its line number
+and skipped while the rest are scored. A quoted field that never closes (it runs past the end
 of the file or over more than ``max_record_lines`` lines) is a broken record: it is reported at the line it
 starts on and skipped, and reading resumes on the next line, so one stray quote costs one row, not the rest
 of the file. So is a record with more or fewer cells than the header. Every skipped record is counted and
