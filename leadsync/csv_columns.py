@@ -116,7 +116,7 @@ def _text_column(
             values = [mapping.convert("", attribute, value, None, spec) for value in cleaned]
         if attribute in _FLAGS:
             values = [bool(value) for value in values]
-        return Column.of(Categorical(codes, values))
+        return Column.coded(codes, values, multi=None if spec.type == "list" else False)
 
     return build
 
@@ -170,7 +170,12 @@ def typed_column(
             values[index] = slow(index)
         if attribute in _FLAGS:
             values = [bool(value) for value in values]
-        column = Column.of(Categorical(codes, values))
+        numbers = None
+        if (
+            spec.type in ("int", "float", "range") and attribute not in _FLAGS
+        ):  # what ``to_number`` gives for ints, floats and None
+            numbers = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+        column = Column.coded(codes, values, numbers=numbers, multi=False)
     if not unreadable.any():
         return column, None
     rows = np.flatnonzero(unreadable[codes]).astype(np.int64)

@@ -131,6 +131,18 @@ class Column:
         return col
 
     @classmethod
+    def coded(
+        cls, codes: I64, categories: list[Any], *, numbers: F64 | None = None, multi: bool | None = None
+    ) -> Column:
+        """Values as codes into ``categories`` (every code valid), with what the caller already knows:
+        ``numbers``, ``to_number`` of each category (NaN for None), and whether any category is a list."""
+        col = cls(len(codes))
+        col._codes, col._cats, col._multi = codes, categories, multi
+        if numbers is not None:
+            col._numbers = numbers[codes] if len(codes) else np.zeros(0, dtype=np.float64)
+        return col
+
+    @classmethod
     def of_micros(cls, micros: I64, ok: Bools) -> Column:
         col = cls(len(micros))
         col._micros, col._ok, col._multi = micros, ok, False
