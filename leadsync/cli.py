@@ -576,6 +576,13 @@ def score(
     replace_columns: Annotated[
         bool, typer.Option("--replace-columns", help="Write over input columns named like score columns.")
     ] = False,
+    escape_formulas: Annotated[
+        bool,
+        typer.Option(
+            "--escape-formulas/--no-escape-formulas",
+            help="Prefix ' to cells a spreadsheet would run as formulas (= + - @ tab CR; not plain numbers).",
+        ),
+    ] = True,
 ) -> None:
     """Score a CSV file with the configured rules, no CRM: input columns + score, fit, engagement, grade, reasons.
 
@@ -601,6 +608,7 @@ def score(
                 rejects=rejects,
                 columns=columns,
                 err=err,
+                escape_formulas=escape_formulas,
             ),
         )
     )
@@ -829,7 +837,7 @@ def _labeled_run(labeled: LabeledInput, *, report: bool = False) -> Any:
     Without ``--input``: the state store's outcomes and score history (:mod:`leadsync.evaluate_store`).
     """
     from leadsync.app import load_csv_scoring
-    from leadsync.evaluate_cmd import RANK_BY, InputError, load_candidate, load_labeled, run_evaluation
+    from leadsync.evaluate_cmd import RANK_BY, InputError, labeled_dialect, load_candidate, load_labeled, run_evaluation
     from scoring.evaluation import parse_objective
 
     input_path, label, objective = labeled.input_path, labeled.label, labeled.objective
@@ -868,6 +876,7 @@ def _labeled_run(labeled: LabeledInput, *, report: bool = False) -> Any:
             candidate=candidate,
             date_column=labeled.date,
             now=now,
+            dialect=labeled_dialect(labeled.config, input_path),
             on_problem=lambda p: err.print(f"[yellow]skipped[/] {input_path}: {p}", highlight=False),
         )
         return run_evaluation(data, objective, rank_by=labeled.rank_by)

@@ -83,6 +83,7 @@ def run_score(
     rejects: Path | None,
     columns: OutputColumns,
     err: Console,
+    escape_formulas: bool = True,
 ) -> int:
     """``leadsync score``: the checks first (an error refuses, exit 2), then every row; exit 1 on rejects."""
     from leadsync.csv_check import check_file
@@ -113,6 +114,7 @@ def run_score(
         columns=columns,
         annotate=annotate,
         annotated_columns=MODEL_COLUMNS if annotate is not None else (),
+        escape_formulas=escape_formulas,
     )
     _print_summary(result, err, output if target is not sys.stdout else None, rejects)
     return 1 if result.rejected else 0

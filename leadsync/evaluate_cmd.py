@@ -8,8 +8,6 @@ label is the thing being evaluated against.
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,10 +17,13 @@ import numpy as np
 import numpy.typing as npt
 
 from leadsync.app import load_scoring
-from leadsync.config import load_rules_file
+from leadsync.config import CsvFileConfig, load_rules_file
+from leadsync.csv_dialect import CsvDialect
 from mappings import FieldSpec, LeadMapping
-from scoring import CompiledRules, Lead
+from scoring import CompiledRules, Lead, LeadBatch, ScoreColumns
+from scoring._values import UNIT
 from scoring.evaluation import Comparison, Evaluation, RuleContribution, compare, evaluate, rule_contributions
+from scoring.rules import PARTS
 
 TRUE = frozenset({"1", "true", "yes"})
 FALSE = frozenset({"0", "false", "no"})
@@ -49,16 +50,34 @@ class RuleSetScores:
     #: each lead's ``Score.points`` (the unclamped total), for ``--rank-by points``
     totals: list[float] = field(default_factory=list)
 
-    def add(self, leads: list[Lead], now: datetime) -> None:
+    def add_scores(self, scores: ScoreColumns, rows: npt.NDArray[np.int64]) -> None:
+        """The scores of some leads of a scored batch, with each rule's points (and the part caps') as their
+        ``Score.hits`` give them: a rule gets a column once it has fired for some lead."""
         start = len(self.scores)
-        for k, score in enumerate(self.compiled.iter_scores(((lead, [], None) for lead in leads), now)):
-            self.scores.append(score.total)
-            self.grades.append(score.grade)
-            self.totals.append(score.points)
-            for hit in score.hits:
-                column = self.points.setdefault(hit.rule, [])
-                column.extend([0.0] * (start + k - len(column)))
-                column.append(hit.points)
+        self.scores.extend(scores.total[rows].tolist())
+        grades = ("cold", "warm", "hot")
+        self.grades.extend(grades[g] for g in scores.grade_codes[rows].tolist())
+        self.totals.extend(scores.points[rows].tolist())
+        named: list[tuple[str, npt.NDArray[np.int64], npt.NDArray[np.bool_]]] = []
+        for rule in self.compiled._rules:
+            fired = scores.counts[rule.index, rows] > 0
+            named.append((rule.name, scores.units[rule.index, rows], fired))
+        for p, part in enumerate(PARTS):
+            adjust = scores.cap_adjust[p, rows]
+            named.append((f"{part} cap", adjust, adjust != 0))
+        for name, units, fired in named:
+            if not fired.any() and name not in self.points:
+                continue
+            column = self.points.setdefault(name, [])
+            column.extend([0.0] * (start - len(column)))
+            column.extend(np.where(fired, units / UNIT, 0.0).tolist())
+        for column in self.points.values():
+            column.extend([0.0] * (len(self.scores) - len(column)))
+
+    def add(self, leads: list[Lead], now: datetime) -> None:
+        """Score ``leads`` (no activities) on the columnar path and add them."""
+        batch = LeadBatch.from_items((lead, [], None) for lead in leads)
+        self.add_scores(self.compiled.score_batch(batch, now), np.arange(len(leads), dtype=np.int64))
 
     def ranked(self, rank_by: str) -> npt.NDArray[np.float64]:
         """What the evaluation ranks leads by: the scores (0..100) or the points (unclamped)."""
@@ -110,10 +129,36 @@ def parse_label(raw: str | None) -> bool | None:
     raise ValueError(f"expected 0/1, true/false or yes/no (empty = unlabeled), got {raw!r}")
 
 
-def _rows(handle: Any) -> Iterator[tuple[int, dict[str, str]]]:
-    reader = csv.DictReader(handle)
-    for row in reader:
-        yield reader.line_num, row
+def _labels(source: Path, label: str, cells: Any, lines: npt.NDArray[np.int64]) -> npt.NDArray[np.int8]:
+    """The label of each row: 1 converted, 0 not, -1 unlabeled; a bad label stops everything (its line named)."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(cells)
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    table = np.zeros(len(encoded.dictionary), dtype=np.int8)
+    for k, raw in enumerate(encoded.dictionary.to_pylist()):
+        try:
+            found = parse_label(raw)
+        except ValueError as exc:
+            line = int(lines[np.flatnonzero(codes == k)[0]])
+            raise InputError(f"{source}: line {line}: column '{label}': {exc}") from None
+        table[k] = -1 if found is None else int(found)
+    labels: npt.NDArray[np.int8] = table[codes]
+    return labels
+
+
+def labeled_dialect(config: Path | None, source: Path, delimiter: str | None = None) -> CsvDialect:
+    """How the labeled CSV is read: the config's ``csv:`` delimiter, encoding and null tokens, as ``score``."""
+    from leadsync.config import load_sections, split_csv_section
+    from leadsync.csv_dialect import DialectError, resolve
+
+    if not source.is_file():
+        raise InputError(f"--input: {source} is not a file")
+    origin, sections = load_sections(config, ("csv",))
+    try:
+        return resolve(source, split_csv_section(sections.get("csv"), origin)[1], delimiter=delimiter)
+    except DialectError as exc:
+        raise InputError(str(exc)) from None
 
 
 def load_labeled(
@@ -126,75 +171,79 @@ def load_labeled(
     date_column: str | None = None,
     now: datetime | None = None,
     on_problem: Any = None,
+    dialect: CsvDialect | None = None,
 ) -> LabeledData:
-    """Score every labeled row of ``source`` with ``rules`` (and ``candidate``); validate the labels."""
+    """Score every labeled row of ``source`` with ``rules`` (and ``candidate``); validate the labels.
+
+    The file is read as ``leadsync score`` reads it (``csv_reader``: its delimiter, encoding and null tokens
+    from ``dialect``, else detected with the default null tokens; a malformed record is reported with its line
+    and skipped) and scored on the columnar path, chunk by chunk.
+    """
+    from leadsync.csv_columns import chunk_batch, typed_column
+    from leadsync.csv_dialect import resolve
+    from leadsync.csv_reader import csv_chunks
+    from leadsync.scorefile import MAX_RECORD_LINES
+
     now = now or datetime.now(UTC)
     if not source.is_file():
         raise InputError(f"--input: {source} is not a file")
+    if dialect is None:
+        try:
+            dialect = resolve(source, CsvFileConfig())
+        except ValueError as exc:  # DialectError: undecodable text
+            raise InputError(str(exc)) from None
     champion = RuleSetScores("champion", rules)
     challenger = RuleSetScores("candidate", candidate) if candidate is not None else None
-    outcomes: list[bool] = []
-    dates: list[datetime | None] = []
+    outcomes: list[npt.NDArray[np.bool_]] = []
+    days: list[npt.NDArray[np.datetime64]] = []
     rejected: list[str] = []
     rows = unlabeled = 0
-    try:
-        with source.open(newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle), None)
-            if not header:
-                raise InputError(f"{source}: the file is empty (expected a header row)")
-            handle.seek(0)
-            if label not in header:
-                raise InputError(f"{source}: no column '{label}' for --label (columns: {', '.join(header)})")
-            created = mapping.fields.get("created_at")
-            if date_column is None and created is not None and created.property in header:
-                date_column = created.property
-            elif date_column is not None and date_column not in header:
-                raise InputError(f"{source}: no column '{date_column}' for --date (columns: {', '.join(header)})")
-            date_spec = FieldSpec(property=date_column, type="datetime") if date_column else None
-            chunk: list[Lead] = []
-
-            def flush() -> None:
-                champion.add(chunk, now)
-                if challenger is not None:
-                    challenger.add(chunk, now)
-                chunk.clear()
-
-            for line, row in _rows(handle):
-                rows += 1
-                try:
-                    outcome = parse_label(row.get(label))
-                except ValueError as exc:
-                    raise InputError(f"{source}: line {line}: column '{label}': {exc}") from None
-                if outcome is None:
-                    unlabeled += 1
-                    continue
-                problems: list[str] = []
-
-                def bad(_id: str, column: str, raw: Any, problem: str, line: int = line) -> None:
-                    problems.append(f"line {line}: column '{column}': {problem}, got {raw!r}")  # noqa: B023
-
-                lead = mapping.to_lead(row.get("id") or f"line-{line}", row, bad)
+    with csv_chunks(source, dialect, MAX_RECORD_LINES) as (header, chunks):
+        if label not in header:
+            raise InputError(f"{source}: no column '{label}' for --label (columns: {', '.join(header)})")
+        created = mapping.fields.get("created_at")
+        if date_column is None and created is not None and created.property in header:
+            date_column = created.property
+        elif date_column is not None and date_column not in header:
+            raise InputError(f"{source}: no column '{date_column}' for --date (columns: {', '.join(header)})")
+        date_spec = FieldSpec(property=date_column, type="datetime") if date_column else None
+        for chunk in chunks:
+            rows += chunk.n + len(chunk.rejects)
+            problems: list[tuple[int, int, str]] = [
+                (record.line, 0, str(problem)) for record, found in chunk.rejects for problem in found
+            ]
+            if chunk.n:
+                cells = dict(zip(header, chunk.cells, strict=True))
+                labels = _labels(source, label, cells[label], chunk.lines)
+                batch, bad = chunk_batch(cells, chunk.lines, mapping, dialect.nulls)
                 when = None
                 if date_spec is not None:
-                    when = mapping.convert(lead.id, "date", row.get(date_spec.property), bad, date_spec)
-                if None in row:
-                    problems.append(f"line {line}: more cells than header columns")
-                if problems:
-                    rejected.extend(problems)
-                    if on_problem is not None:
-                        for problem in problems:
-                            on_problem(problem)
-                    continue
-                outcomes.append(outcome)
-                dates.append(when)
-                chunk.append(lead)
-                if len(chunk) >= CHUNK:
-                    flush()
-            if chunk:
-                flush()
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{source}: not a readable CSV file ({exc})") from None
-    y = np.array(outcomes, dtype=np.bool_)
+                    when, bad_date = typed_column(cells[date_spec.property], "date", date_spec, mapping, dialect.nulls)
+                    bad = [*bad, *([bad_date] if bad_date is not None else [])]
+                keep = labels >= 0
+                unlabeled += int((labels < 0).sum())
+                for order, found in enumerate(bad, start=1):
+                    for row, raw in zip(found.rows.tolist(), found.raws, strict=True):
+                        if keep[row]:
+                            line = int(chunk.lines[row])
+                            problems.append(
+                                (line, order, f"line {line}: column '{found.column}': {found.problem}, got {raw!r}")
+                            )
+                    keep[found.rows] = False
+                kept = np.flatnonzero(keep)
+                champion.add_scores(rules.score_batch(batch, now), kept)
+                if challenger is not None and candidate is not None:
+                    challenger.add_scores(candidate.score_batch(batch, now), kept)
+                outcomes.append(labels[kept] == 1)
+                if when is not None:
+                    micros, ok = when.micros()
+                    stamps = np.where(ok, micros // 1_000_000, np.iinfo(np.int64).min)[kept]
+                    days.append(stamps.astype("datetime64[s]"))
+            for _, _, message in sorted(problems):
+                rejected.append(message)
+                if on_problem is not None:
+                    on_problem(message)
+    y = np.concatenate(outcomes) if outcomes else np.zeros(0, dtype=np.bool_)
     positives = int(y.sum())
     where = f"{source}: column '{label}'"
     if not len(y):
@@ -209,10 +258,7 @@ def load_labeled(
         )
     day_array = None
     if date_column is not None:
-        day_array = np.array(
-            [np.datetime64(d.astimezone(UTC).replace(tzinfo=None), "s") if d else np.datetime64("NaT") for d in dates],
-            dtype="datetime64[s]",
-        )
+        day_array = np.concatenate(days) if days else np.zeros(0, dtype="datetime64[s]")
     return LabeledData(source, label, rows, unlabeled, rejected, y, day_array, date_column, champion, challenger)
 
 

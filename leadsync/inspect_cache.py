@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from mappings import LeadMapping
-from scoring import CompiledRules, Lead, Score
-from sync.pipeline import score_cached
+from scoring import CompiledRules, Lead, LeadBatch, QualificationState, Score
+from sync.pipeline import activities_from_dicts, score_cached
 from sync.state import StateStore
+from sync.state.records import CachedLead, StoredScore
 
 
 @dataclass
@@ -97,8 +100,27 @@ class Impact:
         return data
 
 
+#: cached leads read per query by ``preview`` (one keyset page each, decoded once for both rule sets)
+PREVIEW_CHUNK = 5_000
+_GRADE_NAMES = ("cold", "warm", "hot")
+
+
 def _chunks(store: StateStore) -> Iterator[list[Any]]:
-    yield from store.iter_leads(chunk_size=1000)
+    yield from store.iter_leads(chunk_size=PREVIEW_CHUNK)
+
+
+def cached_batch(
+    mapping: LeadMapping, chunk: Sequence[CachedLead], previous: Mapping[str, StoredScore]
+) -> tuple[list[Lead], LeadBatch]:
+    """Cached leads as one columnar batch (their activities and qualification history): scored by as many
+    rule sets as needed, each reading the same decoded columns."""
+    leads = [mapping.to_lead(c.id, c.properties, object_type=c.object_type) for c in chunk]
+    items = []
+    for lead, cached in zip(leads, chunk, strict=True):
+        stored = previous.get(lead.id)
+        state = None if stored is None else QualificationState(stored.qualified, stored.qualified_at)
+        items.append((lead, activities_from_dicts(lead.id, cached.activities), state))
+    return leads, LeadBatch.from_items(items)
 
 
 def preview(
@@ -110,29 +132,45 @@ def preview(
     *,
     examples: int = 5,
 ) -> Impact:
-    """Score every cached lead with both rule sets (same "now", same qualification history) and compare."""
+    """Score every cached lead with both rule sets (same "now", same qualification history) and compare.
+
+    Chunk by chunk on the columnar path: totals, grades and qualification are compared as arrays, and only
+    the examples kept are looked at lead by lead (no ``Score`` object is built)."""
     impact = Impact(current_version=current.version, new_version=proposed.version)
     delta_sum = 0
     for chunk in _chunks(store):
-        previous = store.get_scores([c.id for c in chunk])
-        before = score_cached(current, mapping, chunk, previous, now)
-        after = score_cached(proposed, mapping, chunk, previous, now)
-        for (lead, old), (_, new) in zip(before, after, strict=True):
-            impact.leads += 1
-            delta_sum += new.total - old.total
-            impact.score_changes += new.total != old.total
-            row = impact.grade_matrix.setdefault(old.grade, {})
-            row[new.grade] = row.get(new.grade, 0) + 1
-            change = Change(lead.id, lead.email, old.total, new.total, old.grade, new.grade)
-            if new.qualified and not old.qualified:
-                impact.newly_qualified += 1
-                _keep(impact.examples["qualify"], change, examples)
-            elif old.qualified and not new.qualified:
-                impact.newly_unqualified += 1
-                _keep(impact.examples["unqualify"], change, examples)
-            if new.grade != old.grade:
-                impact.grade_changes += 1
-                _keep(impact.examples["regrade"], change, examples)
+        leads, batch = cached_batch(mapping, chunk, store.get_scores([c.id for c in chunk]))
+        old, new = current.score_batch(batch, now), proposed.score_batch(batch, now)
+        delta = new.total - old.total
+        impact.leads += len(leads)
+        delta_sum += int(delta.sum())
+        impact.score_changes += int((delta != 0).sum())
+        pairs = old.grade_codes.astype(np.int64) * 3 + new.grade_codes
+        codes, first = np.unique(pairs, return_index=True)
+        counts = np.bincount(pairs, minlength=9)
+        for code in codes[np.argsort(first, kind="stable")].tolist():
+            row = impact.grade_matrix.setdefault(_GRADE_NAMES[code // 3], {})
+            row[_GRADE_NAMES[code % 3]] = row.get(_GRADE_NAMES[code % 3], 0) + int(counts[code])
+        qualify = new.qualified & ~old.qualified
+        unqualify = old.qualified & ~new.qualified
+        regrade = old.grade_codes != new.grade_codes
+        impact.newly_qualified += int(qualify.sum())
+        impact.newly_unqualified += int(unqualify.sum())
+        impact.grade_changes += int(regrade.sum())
+        for kind, mask in (("qualify", qualify), ("unqualify", unqualify), ("regrade", regrade)):
+            found = np.flatnonzero(mask)
+            best = found[np.argsort(-np.abs(delta[found]), kind="stable")[:examples]]
+            for i in best.tolist():
+                lead = leads[i]
+                change = Change(
+                    lead.id,
+                    lead.email,
+                    int(old.total[i]),
+                    int(new.total[i]),
+                    _GRADE_NAMES[old.grade_codes[i]],
+                    _GRADE_NAMES[new.grade_codes[i]],
+                )
+                _keep(impact.examples[kind], change, examples)
     impact.mean_delta = round(delta_sum / impact.leads, 2) if impact.leads else 0.0
     return impact
 

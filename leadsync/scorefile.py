@@ -1,7 +1,10 @@
 """``leadsync score``: score a CSV file with the configured rules, no CRM involved.
 
-Rows are streamed in chunks (memory does not grow with the file); a malformed row is reported with its
-line number and skipped while the rest are scored. A quoted field that never closes (it runs past the end
+Rows are read in chunks of columns by ``leadsync.csv_reader`` (pyarrow for clean blocks, the exact row
+reader below for a block holding a malformed row), mapped by ``leadsync.csv_columns``, scored on the
+columnar engine (``CompiledRules.score_batch``, no ``Score`` object per row) and written per chunk by
+``csv_bytes``, so memory does not grow with the file; a malformed row is reported with its line number
+and skipped while the rest are scored. A quoted field that never closes (it runs past the end
 of the file or over more than ``max_record_lines`` lines) is a broken record: it is reported at the line it
 starts on and skipped, and reading resumes on the next line, so one stray quote costs one row, not the rest
 of the file. So is a record with more or fewer cells than the header. Every skipped record is counted and
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import secrets
 import signal
 import stat
@@ -29,9 +33,13 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+import numpy as np
+import numpy.typing as npt
+
 from leadsync.csv_dialect import CsvDialect, not_text
+from leadsync.csv_reader import Chunk, csv_chunks, read_ahead
 from mappings import LeadMapping
-from scoring import CompiledRules, Lead
+from scoring import CompiledRules, Lead, ScoreColumns
 
 #: what ``score`` adds to each row: ``points`` is the raw total (after part caps, before the 0..100 clamp)
 OUTPUT_COLUMNS = ("score", "points", "fit", "engagement", "penalties", "grade", "qualified", "reasons")
@@ -91,6 +99,17 @@ class ScoreFileResult:
     #: column -> values read as missing (unparsable for the mapped type)
     coerced: dict[str, Coerced] = field(default_factory=dict)
 
+    def coerce_many(self, column: str, expected: str, lines: npt.NDArray[np.int64], raws: list[str]) -> None:
+        """``coerce`` for many values of one column at once (their lines ascending)."""
+        entry = self.coerced.setdefault(column, Coerced(expected))
+        entry.count += len(raws)
+        entry.lines.extend(lines[: max(FIRST_LINES - len(entry.lines), 0)].tolist())
+        for raw in raws:
+            if len(entry.examples) >= 3:
+                break
+            if raw not in entry.examples:
+                entry.examples.append(raw)
+
     def coerce(self, line: int, column: str, raw: str, expected: str) -> None:
         entry = self.coerced.setdefault(column, Coerced(expected))
         entry.count += 1
@@ -107,13 +126,13 @@ class _Lines:
     dropped and its other lines read again as records of their own.
     """
 
-    def __init__(self, handle: IO[str], source: Path, limit: int, encoding: str = "utf-8") -> None:
+    def __init__(self, handle: IO[str], source: Path, limit: int, encoding: str = "utf-8", start: int = 1) -> None:
         self._handle = handle
         self._source = source
         self._limit = limit
         self._encoding = encoding
         self._pending: deque[tuple[int, str]] = deque()
-        self._next_number = 1
+        self._next_number = start
         self.record: list[tuple[int, str]] = []
         self.past_end = False  #: the reader asked for a line after the last one, inside a record
         self.over_limit = False  #: the reader asked for more than ``limit`` lines for one record
@@ -141,6 +160,16 @@ class _Lines:
             self._next_number += 1
         self.record.append(item)
         return item[1]
+
+    @property
+    def next_number(self) -> int:
+        """The number of the next line read from the file (lines given back to be read again not counted)."""
+        return self._next_number
+
+    @property
+    def at_boundary(self) -> bool:
+        """No line is waiting to be read again: the next record starts at ``next_number``."""
+        return not self._pending
 
     def start_record(self) -> None:
         self.record.clear()
@@ -206,6 +235,18 @@ class _Sink:
     def write(self, text: str) -> int:
         try:
             return self._handle.write(text)
+        except OSError as exc:
+            raise ScoreFileError(_cannot_write(self._name, exc)) from None
+
+    def write_bytes(self, data: bytes) -> None:
+        """UTF-8 text written as it is (the columnar writer's output), after what was written as text."""
+        buffer = getattr(self._handle, "buffer", None)
+        try:
+            if buffer is None:
+                self._handle.write(data.decode("utf-8"))
+            else:
+                self._handle.flush()
+                buffer.write(data)
         except OSError as exc:
             raise ScoreFileError(_cannot_write(self._name, exc)) from None
 
@@ -289,36 +330,35 @@ def score_csv(
     columns: OutputColumns | None = None,
     annotate: Callable[[list[tuple[dict[str, str], Lead]]], list[dict[str, str]]] | None = None,
     annotated_columns: Sequence[str] = (),
+    escape_formulas: bool = True,
 ) -> ScoreFileResult:
     """Score every row of ``source``; write input columns + score columns to ``output`` (see ``open_output``).
 
     ``strict``: a value that does not parse as its mapped type rejects its row instead of being read as
     missing. ``rejects``: every skipped record (line, reason, text) is written there, atomically as well.
     ``annotate`` adds ``annotated_columns`` to each chunk of rows (the active model's likelihood).
+    ``escape_formulas``: cells a spreadsheet would run as formulas get a leading quote (``neutralise``).
     """
     if max_record_lines < 1:
         raise ValueError(f"max_record_lines: expected at least 1, got {max_record_lines}")
     now = now or datetime.now(UTC)
     dialect = dialect or CsvDialect()
     result = ScoreFileResult()
-    with _open_input(source, dialect) as handle:
-        lines = _Lines(handle, source, max_record_lines, dialect.encoding)
-        header = _header(source, lines, dialect.delimiter)
+    with csv_chunks(source, dialect, max_record_lines) as (header, records):
         names = (columns or OutputColumns()).names(source, header)
         fieldnames = [*header, *(n for n in (*names.values(), *annotated_columns) if n not in header)]
-        job = _Job(header, fieldnames, names, rules, mapping, dialect, now, result, on_problem, strict)
+        job = _Job(header, fieldnames, names, rules, mapping, dialect, now, result, on_problem, strict, escape_formulas)
         job.annotate = annotate
-        records = _records(lines, len(header), dialect.delimiter)
         with _rejects_output(rejects, dialect.delimiter) as rejected:
             if isinstance(output, Path):
                 with open_output(output) as out:
-                    job.run(records, out, rejected)
+                    job.run(read_ahead(records), out, rejected)
             elif output is not None:
                 sink = _Sink(output, getattr(output, "name", "the output"))
-                job.run(records, sink, rejected)
+                job.run(read_ahead(records), sink, rejected)
                 sink.flush()
             else:
-                job.run(records, None, rejected)
+                job.run(read_ahead(records), None, rejected)
     return result
 
 
@@ -472,7 +512,7 @@ def _stop_signals_raise() -> Iterator[None]:
 
 
 class _Job:
-    """One scoring pass over the records: rows are mapped to leads, scored in chunks and written out."""
+    """One scoring pass over the chunks: mapped to a ``LeadBatch``, scored on the columnar path, written out."""
 
     def __init__(
         self,
@@ -486,6 +526,7 @@ class _Job:
         result: ScoreFileResult,
         on_problem: Callable[[RowProblem], None] | None,
         strict: bool,
+        escape: bool = True,
     ) -> None:
         self.header = header
         self.fieldnames = fieldnames
@@ -497,49 +538,107 @@ class _Job:
         self.result = result
         self.on_problem = on_problem
         self.strict = strict
+        self.escape = escape
         self.annotate: Callable[[list[tuple[dict[str, str], Lead]]], list[dict[str, str]]] | None = None
         #: the mapped columns of this file: only their cells are checked for null tokens
         self.read = sorted({spec.property for spec in mapping.fields.values()} & set(header))
 
-    def run(self, records: Iterator[_Record], out: _Sink | None, rejected: Any) -> None:
-        writer = None
+    def run(self, chunks: Iterator[Chunk], out: _Sink | None, rejected: Any) -> None:
         if out is not None:  # the input's delimiter: a ;-delimited export opens the same way scored
-            writer = csv.DictWriter(
-                out, fieldnames=self.fieldnames, extrasaction="ignore", delimiter=self.dialect.delimiter
+            csv.writer(out, delimiter=self.dialect.delimiter).writerow(
+                [neutralise(name) if self.escape else name for name in self.fieldnames]
             )
-        if writer is not None:
-            writer.writeheader()
-        chunk: list[tuple[dict[str, str], Lead]] = []
-        result, width = self.result, len(self.header)
-        for record in records:
-            result.rows += 1
-            line = record.line
-            if record.broken is not None:
-                result.broken_records += 1
-                self._reject(
-                    record,
-                    [RowProblem(line, None, f"broken record: {record.broken}; reading on at line {line + 1}")],
-                    rejected,
-                )
-                continue
-            if len(record.cells) != width:
-                why = "an unquoted delimiter in a value?" if len(record.cells) > width else "a line cut short?"
-                problem = f"{len(record.cells)} cells, the header has {width} ({why})"
-                self._reject(record, [RowProblem(line, None, problem)], rejected)
-                continue
-            row = dict(zip(self.header, record.cells, strict=True))
-            problems: list[RowProblem] = []
-            lead = self.mapping.to_lead(
-                row.get("id") or f"line-{line}", self._values(row), self._bad_value(line, problems)
-            )
-            if problems:
+        result = self.result
+        for chunk in chunks:
+            result.rows += chunk.n + len(chunk.rejects)
+            result.broken_records += chunk.broken
+            rejects = list(chunk.rejects)
+            if chunk.n:
+                rejects.extend(self._score_chunk(chunk, out))
+            for record, problems in sorted(rejects, key=lambda item: item[0].line):
                 self._reject(record, problems, rejected)
-                continue
-            chunk.append((row, lead))
-            if len(chunk) >= CHUNK:
-                self._flush(chunk, writer)
-        if chunk:
-            self._flush(chunk, writer)
+
+    def _score_chunk(self, chunk: Chunk, out: _Sink | None) -> list[tuple[_Record, list[RowProblem]]]:
+        """Score the chunk's records and write them; the rows ``--strict`` rejects are returned instead."""
+        from leadsync.csv_columns import chunk_batch
+
+        result, lines = self.result, chunk.lines
+        batch, bad = chunk_batch(
+            dict(zip(self.header, chunk.cells, strict=True)), lines, self.mapping, self.dialect.nulls
+        )
+        keep = np.ones(chunk.n, dtype=np.bool_)
+        rejects: list[tuple[_Record, list[RowProblem]]] = []
+        if bad and self.strict:
+            by_row: dict[int, list[RowProblem]] = {}
+            for found in bad:
+                for row, raw in zip(found.rows.tolist(), found.raws, strict=True):
+                    problem = RowProblem(int(lines[row]), found.column, f"{found.problem}, got {raw!r} (--strict)")
+                    by_row.setdefault(row, []).append(problem)
+            for row in sorted(by_row):
+                keep[row] = False
+                rejects.append((_Record(int(lines[row]), [], raw=chunk.raw(row)), by_row[row]))
+        else:
+            for found in bad:
+                result.coerce_many(found.column, found.problem.removeprefix("expected "), lines[found.rows], found.raws)
+        scores = self.rules.score_batch(batch, self.now)
+        kept = np.flatnonzero(keep)
+        grades = np.bincount(scores.grade_codes[kept], minlength=3).tolist()
+        for grade, count in zip(("cold", "warm", "hot"), grades, strict=True):
+            result.grades[grade] = result.grades.get(grade, 0) + count
+        result.scored += len(kept)
+        result.qualified += int(scores.qualified[kept].sum())
+        if out is not None:
+            out.write_bytes(self._output(chunk, scores, kept, len(kept) < chunk.n))
+        return rejects
+
+    def _output(self, chunk: Chunk, scores: ScoreColumns, kept: npt.NDArray[np.int64], filtered: bool) -> bytes:
+        """The chunk's kept rows as CSV text: input cells as read, then the score (and model) columns."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        codes, texts = scores.reasons()
+        values, where = np.unique(scores.points, return_inverse=True)
+        points = pc.take(pa.array([f"{x:g}" for x in values.tolist()], type=pa.string()), pa.array(where.reshape(-1)))
+        generated: dict[str, Any] = {
+            "score": pa.array(scores.total).cast(pa.string()),
+            "points": points,
+            "fit": pa.array(scores.fit).cast(pa.string()),
+            "engagement": pa.array(scores.engagement).cast(pa.string()),
+            "penalties": pa.array(scores.penalties).cast(pa.string()),
+            "grade": pc.take(pa.array(["cold", "warm", "hot"]), pa.array(scores.grade_codes.astype(np.int64))),
+            "qualified": pc.take(pa.array(["false", "true"]), pa.array(scores.qualified.astype(np.int64))),
+            "reasons": pc.take(pa.array([self._safe(text) for text in texts], type=pa.string()), pa.array(codes)),
+        }
+        by_name = {self.names[k]: v for k, v in generated.items()}
+        index = pa.array(kept)
+        if filtered:
+            by_name = {name: array.take(index) for name, array in by_name.items()}
+        cells = dict(zip(self.header, (a.take(index) if filtered else a for a in chunk.cells), strict=True))
+        if self.annotate is not None:
+            from leadsync.csv_columns import as_text_rows
+
+            rows = as_text_rows(chunk.cells, self.header, kept)
+            pairs = [
+                (row, self.mapping.to_lead(row.get("id") or f"line-{line}", self._values(row)))
+                for row, line in zip(rows, chunk.lines[kept].tolist(), strict=True)
+            ]
+            extras = self.annotate(pairs)
+            for name in self.fieldnames:
+                if name not in by_name and name not in cells:
+                    by_name[name] = pa.array([extra.get(name, "") for extra in extras], type=pa.string())
+        columns = [by_name[name] if name in by_name else cells[name] for name in self.fieldnames]
+        # input cells (and the model's) are scanned; the score columns are numbers and words, the reasons
+        # neutralised above once per distinct text (they may still hold the delimiter)
+        reasons = self.names["reasons"]
+        plain = {name for name in by_name if name in self.names.values() and name != reasons}
+        scan = [
+            (name not in plain and (chunk.quoted or name not in cells), self.escape and name not in by_name)
+            for name in self.fieldnames
+        ]
+        return csv_bytes(columns, self.dialect.delimiter, scan=scan)
+
+    def _safe(self, text: str) -> str:
+        return neutralise(text) if self.escape else text
 
     def _values(self, row: dict[str, str]) -> dict[str, str]:
         """The row as the mapping reads it: null tokens blank (the output keeps the cells as they were)."""
@@ -551,17 +650,6 @@ class _Job:
                 cleaned[column] = ""
         return cleaned or row
 
-    def _bad_value(self, line: int, problems: list[RowProblem]) -> Callable[[str, str, Any, str], None]:
-        """The mapping's bad-value callback for one row: the value is counted as missing, or (strict) a problem."""
-
-        def bad(_id: str, column: str, raw: Any, problem: str) -> None:
-            if self.strict:
-                problems.append(RowProblem(line, column, f"{problem}, got {raw!r} (--strict)"))
-            else:
-                self.result.coerce(line, column, str(raw), problem.removeprefix("expected "))
-
-        return bad
-
     def _reject(self, record: _Record, problems: list[RowProblem], rejected: Any) -> None:
         self.result.rejected += 1
         for problem in problems:
@@ -569,32 +657,91 @@ class _Job:
             if self.on_problem is not None:
                 self.on_problem(problem)
         if rejected is not None:
-            rejected.writerow(
-                [
-                    record.line,
-                    "; ".join(p.problem if p.column is None else f"column '{p.column}': {p.problem}" for p in problems),
-                    record.raw,
-                ]
-            )
+            cells = [
+                str(record.line),
+                "; ".join(p.problem if p.column is None else f"column '{p.column}': {p.problem}" for p in problems),
+                record.raw,
+            ]
+            rejected.writerow([neutralise(cell) for cell in cells] if self.escape else cells)
 
-    def _flush(self, chunk: list[tuple[dict[str, str], Lead]], writer: csv.DictWriter[str] | None) -> None:
-        result, names = self.result, self.names
-        scores = self.rules.score_many(((lead, [], None) for _, lead in chunk), self.now)
-        extras = self.annotate(chunk) if self.annotate is not None else [{}] * len(chunk)
-        for (row, _), score, extra in zip(chunk, scores, extras, strict=True):
-            result.scored += 1
-            result.grades[score.grade] = result.grades.get(score.grade, 0) + 1
-            result.qualified += score.qualified
-            if writer is not None:
-                values = {
-                    "score": score.total,
-                    "points": f"{getattr(score, 'points', score.raw_total):g}",
-                    "fit": score.fit,
-                    "engagement": score.engagement,
-                    "penalties": score.penalties,
-                    "grade": score.grade,
-                    "qualified": "true" if score.qualified else "false",
-                    "reasons": score.reasons,
-                }
-                writer.writerow(row | {names[k]: v for k, v in values.items()} | extra)
-        chunk.clear()
+
+#: how a cell that a spreadsheet would run as a formula starts (OWASP, CSV injection)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_RE2_FORMULA = r"^[=+\-@\t\r]"
+_RE2_NUMBER = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+
+
+def neutralise(cell: str) -> str:
+    """``cell`` with a single quote before it when a spreadsheet would read it as a formula (OWASP's advice):
+    it starts with = + - @ tab or carriage return and is not a plain number (-3, +1.5: the common false
+    positive, which a spreadsheet reads as a number anyway, and a penalty's points are negative numbers)."""
+    if cell.startswith(FORMULA_STARTS) and _PLAIN_NUMBER.fullmatch(cell) is None:
+        return "'" + cell
+    return cell
+
+
+def csv_bytes(
+    columns: Sequence[Any], delimiter: str, *, escape: bool = True, scan: Sequence[tuple[bool, bool]] | None = None
+) -> bytes:
+    """Rows of pyarrow string columns as UTF-8 CSV text, quoted as ``csv.writer`` quotes (a cell holding the
+    delimiter, a quote or a line end; quotes doubled; lines end with CRLF), formulas neutralised (``escape``).
+
+    Which cells need either is found on the columns' bytes with numpy; only those cells are rewritten.
+    ``scan``: per column, (may need quoting, may be a formula), when the caller knows better than "both"."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    special = np.zeros(256, dtype=np.bool_)
+    special[[ord(delimiter), 34, 13, 10]] = True
+    starts = np.zeros(256, dtype=np.bool_)
+    starts[[ord(c) for c in FORMULA_STARTS]] = True
+    quoted = []
+    for number, column in enumerate(columns):
+        may_quote, may_be_formula = scan[number] if scan is not None else (True, escape)
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        offsets, data = _offsets_and_data(column)
+        if may_be_formula and len(data):
+            first = data[np.minimum(offsets[:-1], len(data) - 1)]
+            suspect = np.flatnonzero((offsets[1:] > offsets[:-1]) & starts[first])
+            if len(suspect):
+                texts = column.take(pa.array(suspect)).to_pylist()
+                formula = np.zeros(len(column), dtype=np.bool_)
+                formula[suspect] = [neutralise(text) is not text for text in texts]
+                if formula.any():
+                    column = pc.if_else(pa.array(formula), pc.binary_join_element_wise("'", column, ""), column)
+                    offsets, data = _offsets_and_data(column)
+        hits = special[data] if may_quote and len(data) else None
+        if hits is not None and hits.any():
+            marks = np.concatenate(([0], np.cumsum(hits, dtype=np.int64)))
+            needs = marks[offsets[1:]] > marks[offsets[:-1]]
+            if needs.any():
+                inner = pc.replace_substring(column, '"', '""')
+                column = pc.if_else(pa.array(needs), pc.binary_join_element_wise('"', inner, '"', ""), column)
+        quoted.append(column)
+    if not quoted or not len(quoted[0]):
+        return b""
+    lines = quoted[0] if len(quoted) == 1 else pc.binary_join_element_wise(*quoted, delimiter)
+    return _string_bytes(pc.binary_join_element_wise(lines, pa.scalar("\r\n"), ""))
+
+
+def _offsets_and_data(array: Any) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+    """A pyarrow string array's value offsets (rebased to its data) and its UTF-8 bytes, as numpy arrays."""
+    if isinstance(array, __import__("pyarrow").ChunkedArray):
+        array = array.combine_chunks()
+    buffers = array.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int32, count=len(array) + 1, offset=array.offset * 4)
+    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, dtype=np.uint8)
+    return offsets.astype(np.int64), data
+
+
+def _string_bytes(array: Any) -> bytes:
+    """The concatenated text of a pyarrow string array (its data buffer between the first and last offset)."""
+    import pyarrow as pa
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32, count=len(array) + 1, offset=array.offset * 4)
+    data = array.buffers()[2]
+    return data[int(offsets[0]) : int(offsets[-1])].to_pybytes() if data is not None else b""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._values import UNIT, as_aware
+from ._values import MAX_COUNT, UNIT, as_aware
 from .columns import F64, I64, Bools, LeadBatch
 from .compiler import Result
 from .contexts import BatchView
@@ -57,6 +57,22 @@ def _whole_points(units: I64) -> I64:
     """Units to whole points, rounding halves up (``_values.round_units`` for arrays)."""
     result: I64 = (units + UNIT // 2) // UNIT
     return result
+
+
+def _reasons_text(pieces: list[str], ids: list[int], max_length: int) -> str:
+    """The pieces joined as ``ScoreBuilder._reasons`` joins them (-1 ends the list)."""
+    text = ""
+    for pid in ids:
+        if pid < 0:
+            break
+        piece = pieces[pid]
+        candidate = piece if not text else f"{text}; {piece}"
+        if len(candidate) > max_length:
+            if not text:
+                text = piece[: max_length - 1] + "…"
+            break
+        text = candidate
+    return text
 
 
 def score_columns(compiled: CompiledRules, batch: LeadBatch, now: datetime, now_us: int) -> ScoreColumns:
@@ -167,6 +183,58 @@ class ScoreColumns:
     @property
     def grades(self) -> list[TGrade]:
         return [_GRADES[g] for g in self.grade_codes.tolist()]
+
+    def reasons(self) -> tuple[I64, list[str]]:
+        """Every lead's ``Score.reasons`` text without building a ``Score``: (codes, texts), lead i's text is
+        ``texts[codes[i]]``.
+
+        The same text as ``explain.ScoreBuilder`` writes (the strongest hits by absolute points, then rule
+        order, that round to at least one point; at most ``max_hits``, within ``max_length``), built once per
+        distinct piece of each rule and once per distinct combination of pieces: leads share most of them.
+        """
+        compiled, n = self.compiled, len(self)
+        rules = compiled._rules
+        settings = compiled.rules.reasons
+        half = UNIT // 2
+        units, counts = self.units, self.counts
+        ranked = (counts > 0) & ((units >= half) | (units <= -half))
+        if n == 0 or not rules or not ranked.any():
+            return np.zeros(n, dtype=np.int64), [""]
+        piece_ids = np.full(units.shape, -1, dtype=np.int64)
+        pieces: list[str] = []
+        for rule in rules:
+            j = rule.index
+            leads = np.flatnonzero(ranked[j])
+            if not len(leads):
+                continue
+            u, c = units[j, leads], counts[j, leads]
+            whole = np.where(u > 0, (u + half) // UNIT, -((half - u) // UNIT))
+            counted = rule.type not in ("condition", "table")
+            shown = np.where(c > 1, c, 1) if counted else np.ones(len(leads), dtype=np.int64)
+            values: list[str] = [""]
+            value_codes = np.zeros(len(leads), dtype=np.int64)
+            if rule.label_varies:
+                found = rule.values_vec(self._cols, leads)
+                index = {v: k for k, v in enumerate(dict.fromkeys(found))}
+                values = list(index)
+                value_codes = np.fromiter(map(index.__getitem__, found), dtype=np.int64, count=len(found))
+            key = (value_codes * (MAX_COUNT + 1) + shown) * 2 + (whole < 0)
+            key = key * (np.abs(whole).max() + 1) + np.abs(whole)
+            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            piece_ids[j, leads] = len(pieces) + inverse.reshape(-1)
+            for w, k, v in zip(whole[first].tolist(), shown[first].tolist(), value_codes[first].tolist(), strict=True):
+                label = rule.hit_label(values[v])
+                pieces.append(f"{'-' if w < 0 else '+'}{abs(w)} {label}" + (f" x{k}" if k > 1 else ""))
+        order_key = np.where(ranked, -np.abs(units), np.iinfo(np.int64).max)
+        k = min(settings.max_hits, len(rules))
+        order = np.argsort(order_key, axis=0, kind="stable")[:k]  # ties: rule order
+        top = np.take_along_axis(piece_ids, order, axis=0)
+        combo = top[0] + 1
+        for row in top[1:]:
+            combo = np.unique(combo * (len(pieces) + 1) + row + 1, return_inverse=True)[1].reshape(-1)
+        _, first, codes = np.unique(combo, return_index=True, return_inverse=True)
+        texts = [_reasons_text(pieces, top[:, i].tolist(), settings.max_length) for i in first.tolist()]
+        return codes.reshape(-1).astype(np.int64), texts
 
     def score(self, i: int) -> Score:
         """The full ``Score`` of lead i (hits, values, reasons)."""

@@ -131,6 +131,18 @@ class Column:
         return col
 
     @classmethod
+    def coded(
+        cls, codes: I64, categories: list[Any], *, numbers: F64 | None = None, multi: bool | None = None
+    ) -> Column:
+        """Values as codes into ``categories`` (every code valid), with what the caller already knows:
+        ``numbers``, ``to_number`` of each category (NaN for None), and whether any category is a list."""
+        col = cls(len(codes))
+        col._codes, col._cats, col._multi = codes, categories, multi
+        if numbers is not None:
+            col._numbers = numbers[codes] if len(codes) else np.zeros(0, dtype=np.float64)
+        return col
+
+    @classmethod
     def of_micros(cls, micros: I64, ok: Bools) -> Column:
         col = cls(len(micros))
         col._micros, col._ok, col._multi = micros, ok, False
@@ -301,8 +313,11 @@ class LeadBatch:
         activities: Sequence[Activity] | None,
         previous_qualified: Bools,
         previous_qualified_at: Sequence[datetime | None],
+        column_source: Callable[[str], Column | None] | None = None,
     ) -> None:
         self.n = n
+        #: builds a lead column on first use (a CSV's text columns are decoded only if a rule reads them)
+        self._column_source = column_source
         self.ids = ids
         self._lead_columns = dict(lead_columns)
         self._leads = leads
@@ -332,6 +347,12 @@ class LeadBatch:
 
     def lead_column(self, name: str) -> Column:
         col = self._lead_columns.get(name)
+        if col is None and self._column_source is not None:
+            col = self._column_source(name)
+            if col is not None:
+                if col.n != self.n:
+                    raise ValueError(f"lead column {name!r} has {col.n} values, expected {self.n}")
+                self._lead_columns[name] = col
         if col is None:
             leads = self._leads
             if leads is None:
@@ -406,9 +427,11 @@ class LeadBatch:
         activity_attributes: Mapping[str, ColumnLike] | None = None,
         previous_qualified: npt.ArrayLike | None = None,
         previous_qualified_at: Sequence[datetime | None] | None = None,
+        column_source: Callable[[str], Column | None] | None = None,
     ) -> LeadBatch:
         """Columns by canonical attribute name (as ``Lead.get`` would return them); activity timestamps as
-        int64 microseconds since the epoch, ``datetime64`` or datetimes (naive = UTC)."""
+        int64 microseconds since the epoch, ``datetime64`` or datetimes (naive = UTC). ``column_source``
+        builds a lead column not in ``leads`` when a rule first asks for it (None: all missing)."""
         lead_cols = {name: Column.of(values) for name, values in leads.items()}
         for name, col in lead_cols.items():
             if col.n != n:
@@ -439,7 +462,7 @@ class LeadBatch:
         )
         return cls(
             n=n,
-            ids=list(ids) if ids is not None else [str(i) for i in range(n)],
+            ids=ids if isinstance(ids, Sequence) else [str(i) for i in range(n)],
             lead_columns=lead_cols,
             leads=None,
             activity_lead=lead_idx,
@@ -449,4 +472,5 @@ class LeadBatch:
             activities=None,
             previous_qualified=prev_q,
             previous_qualified_at=list(previous_qualified_at) if previous_qualified_at else [None] * n,
+            column_source=column_source,
         )
