@@ -649,37 +649,11 @@ def run(
         configure_logging("info")  # a daemon says what it is doing unless told to be quiet
     with clean_errors():
         application = load_app(config)
-        _refuse_unfit_mapping(application)
+        from leadsync.mappings_cli import refuse_unfit_mapping
+
+        refuse_unfit_mapping(application)
         code = run_daemon(application, port=port, host=host)
     raise typer.Exit(code)
-
-
-def _refuse_unfit_mapping(application: App) -> None:
-    """The daemon does not start on a mapping or rules the CRM's schema contradicts (a field or picklist
-    value it lacks): scoring every lead zero for it silently would be worse. A CRM that cannot be reached now
-    is no reason to stay down: the daemon starts and reports it on /readyz."""
-    import structlog
-
-    from connectors.base import ConnectorError
-    from leadsync.mapping_check import validate_mapping
-    from leadsync.mappings_cli import print_findings
-
-    log = structlog.get_logger("leadsync.mappings")
-    try:
-        checked = validate_mapping(application, application.connector())
-    except ConnectorError as exc:
-        log.warning("mappings.not_validated", reason=f"the CRM did not answer: {exc}")
-        return
-    for finding in checked.findings:
-        if finding.level != "error":  # the daemon logs JSON lines: warnings are log events
-            log.warning("mappings.finding", **finding.as_dict())
-    if checked.errors:
-        print_findings(checked.errors)
-        fail(
-            f"the mapping or rules do not fit {application.config.crm}: {len(checked.errors)} error(s) above; "
-            "the daemon does not start (fix them, then `leadsync mappings validate`)",
-            2,
-        )
 
 
 @app.command()

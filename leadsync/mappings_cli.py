@@ -8,13 +8,16 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from leadsync.cli import ConfigOption, JsonOption, clean_errors, err, fail, out
 from leadsync.logs import scrub
+
+if TYPE_CHECKING:
+    from leadsync.app import App
 
 mappings_app = typer.Typer(help="Map CRM fields: discover a starter mapping, validate it against the CRM.")
 
@@ -85,3 +88,30 @@ def print_findings(findings: Sequence[object]) -> None:
         level = getattr(finding, "level", "error")
         colour = "red" if level == "error" else "yellow"
         err.print(f"[{colour}]{level}:[/] {escape(scrub(str(finding)))}", highlight=False)
+
+
+def refuse_unfit_mapping(application: App) -> None:
+    """The daemon does not start on a mapping or rules the CRM's schema contradicts (a field or picklist
+    value it lacks): scoring every lead zero for it silently would be worse. A CRM that cannot be reached now
+    is no reason to stay down: the daemon starts and reports it on /readyz."""
+    import structlog
+
+    from connectors.errors import ConnectorError
+    from leadsync.mapping_check import validate_mapping
+
+    log = structlog.get_logger("leadsync.mappings")
+    try:
+        checked = validate_mapping(application, application.connector())
+    except ConnectorError as exc:
+        log.warning("mappings.not_validated", reason=f"the CRM did not answer: {exc}")
+        return
+    for finding in checked.findings:
+        if finding.level != "error":  # the daemon logs JSON lines: warnings are log events
+            log.warning("mappings.finding", **finding.as_dict())
+    if checked.errors:
+        print_findings(checked.errors)
+        fail(
+            f"the mapping or rules do not fit {application.config.crm}: {len(checked.errors)} error(s) above; "
+            "the daemon does not start (fix them, then `leadsync mappings validate`)",
+            2,
+        )

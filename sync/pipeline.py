@@ -391,12 +391,12 @@ class SyncPipeline:
         if run_id is not None:
             structlog.contextvars.bind_contextvars(run_id=run_id)  # on every log line of this pass, retries included
         log.info("sync.start", run_id=run_id, full=full, dry_run=dry_run, rules_version=self.rules.version)
+        evidence = IndexEvidence()  # before anything can fail: the failed run's summary records it too
         try:
             self._load_model()
             if not dry_run:
                 summary.properties_created = self.connector.ensure_properties(self.writeback.property_specs())
             previous_rules = self._previous_rules_version()
-            evidence = IndexEvidence()
             self._held = self._held_writes(evidence)
             if not full and previous_rules is not None and previous_rules != self.rules.version:
                 log.info("sync.rules_changed", previous=previous_rules, current=self.rules.version)
