@@ -196,7 +196,9 @@ def render(source: Path, sample: Sample, dialect: CsvDialect, label: str | None)
         f"{len(sample.rows)} rows.",
         "# Fill in the points (0 everywhere for now), then: leadsync check --input FILE; leadsync score --input FILE",
         "csv:",
-        f"  delimiter: {_yaml_text(dialect.delimiter)}",
+        # detected on every read, so that the same export saved with `;` or tabs scores as it is
+        f"  # delimiter: {_yaml_text(dialect.delimiter)}   # detected ({_yaml_text(dialect.delimiter)} in this file); "
+        "set it to force one",
         "  # cells that mean 'no value' besides the defaults (empty, NA, N/A, n/a, null, NULL, None, #N/A);",
         "  # a form's placeholder such as Select belongs here",
     ]

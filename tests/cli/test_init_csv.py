@@ -29,7 +29,8 @@ def test_init_from_csv_writes_tables_and_bands_that_pass_check(tmp_path: Path) -
     assert code == 0, text
     written = yaml.safe_load(config.read_text())
     fields = written["csv"]["fields"]
-    assert written["csv"]["delimiter"] == ";"
+    # the delimiter is detected on every read, not pinned: the same export saved with `,` works as it is
+    assert "delimiter" not in written["csv"] and '# delimiter: ";"' in config.read_text()
     assert fields["lead_origin"] == {"property": "Lead Origin", "type": "str"}
     assert fields["total_time_spent_on_website"] == {"property": "Total Time Spent on Website", "type": "int"}
     assert fields["page_views_per_visit"]["type"] == "float"
@@ -48,6 +49,9 @@ def test_init_from_csv_writes_tables_and_bands_that_pass_check(tmp_path: Path) -
     assert len(bands) == 4 and "from" not in bands[0] and "below" not in bands[-1]  # type: ignore[index, operator, arg-type]
     code, text = invoke("check", "--input", str(source), "--config", str(config))
     assert code == 0 and "ok:" in text, text
+    comma = write(tmp_path / "export-comma.csv", data, delimiter=",")
+    code, text = invoke("check", "--input", str(comma), "--config", str(config))
+    assert code == 0 and "delimiter ','" in text, text
     code, text = invoke("score", "--input", str(source), "--config", str(config), "--output", "scored.csv")
     assert code == 0, text
 
