@@ -402,6 +402,47 @@ def _scores(
     return np.asarray(totals, dtype=np.float64), grades, np.asarray(raw, dtype=np.float64)
 
 
+def screen_candidates(
+    candidates: list[Candidate],
+    features: list[Any],
+    y: Any,
+    options: FitOptions,
+    settings: FitSettings,
+    excluded: dict[str, str],
+    *,
+    where: str,
+    rows: str,
+) -> tuple[list[Candidate], list[Any], dict[str, float]]:
+    """The candidates worth fitting, and the leaky columns let in with their AUC. One-value columns go to
+    ``excluded``; a column that alone separates the outcome (a post-sale field) stops the fit unless
+    ``--allow-leaky`` names it. Shared by the CSV and the history fit: one guard, one message."""
+    leaky: dict[str, float] = {}
+    kept_candidates, kept_features = [], []
+    for c, f in zip(candidates, features, strict=True):
+        if len(bin_feature(f, y, options.bins)) < 2:
+            excluded[c.column] = f"one value on (almost) every {rows}"
+            continue
+        auc = leak_auc(f, y, options.bins)
+        if auc > LEAKY_AUC:
+            leaky[c.column] = auc
+            if c.column not in settings.allow_leaky:
+                continue
+        kept_candidates.append(c)
+        kept_features.append(f)
+    blocked = {c: a for c, a in leaky.items() if c not in settings.allow_leaky}
+    if blocked:
+        named = ", ".join(f"'{c}' (AUC {a:.3f})" for c, a in sorted(blocked.items()))
+        first = sorted(blocked)[0]
+        raise FitInputError(
+            f"{where}: {'columns' if len(blocked) > 1 else 'column'} {named} alone "
+            f"{'separate' if len(blocked) > 1 else 'separates'} the outcome (AUC above {LEAKY_AUC}, on every "
+            f"{rows} or on the {rows}s where it is filled): "
+            "almost surely filled in after it (like a 'closed by' tag); "
+            f"leave it out with --exclude {_quote(first)}, or keep it with --allow-leaky {_quote(first)}"
+        )
+    return kept_candidates, kept_features, leaky
+
+
 def run_fit(
     input_path: Path,
     settings: FitSettings,
@@ -447,30 +488,9 @@ def run_fit(
     options = FitOptions(
         max_rules=settings.max_rules, folds=settings.folds, seed=settings.seed, objective=settings.objective
     )
-    leaky: dict[str, float] = {}
-    kept_candidates, kept_features = [], []
-    for c, f in zip(candidates, features, strict=True):
-        if len(bin_feature(f, y, options.bins)) < 2:
-            excluded[c.column] = "one value on (almost) every row"
-            continue
-        auc = leak_auc(f, y, options.bins)
-        if auc > LEAKY_AUC:
-            leaky[c.column] = auc
-            if c.column not in settings.allow_leaky:
-                continue
-        kept_candidates.append(c)
-        kept_features.append(f)
-    blocked = {c: a for c, a in leaky.items() if c not in settings.allow_leaky}
-    if blocked:
-        named = ", ".join(f"'{c}' (AUC {a:.3f})" for c, a in sorted(blocked.items()))
-        first = sorted(blocked)[0]
-        raise FitInputError(
-            f"{data.source}: {'columns' if len(blocked) > 1 else 'column'} {named} alone "
-            f"{'separate' if len(blocked) > 1 else 'separates'} the outcome (AUC above {LEAKY_AUC}, on every "
-            "row or on the rows where it is filled): "
-            "almost surely filled in after it (like a 'closed by' tag); "
-            f"leave it out with --exclude {_quote(first)}, or keep it with --allow-leaky {_quote(first)}"
-        )
+    kept_candidates, kept_features, leaky = screen_candidates(
+        candidates, features, y, options, settings, excluded, where=data.source, rows="row"
+    )
     if not kept_features:
         raise FitInputError(f"{data.source}: no candidate column to fit (left out: {_why(excluded)})")
     locked, section = _locked_rules(config)

@@ -37,11 +37,10 @@ from leadsync.fit_cmd import (
     choose_candidates,
     column_list,
     features_of,
-    leak_auc,
+    screen_candidates,
 )
 from mappings import FieldSpec, LeadMapping
 from scoring.fit import FitOptions, fit_scorecard
-from scoring.fit.binning import bin_feature
 from scoring.fit.scorecard import FitError, Table
 from scoring.predictive.leads import WINDOWS
 
@@ -117,26 +116,9 @@ def run_history_fit(
     options = FitOptions(
         max_rules=settings.max_rules, folds=settings.folds, seed=settings.seed, objective=settings.objective
     )
-    leaky: dict[str, float] = {}
-    kept_c, kept_f = [], []
-    for c, f in zip(candidates, features, strict=True):
-        if len(bin_feature(f, y, options.bins)) < 2:
-            excluded[c.column] = "one value on (almost) every lead"
-            continue
-        auc = leak_auc(f, y, options.bins)
-        if auc > 0.97:
-            leaky[c.column] = auc
-            if c.column not in settings.allow_leaky:
-                continue
-        kept_c.append(c)
-        kept_f.append(f)
-    blocked = sorted(c for c in leaky if c not in settings.allow_leaky)
-    if blocked:
-        raise FitInputError(
-            f"{where}: {', '.join(repr(c) for c in blocked)} alone separates the outcome (AUC "
-            f"{leaky[blocked[0]]:.3f}): almost surely written after it; --exclude {blocked[0]} or "
-            f"--allow-leaky {blocked[0]}"
-        )
+    kept_c, kept_f, leaky = screen_candidates(
+        candidates, features, y, options, settings, excluded, where=where, rows="lead"
+    )
     if not kept_f:
         raise FitInputError(f"{where}: no candidate attribute or activity count to fit")
     try:
