@@ -19,6 +19,7 @@ import numpy.typing as npt
 from leadsync.app import load_scoring
 from leadsync.config import CsvFileConfig, load_rules_file
 from leadsync.csv_dialect import CsvDialect
+from leadsync.input_error import InputError
 from mappings import FieldSpec, LeadMapping
 from scoring import CompiledRules, Lead, LeadBatch, ScoreColumns
 from scoring._values import UNIT
@@ -32,10 +33,6 @@ MIN_POSITIVES = 30
 CHUNK = 5_000
 #: what ``--rank-by`` may rank leads by: the 0..100 score, or the unclamped points (``Score.points``)
 RANK_BY = ("score", "points")
-
-
-class InputError(Exception):
-    """The labeled CSV cannot be evaluated; the message names the file, the column and the row or value."""
 
 
 @dataclass
@@ -114,6 +111,19 @@ def load_candidate(path: Path, mapping: LeadMapping) -> CompiledRules:
         raise InputError(f"--rules: {path} is not a file")
     source, section = load_rules_file(path)
     return load_scoring(section, mapping, source=source)
+
+
+def date_column_of(
+    source: str, header: list[str], mapping: LeadMapping, date_column: str | None
+) -> tuple[str | None, FieldSpec | None]:
+    """The column that dates each labeled row (``--date``, else the mapping's ``created_at`` when the file
+    has it), for the time-ordered holdout; a ``--date`` the file lacks is an input error."""
+    created = mapping.fields.get("created_at")
+    if date_column is None and created is not None and created.property in header:
+        date_column = created.property
+    elif date_column is not None and date_column not in header:
+        raise InputError(f"{source}: no column '{date_column}' for --date (columns: {', '.join(header)})")
+    return date_column, FieldSpec(property=date_column, type="datetime") if date_column else None
 
 
 def parse_label(raw: str | None) -> bool | None:
@@ -201,12 +211,7 @@ def load_labeled(
     with csv_chunks(source, dialect, MAX_RECORD_LINES) as (header, chunks):
         if label not in header:
             raise InputError(f"{source}: no column '{label}' for --label (columns: {', '.join(header)})")
-        created = mapping.fields.get("created_at")
-        if date_column is None and created is not None and created.property in header:
-            date_column = created.property
-        elif date_column is not None and date_column not in header:
-            raise InputError(f"{source}: no column '{date_column}' for --date (columns: {', '.join(header)})")
-        date_spec = FieldSpec(property=date_column, type="datetime") if date_column else None
+        date_column, date_spec = date_column_of(source, header, mapping, date_column)
         for chunk in chunks:
             rows += chunk.n + len(chunk.rejects)
             problems: list[tuple[int, int, str]] = [

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from leadsync.input_error import InputError
+
 # The CLI registers these commands at start-up: numpy, scikit-learn and the store are imported by the
 # functions that use them, so that `leadsync --help` and every other command do not pay for them.
 if TYPE_CHECKING:
@@ -40,10 +42,6 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help="Config file (default: $LEADSYNC_CONFIG, else ./leadsync.yaml)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
-
-
-class InputError(Exception):
-    """The labeled CSV cannot be used; the message names the file, the column and the row or value."""
 
 
 @dataclass
@@ -92,8 +90,7 @@ def read_labeled_csv(
     import numpy as np
 
     from leadsync.csv_dialect import CsvDialect
-    from leadsync.evaluate_cmd import parse_label
-    from mappings import FieldSpec
+    from leadsync.evaluate_cmd import date_column_of, parse_label
     from scoring.predictive import FeatureTable, LeadFeatures
     from sync.predict import csv_feature_row, csv_possible_features, raw_columns
 
@@ -121,12 +118,7 @@ def read_labeled_csv(
                     f"{source}: the label column '{label}' is also the feature '{mapped[label]}' (csv mapping); "
                     "a model would learn the answer: map another column, or pick another label"
                 )
-            created = mapping.fields.get("created_at")
-            if date_column is None and created is not None and created.property in header:
-                date_column = created.property
-            elif date_column is not None and date_column not in header:
-                raise InputError(f"{source}: no column '{date_column}' for --date (columns: {', '.join(header)})")
-            date_spec = FieldSpec(property=date_column, type="datetime") if date_column else None
+            date_column, date_spec = date_column_of(source, header, mapping, date_column)
             extra = raw_columns(
                 header, mapping, skip={label, *(exclude or ()), *([date_column] if date_column else [])}
             )

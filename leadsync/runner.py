@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy.engine import make_url
 
 from leadsync.app import App
-from leadsync.config import Config, ConfigError, secret
+from leadsync.config import Config, ConfigError, JobScheduleConfig, secret
 from leadsync.logs import register_secret
 from sync.daemon import EVALUATE_JOB, TRAIN_JOB, Daemon, DaemonSettings
 from sync.metrics import SyncMetrics
@@ -36,25 +36,28 @@ PROBE_MAX_RETRIES: Final = 2
 PROBE_TIMEOUT_S: Final = 5.0
 
 
+def _job_spec(name: str, job: JobScheduleConfig, *, full: bool = False, wait_first: bool = False) -> JobSpec:
+    """One ``schedule:`` entry as the daemon's :class:`JobSpec`; ``wait_first`` makes an unset
+    ``run_at_start`` mean "wait one interval" (jobs that need earlier passes' data)."""
+    run_at_start = job.run_at_start
+    if run_at_start is None and wait_first:
+        run_at_start = False
+    return JobSpec(
+        name=name,
+        full=full,
+        every_s=job.every,
+        cron=job.cron,
+        timezone=job.timezone,
+        jitter_s=job.jitter,
+        misfire_grace_s=job.misfire_grace,
+        run_at_start=run_at_start,
+    )
+
+
 def job_specs(config: Config) -> tuple[JobSpec, ...]:
     """The daemon's jobs from ``schedule:`` (``sync`` incremental, ``full_sync`` reading everything)."""
-    specs = []
-    for name, job in (("sync", config.schedule.sync), ("full_sync", config.schedule.full_sync)):
-        if job is None:
-            continue
-        specs.append(
-            JobSpec(
-                name=name,
-                full=name == "full_sync",
-                every_s=job.every,
-                cron=job.cron,
-                timezone=job.timezone,
-                jitter_s=job.jitter,
-                misfire_grace_s=job.misfire_grace,
-                run_at_start=job.run_at_start,
-            )
-        )
-    return tuple(specs)
+    jobs = (("sync", config.schedule.sync), ("full_sync", config.schedule.full_sync))
+    return tuple(_job_spec(name, job, full=name == "full_sync") for name, job in jobs if job is not None)
 
 
 def evaluate_job_spec(config: Config) -> JobSpec | None:
@@ -63,16 +66,7 @@ def evaluate_job_spec(config: Config) -> JobSpec | None:
     job = config.schedule.evaluate
     if job is None or not config.outcomes.enabled:
         return None
-    return JobSpec(
-        name=EVALUATE_JOB,
-        full=False,
-        every_s=job.every,
-        cron=job.cron,
-        timezone=job.timezone,
-        jitter_s=job.jitter,
-        misfire_grace_s=job.misfire_grace,
-        run_at_start=job.run_at_start if job.run_at_start is not None else False,
-    )
+    return _job_spec(EVALUATE_JOB, job, wait_first=True)
 
 
 def train_job_spec(config: Config) -> JobSpec | None:
@@ -80,16 +74,7 @@ def train_job_spec(config: Config) -> JobSpec | None:
     job = config.schedule.train
     if job is None or not config.outcomes.enabled or not config.model.enabled:
         return None
-    return JobSpec(
-        name=TRAIN_JOB,
-        full=False,
-        every_s=job.every,
-        cron=job.cron,
-        timezone=job.timezone,
-        jitter_s=job.jitter,
-        misfire_grace_s=job.misfire_grace,
-        run_at_start=job.run_at_start if job.run_at_start is not None else False,
-    )
+    return _job_spec(TRAIN_JOB, job, wait_first=True)
 
 
 def daemon_settings(config: Config, *, port: int | None = None, host: str | None = None) -> DaemonSettings:

@@ -19,7 +19,12 @@ from connectors.sandbox.hubspot.activity_types import (
     _ENGAGEMENT_READ_ONLY,
     ENGAGEMENT_TYPES,
 )
-from connectors.sandbox.hubspot.properties import _BOOL_OPTIONS, _LIFECYCLE_OPTIONS, PropertyDef, _options
+from connectors.sandbox.hubspot.properties import (
+    _LIFECYCLE_OPTIONS,
+    PropertyDef,
+    _options,
+    property_defs,
+)
 
 #: HubSpot's standard object types: plural name -> (singular, type id)
 STANDARD_OBJECT_TYPES: Mapping[str, tuple[str, str]] = {
@@ -169,15 +174,8 @@ def object_properties(object_type: str) -> dict[str, PropertyDef]:
                 name, label, kind[0], kind[1], group, options=options, read_only=name in _ENGAGEMENT_READ_ONLY
             )
         return out
-    return {
-        name: PropertyDef(
-            name,
-            label,
-            ptype,
-            field_type,
-            group,
-            options=[dict(o) for o in _OPTIONS.get((object_type, name), [] if ptype != "bool" else _BOOL_OPTIONS)],
-            read_only=read_only,
-        )
-        for name, label, (ptype, field_type), read_only in (*_COMMON, *_OWN.get(object_type, ()))
-    }
+    rows = (
+        (name, label, kind, group, read_only) for name, label, kind, read_only in (*_COMMON, *_OWN.get(object_type, ()))
+    )
+    options = {name: values for (of_type, name), values in _OPTIONS.items() if of_type == object_type}
+    return property_defs(rows, options)

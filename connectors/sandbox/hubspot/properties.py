@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,8 +202,13 @@ STANDARD_PROPERTIES: tuple[tuple[str, str, tuple[str, str], str, bool], ...] = (
 )
 
 
-def standard_properties() -> dict[str, PropertyDef]:
-    """A fresh copy of the standard contact properties by name (each portal's schema changes on its own)."""
+#: one seeded property: name, label, (type, fieldType), group, read-only
+PropertyRow = tuple[str, str, tuple[str, str], str, bool]
+
+
+def property_defs(rows: Iterable[PropertyRow], options: Mapping[str, list[dict[str, Any]]]) -> dict[str, PropertyDef]:
+    """Fresh :class:`PropertyDef` copies by name (each portal's schema changes on its own); a bool property
+    without options of its own gets true/false."""
     return {
         name: PropertyDef(
             name,
@@ -211,11 +216,16 @@ def standard_properties() -> dict[str, PropertyDef]:
             ptype,
             field_type,
             group,
-            options=[dict(o) for o in _STANDARD_OPTIONS.get(name, _BOOL_OPTIONS if ptype == "bool" else [])],
+            options=[dict(o) for o in options.get(name, _BOOL_OPTIONS if ptype == "bool" else [])],
             read_only=read_only,
         )
-        for name, label, (ptype, field_type), group, read_only in STANDARD_PROPERTIES
+        for name, label, (ptype, field_type), group, read_only in rows
     }
+
+
+def standard_properties() -> dict[str, PropertyDef]:
+    """A fresh copy of the standard contact properties by name."""
+    return property_defs(STANDARD_PROPERTIES, _STANDARD_OPTIONS)
 
 
 _STANDARD_GROUPS: tuple[tuple[str, str], ...] = (
