@@ -211,3 +211,24 @@ def test_salesforce_outbound_message_is_acknowledged_and_scored(
         flow = requests.post(f"{url}?secret={SECRET}", json={"records": [{"Id": lead_id}]}, timeout=5)
         assert flow.status_code == 200 and flow.json() == {"accepted": 1}
         assert metric(registry, "leadsync_webhook_events_total", crm="salesforce", result="forged") == 2
+
+
+def test_a_full_queue_still_answers_2xx_and_runs_the_incremental_pass_at_once(
+    hubspot_sandbox_factory: Callable[..., HubSpotSandboxServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = hubspot_sandbox_factory(contacts=10, seed=8)
+    env = {"HUBSPOT_TOKEN": server.token, "HUBSPOT_APP_SECRET": SECRET}
+    with running(hubspot_config(server, tmp_path, queue_size=1), env, monkeypatch) as daemon:
+        url = f"http://127.0.0.1:{daemon.port}/webhooks/hubspot"
+        registry = daemon.metrics.registry
+        assert metric(registry, "leadsync_runs_total", job="sync", status="ok") == 1
+        ids = [int(i) for i in server.portal.contact_ids()[:3]]
+        now = int(time.time() * 1000)
+        events = [{"objectId": i, "occurredAt": now, "subscriptionType": "contact.propertyChange"} for i in ids]
+        body = json.dumps(events + events[:1]).encode()  # a duplicate too: merged, not dropped
+        answer = requests.post(url, data=body, headers=signed(url, body), timeout=5)
+        assert answer.status_code == 200 and answer.json() == {"accepted": 2}
+        assert metric(registry, "leadsync_webhook_events_total", crm="hubspot", result="overflow") == 2
+        assert metric(registry, "leadsync_webhook_events_total", crm="hubspot", result="duplicate") == 1
+        # the dropped ids are the scheduled pass's: it runs now instead of in an hour
+        assert wait_for(lambda: metric(registry, "leadsync_runs_total", job="sync", status="ok") >= 2, 30)
