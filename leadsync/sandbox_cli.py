@@ -123,6 +123,7 @@ def sandbox_hubspot(
             f"HubSpot sandbox: {server.url}",
             f"token: {server.token}",
             f"contacts: {len(server.portal)} (seed {seed}); stats at {server.url}/__sandbox/stats",
+            *([f"webhooks: signed notifications to {webhook_url}"] if webhook_url else []),
         ]
 
     _run_sandbox(
@@ -166,6 +167,7 @@ def sandbox_salesforce(
             f"ca_file: {server.ca_pem_path}",
             f"leads: {org.count('Lead')}, contacts: {org.count('Contact')} (seed {seed}); "
             f"stats at {server.url}/__sandbox/stats",
+            *([f"webhooks: outbound messages to {webhook_url}"] if webhook_url else []),
         ]
 
     _run_sandbox(
