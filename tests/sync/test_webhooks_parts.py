@@ -8,10 +8,12 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from werkzeug.test import EnvironBuilder
 
 from connectors.sandbox._webhooks import hubspot_signature_v3 as sandbox_signature
 from connectors.sandbox._webhooks import outbound_message
 from leadsync.config import ConfigError, parse_config
+from sync.webhooks.endpoint import WebhookEndpoint, WebhookSettings
 from sync.webhooks.events import Malformed, Notice, parse_hubspot, parse_salesforce
 from sync.webhooks.queue import NoticeQueue
 from sync.webhooks.verify import (
@@ -141,3 +143,49 @@ def test_the_webhooks_section_is_validated_like_the_others(
 def test_webhooks_are_off_by_default() -> None:
     config = parse_config(base_config(), source="leadsync.yaml")
     assert config.webhooks.enabled is False and config.webhooks.batch_window_s == 2.0
+
+
+def call(endpoint: WebhookEndpoint, url: str, body: bytes, headers: dict[str, str]) -> tuple[str, bytes]:
+    """One request to the WSGI app as the daemon's server hands it over (the host the proxy forwarded to)."""
+    environ = EnvironBuilder(
+        path="/webhooks/hubspot", method="POST", data=body, headers=headers, base_url=url
+    ).get_environ()
+    answered: list[str] = []
+    data = b"".join(endpoint(environ, lambda status, _headers: answered.append(status)))
+    return answered[0], data
+
+
+@pytest.mark.parametrize(
+    "public_url", ["https://leadsync.example.com", "https://leadsync.example.com/webhooks/hubspot"]
+)
+def test_behind_a_proxy_the_signature_is_checked_against_the_public_url(public_url: str) -> None:
+    counted: list[tuple[str, int]] = []
+    settings = WebhookSettings(crm="hubspot", secret="s3cret", public_url=public_url)
+    endpoint = WebhookEndpoint(
+        settings, NoticeQueue(10), count=lambda _c, r, n: counted.append((r, n)), active=lambda: True
+    )
+    body = b'[{"objectId": 7, "subscriptionType": "contact.creation"}]'
+    ts = int(time.time() * 1000)
+    headers = {"X-HubSpot-Request-Timestamp": str(ts)}
+    as_hubspot_signs = sandbox_signature("s3cret", "POST", URL, body, ts)
+    as_the_proxy_forwards = sandbox_signature("s3cret", "POST", "http://10.0.0.5:9464/webhooks/hubspot", body, ts)
+    ok = call(endpoint, "http://10.0.0.5:9464", body, headers | {"X-HubSpot-Signature-v3": as_hubspot_signs})
+    refused = call(endpoint, "http://10.0.0.5:9464", body, headers | {"X-HubSpot-Signature-v3": as_the_proxy_forwards})
+    assert ok[0] == "200 OK" and json.loads(ok[1]) == {"accepted": 1}
+    assert refused[0] == "401 Unauthorized" and counted == [("accepted", 1), ("forged", 1)]
+
+
+def test_without_a_public_url_the_forwarded_scheme_and_host_are_what_was_signed() -> None:
+    endpoint = WebhookEndpoint(
+        WebhookSettings(crm="hubspot", secret="s3cret"), NoticeQueue(10), count=lambda *_: None, active=lambda: False
+    )
+    body = b"[]"
+    ts = int(time.time() * 1000)
+    headers = {
+        "Host": "leadsync.example.com",
+        "X-Forwarded-Proto": "https",
+        "X-HubSpot-Request-Timestamp": str(ts),
+        "X-HubSpot-Signature-v3": sandbox_signature("s3cret", "POST", URL, body, ts),
+    }
+    status, data = call(endpoint, "http://leadsync.example.com", body, headers)
+    assert status == "200 OK" and json.loads(data) == {"accepted": 0}
