@@ -232,3 +232,32 @@ def test_a_full_queue_still_answers_2xx_and_runs_the_incremental_pass_at_once(
         assert metric(registry, "leadsync_webhook_events_total", crm="hubspot", result="duplicate") == 1
         # the dropped ids are the scheduled pass's: it runs now instead of in an hour
         assert wait_for(lambda: metric(registry, "leadsync_runs_total", job="sync", status="ok") >= 2, 30)
+
+
+def test_a_standby_replica_answers_2xx_and_queues_nothing(
+    hubspot_sandbox_factory: Callable[..., HubSpotSandboxServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = hubspot_sandbox_factory(contacts=10, seed=9)
+    env = {"HUBSPOT_TOKEN": server.token, "HUBSPOT_APP_SECRET": SECRET}
+    config = hubspot_config(server, tmp_path)
+    with running(config, env, monkeypatch) as leader:
+        app = build_app(parse_config(config, source="<test>"))
+        store = StateStore(app.config.state.url)
+        standby = build_daemon(app, store, port=0, host="127.0.0.1")
+        thread = threading.Thread(target=standby.run, kwargs={"install_signals": False}, daemon=True)
+        thread.start()
+        try:
+            assert wait_for(lambda: standby._started.is_set(), 30) and not standby.lease.held()
+            url = f"http://127.0.0.1:{standby.port}/webhooks/hubspot"
+            contact = int(server.portal.contact_ids()[0])
+            body = json.dumps([{"objectId": contact, "subscriptionType": "contact.creation"}]).encode()
+            answer = requests.post(url, data=body, headers=signed(url, body), timeout=5)
+            assert answer.status_code == 200 and answer.json() == {"accepted": 0}
+            registry = standby.metrics.registry
+            assert metric(registry, "leadsync_webhook_events_total", crm="hubspot", result="standby") == 1
+            assert standby.webhooks is not None and len(standby.webhooks.queue) == 0
+            assert leader.lease.held()
+        finally:
+            standby.request_stop("test over")
+            thread.join(30)
+            store.close()
