@@ -113,6 +113,7 @@ class WebhookSender:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def close(self) -> None:
+        """Post what is queued (each post bounded by the timeout and retries), then end the thread."""
         self._queue.put(None)
         self._thread.join(timeout=5)
         self._session.close()

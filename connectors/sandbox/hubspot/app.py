@@ -227,6 +227,12 @@ class HubSpotSandboxServer(SandboxServer[HubSpotSandbox]):
     def portal(self) -> HubSpotPortal:
         return self.app.portal
 
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving, and stop sending webhooks."""
+        if self.app.webhooks is not None:
+            self.app.webhooks.close()
+        super().stop(timeout)
+
     def client(self, *, token: str | None = None, **config: Any) -> hubspot.Client:
         """An official SDK client pointed at this sandbox (``host`` and ``base_url`` both set)."""
         import hubspot

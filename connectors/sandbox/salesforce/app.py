@@ -363,6 +363,8 @@ class SalesforceSandboxServer(SandboxServer[SalesforceSandbox]):
         return answer
 
     def stop(self, timeout: float = 5.0) -> None:
+        for sender in self.app.webhooks.values():  # outbound messages stop with the server
+            sender.close()
         try:
             super().stop(timeout)
         finally:
