@@ -2,7 +2,8 @@
 
 ``verify`` (signatures, secrets), ``events`` (the bodies), ``queue`` (coalescing, back-pressure),
 ``endpoint`` (the WSGI app on the daemon's port), ``micropass`` (the pipeline's pass over ids read by id) and
-:class:`WebhookService`, which the daemon starts.
+:class:`WebhookService`, which the daemon starts. May import the rest of sync/ (pipeline, state, metrics,
+passwrites) and connectors.base; never leadsync/.
 """
 
 from sync.webhooks.endpoint import PATHS, WebhookEndpoint, WebhookSettings
