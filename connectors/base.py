@@ -192,3 +192,15 @@ class OutcomeReader(Protocol):
     def outcome_properties(self, spec: OutcomeSpec) -> Sequence[str]:
         """Record properties ``read_outcomes`` needs on each record (added to ``read_records``' list)."""
         ...
+
+
+@runtime_checkable
+class RecordsById(Protocol):
+    """A connector that reads given records by id without the search index (webhook micro-passes)."""
+
+    def read_by_ids(self, ids: Sequence[str], properties: Sequence[str]) -> Iterator[list[RawRecord]]:
+        """The records with these ids, in the CRM's batch-read size per call; unknown ids are left out.
+
+        :raises connectors.errors.ConnectorError: when the CRM fails for good (after retries).
+        """
+        ...

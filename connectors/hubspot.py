@@ -23,10 +23,12 @@ import structlog
 import urllib3
 from hubspot.crm.contacts import (
     BatchInputSimplePublicObjectBatchInput,
+    BatchReadInputSimplePublicObjectId,
     Filter,
     FilterGroup,
     PublicObjectSearchRequest,
     SimplePublicObjectBatchInput,
+    SimplePublicObjectId,
 )
 from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
 from hubspot.discovery.discovery_base import DiscoveryBase
@@ -481,6 +483,23 @@ class HubSpotConnector:
             last_id = next_id
             if len(records) < SEARCH_PAGE_SIZE:
                 return
+
+    def read_by_ids(self, ids: Sequence[str], properties: Sequence[str]) -> Iterator[list[RawRecord]]:
+        """The contacts with these ids, one batch read per 100 (no search: no index lag); unknown ids are absent."""
+        props = sorted({*properties, CURSOR_PROPERTY})
+        for start in range(0, len(ids), BATCH_SIZE):
+            body = BatchReadInputSimplePublicObjectId(
+                inputs=[SimplePublicObjectId(id=i) for i in ids[start : start + BATCH_SIZE]],
+                properties=props,
+                properties_with_history=[],
+            )
+            page, _ = self._call(
+                "POST /crm/v3/objects/contacts/batch/read",
+                self._contacts_batch.read_with_http_info,
+                batch_read_input_simple_public_object_id=body,
+                archived=False,
+            )
+            yield [self._to_record(obj) for obj in page.results or []]
 
     def read_activities(self, records: Sequence[RawRecord]) -> Mapping[str, list[RawActivity]]:
         return self.activities.read(records) if self.activities is not None else {}

@@ -84,6 +84,10 @@ QUERY_PAGE_SIZE = 2000
 ACTIVITY_ID_CHUNK = 450
 #: ids per outcome query (``Id IN``/``ContactId IN``): the same URL budget as the activity queries
 OUTCOME_ID_CHUNK = ACTIVITY_ID_CHUNK
+#: ids per query when records are read by id (webhook micro-passes)
+ID_READ_CHUNK = 100
+#: a converted lead is scored as its contact: lead reads leave it out
+_UNCONVERTED = {"Lead": " AND IsConverted = false"}
 #: Lead fields that tell whether and how it converted (read with the ordinary record reads)
 LEAD_OUTCOME_FIELDS = ("IsConverted", "ConvertedDate", "ConvertedOpportunityId")
 #: Bulk API 2.0 rows per results page
@@ -549,6 +553,21 @@ class SalesforceConnector:
                 if sobject == "Lead":
                     where += " AND IsConverted = false"
                 yield from self._read_soql(object_type, sobject, fields, where, stamps)
+
+    def read_by_ids(self, ids: Sequence[str], properties: Sequence[str]) -> Iterator[list[RawRecord]]:
+        """The leads and contacts with these ids (by their key prefix), one ``Id IN`` query per 100 ids and
+        object; unconverted leads only, as ``read_records`` reads them. Unknown ids are absent."""
+        by_type: dict[str, list[str]] = {}
+        for record_id in ids:
+            kind = {"00Q": "lead", "003": "contact"}.get(record_id[:3])
+            if kind in self.objects:
+                by_type.setdefault(kind, []).append(record_id)
+        for object_type, wanted in by_type.items():
+            sobject = SOBJECTS[object_type]
+            fields = self._select(sobject, properties)
+            for chunk in _chunks(wanted, ID_READ_CHUNK):
+                where = f"Id IN ({', '.join(_quote(i) for i in chunk)})"
+                yield from self._read_soql(object_type, sobject, fields, where + _UNCONVERTED.get(sobject, ""))
 
     def _engaged_ids(self, window: Window) -> dict[str, dict[str, datetime]]:
         """Leads and contacts whose Tasks, Events or campaign memberships changed in ``window``, by object

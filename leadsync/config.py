@@ -545,6 +545,31 @@ class RunConfig(_Section):
     probe_interval_s: float = Field(default=15, gt=0)
 
 
+class WebhooksConfig(_Section):
+    """Near-real-time scoring from the CRM's change notifications (``/webhooks/hubspot``, ``/webhooks/salesforce``
+    on the ``run.port``); off by default. The scheduled ``sync`` pass stays the safety net."""
+
+    enabled: bool = False
+    #: HubSpot: the app's client secret, the key of ``X-HubSpot-Signature-v3``
+    hubspot_client_secret: OptionalSecret = None
+    #: Salesforce: the shared secret (``X-Leadsync-Secret`` header, ``?secret=`` of an Outbound Message URL)
+    #: or the HMAC key (``X-Leadsync-Signature``)
+    salesforce_secret: OptionalSecret = None
+    #: Salesforce: only Outbound Messages of this org are accepted (None: any org with the secret)
+    salesforce_org_id: OptionalEnvText = None
+    #: the URL HubSpot is configured to call, as it signs it (behind a proxy or TLS terminator the request's
+    #: own host and scheme differ); None: rebuilt from the request (``Host``, ``X-Forwarded-Proto``)
+    public_url: OptionalEnvText = None
+    #: notified ids are gathered this long before one micro-pass reads them (one batch read per 100 ids)
+    batch_window_s: float = Field(default=2.0, gt=0, le=60)
+    #: ids waiting at most; past it, notifications are answered 2xx and left to a catch-up pass
+    queue_size: int = Field(default=10_000, ge=1)
+    #: a signed request with a timestamp further than this from now is a replay (HubSpot: 5 minutes)
+    max_age_s: float = Field(default=300, gt=0, le=3600)
+    #: the largest request body read (a HubSpot batch of 100 events is about 30 KiB)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+
+
 #: cells read as missing in a CSV (``csv.null_values`` adds to them; ``csv.default_null_values: false`` drops them)
 DEFAULT_NULL_VALUES = ("", "NA", "N/A", "n/a", "null", "NULL", "None", "#N/A")
 #: the delimiters ``leadsync score`` and ``check --input`` detect (``csv.delimiter`` / ``--delimiter`` force one)
@@ -629,6 +654,7 @@ class Config(_Section):
     #: a shadow challenger rule set (None: the configured rules only)
     challenger: ChallengerConfig | None = None
     model: ModelConfig = Field(default_factory=ModelConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
     #: where this config was read from (for messages)
     _source: str = PrivateAttr(default="<memory>")
@@ -641,6 +667,16 @@ class Config(_Section):
     def _crm_section_present(self) -> Config:
         if getattr(self, self.crm) is None:
             raise ValueError(f"crm is {self.crm}, so a `{self.crm}:` section is required")
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_secret_present(self) -> Config:
+        key = "hubspot_client_secret" if self.crm == "hubspot" else "salesforce_secret"
+        if self.webhooks.enabled and getattr(self.webhooks, key) is None:
+            raise ValueError(
+                f"webhooks are enabled for {self.crm}, so webhooks.{key} is required (e.g. ${{WEBHOOK_SECRET}}): "
+                "unauthenticated notifications are never accepted"
+            )
         return self
 
 

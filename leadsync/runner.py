@@ -25,6 +25,7 @@ from sync.daemon import EVALUATE_JOB, TRAIN_JOB, Daemon, DaemonSettings
 from sync.metrics import SyncMetrics
 from sync.schedule import JobSpec
 from sync.state import StateStore
+from sync.webhooks import WebhookService, WebhookSettings
 
 log = structlog.get_logger("leadsync.run")
 
@@ -94,6 +95,24 @@ def daemon_settings(config: Config, *, port: int | None = None, host: str | None
     )
 
 
+def webhook_settings(config: Config) -> WebhookSettings | None:
+    """The ``webhooks:`` section for the daemon (None when off); the config already required its secret."""
+    hooks = config.webhooks
+    if not hooks.enabled:
+        return None
+    key = hooks.hubspot_client_secret if config.crm == "hubspot" else hooks.salesforce_secret
+    return WebhookSettings(
+        crm=config.crm,
+        secret=secret(key),
+        batch_window_s=hooks.batch_window_s,
+        queue_size=hooks.queue_size,
+        max_age_s=hooks.max_age_s,
+        max_body_bytes=hooks.max_body_bytes,
+        public_url=hooks.public_url,
+        salesforce_org_id=hooks.salesforce_org_id,
+    )
+
+
 def scoring_clock_from_env(source: str) -> Callable[[], datetime] | None:
     """A pinned scoring clock from ``$LEADSYNC_SCORING_NOW`` (None when unset)."""
     raw = os.environ.get(SCORING_NOW_ENV)
@@ -148,6 +167,9 @@ def build_daemon(app: App, store: StateStore, *, port: int | None = None, host: 
     metrics.daily_remaining_from(lambda: getattr(connector, "daily_remaining", None))
     metrics.rate_limit_from(getattr(connector, "limit_info", None))
 
+    hooks = webhook_settings(config)
+    webhooks = WebhookService(hooks, pipeline, store, metrics) if hooks is not None else None
+
     probe_app = app
     if config.hubspot is not None:
         fast = config.hubspot.model_copy(update={"max_retries": PROBE_MAX_RETRIES, "timeout_s": PROBE_TIMEOUT_S})
@@ -166,6 +188,7 @@ def build_daemon(app: App, store: StateStore, *, port: int | None = None, host: 
         trainer=lambda: scheduled_training(app, store),
         auc_drop_warn=config.outcomes.auc_drop_warn,
         configured_threshold=app.rules.mql_threshold,
+        webhooks=webhooks,
     )
 
 

@@ -43,6 +43,22 @@ def _sandbox_faults(kinds: str | None, rules: list[str] | None) -> tuple[dict[st
         fail(f"--fault-kinds/--fault-at: {exc}", 2)
 
 
+WebhookUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--webhook-url", help="Post signed change notifications here (e.g. http://127.0.0.1:9464/webhooks/hubspot)."
+    ),
+]
+WebhookSecretOption = Annotated[
+    str,
+    typer.Option(
+        "--webhook-secret",
+        envvar="SANDBOX_WEBHOOK_SECRET",
+        help="Secret the notifications are signed / authenticated with (or $SANDBOX_WEBHOOK_SECRET).",
+    ),
+]
+
+
 RateLimitOption = Annotated[str | None, typer.Option("--rate-limit", help="e.g. 100/10s (default: off).")]
 FaultRateOption = Annotated[float, typer.Option("--fault-rate", help="Share of requests that fail (0..1).")]
 
@@ -96,6 +112,8 @@ def sandbox_hubspot(
     contacts: Annotated[int, typer.Option(help="Synthetic contacts to seed.")] = 1000,
     seed: Annotated[int, typer.Option(help="Same seed, same portal.")] = 0,
     index_lag_s: Annotated[float, typer.Option("--index-lag", help="Seconds before search sees a write.")] = 0.0,
+    webhook_url: WebhookUrlOption = None,
+    webhook_secret: WebhookSecretOption = "",
 ) -> None:
     """Run the HubSpot emulator in the foreground; prints its base URL and token."""
     from connectors.sandbox.hubspot import HubSpotSandboxServer, serve_hubspot_sandbox
@@ -105,6 +123,7 @@ def sandbox_hubspot(
             f"HubSpot sandbox: {server.url}",
             f"token: {server.token}",
             f"contacts: {len(server.portal)} (seed {seed}); stats at {server.url}/__sandbox/stats",
+            *([f"webhooks: signed notifications to {webhook_url}"] if webhook_url else []),
         ]
 
     _run_sandbox(
@@ -116,6 +135,8 @@ def sandbox_hubspot(
         contacts=contacts,
         seed=seed,
         index_lag_s=index_lag_s,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
     )
 
 
@@ -131,6 +152,8 @@ def sandbox_salesforce(
     ca_file: Annotated[
         str | None, typer.Option("--ca-file", help="Write the sandbox CA certificate here (default: a temp file).")
     ] = None,
+    webhook_url: WebhookUrlOption = None,
+    webhook_secret: WebhookSecretOption = "",
 ) -> None:
     """Run the Salesforce emulator (HTTPS) in the foreground; prints its URL, credentials and CA file."""
     from connectors.sandbox.salesforce import SalesforceSandboxServer, serve_salesforce_sandbox
@@ -144,6 +167,7 @@ def sandbox_salesforce(
             f"ca_file: {server.ca_pem_path}",
             f"leads: {org.count('Lead')}, contacts: {org.count('Contact')} (seed {seed}); "
             f"stats at {server.url}/__sandbox/stats",
+            *([f"webhooks: outbound messages to {webhook_url}"] if webhook_url else []),
         ]
 
     _run_sandbox(
@@ -156,4 +180,6 @@ def sandbox_salesforce(
         contacts=contacts,
         seed=seed,
         ca_file=ca_file,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
     )

@@ -49,6 +49,7 @@ from connectors.base import (
     RawActivity,
     RawOutcome,
     RawRecord,
+    RecordsById,
     RecordUpdate,
     Window,
     WriteResult,
@@ -61,6 +62,7 @@ from sync.metrics import SyncMetrics
 from sync.pipeline import DeliveryCheck, PassInterrupted, SyncPipeline, SyncSummary
 from sync.schedule import DEFAULT_PORT, JobSpec, build_trigger
 from sync.state import FencedOut, StateStore
+from sync.webhooks import WebhookService
 
 __all__ = [
     "DEFAULT_PORT",
@@ -158,6 +160,12 @@ class GuardedConnector:
     def read_activities(self, records: Sequence[RawRecord]) -> Mapping[str, list[RawActivity]]:
         return self.inner.read_activities(records)
 
+    def read_by_ids(self, ids: Sequence[str], properties: Sequence[str]) -> Iterator[list[RawRecord]]:
+        """The inner connector's read by id (webhook micro-passes); a read, so never guarded."""
+        if not isinstance(self.inner, RecordsById):
+            raise TypeError(f"the {self.inner.name} connector cannot read records by id")
+        return self.inner.read_by_ids(ids, properties)
+
     def describe(self) -> Mapping[str, str]:
         return self.inner.describe()
 
@@ -212,6 +220,7 @@ class Daemon:
         trainer: Callable[[], Mapping[str, Any]] | None = None,
         auc_drop_warn: float = 0.05,
         configured_threshold: float | None = None,
+        webhooks: WebhookService | None = None,
     ) -> None:
         if not settings.jobs:
             raise ValueError("no job scheduled: set schedule.sync and/or schedule.full_sync")
@@ -255,6 +264,10 @@ class Daemon:
         self._store_probe = _Probe()
         self._crm_state = _Probe()
         self._http: HealthServer | None = None
+        #: the webhook endpoint and its micro-passes (None: webhooks off)
+        self.webhooks = webhooks
+        #: set once a scheduled pass succeeded here: micro-passes wait for it (properties, model, rules rescore)
+        self._synced = threading.Event()
         if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
             # APScheduler narrates every run at info and warns for every tick skipped behind a long pass;
             # the daemon logs what matters itself (job.missed, job.skipped_still_running) and counts it
@@ -287,6 +300,7 @@ class Daemon:
                 live=self._liveness,
                 ready=self._readiness,
                 registry=self.metrics.registry,
+                mounts={self.webhooks.path: self.webhooks.endpoint} if self.webhooks is not None else None,
             ).start()
         except OSError as exc:
             log.error("daemon.cannot_listen", host=self.settings.host, port=self.settings.port, error=str(exc))
@@ -295,7 +309,7 @@ class Daemon:
             "daemon.listening",
             host=self.settings.host,
             port=self._http.port,
-            endpoints=["/healthz", "/readyz", "/metrics"],
+            endpoints=["/healthz", "/readyz", "/metrics", *([self.webhooks.path] if self.webhooks else [])],
             replica=self.replica_id,
         )
         code = 0
@@ -304,6 +318,13 @@ class Daemon:
                 self.lease.start()
                 threading.Thread(target=self._probe_loop, name="probe", daemon=True).start()
                 self._scheduler.start()
+                if self.webhooks is not None:
+                    self.webhooks.start(
+                        active=self.lease.held,
+                        exclusive=self._exclusive,
+                        ready=self._synced.is_set,
+                        catch_up=self.request_catch_up,
+                    )
                 self._started.set()
                 log.info(
                     "daemon.started",
@@ -466,6 +487,7 @@ class Daemon:
         try:
             summary = self.pipeline.run_once(full=spec.full)
             status = "ok"
+            self._synced.set()
         except (ShutdownRequested, LeaseLost, BudgetExhausted):
             status = "stopped"  # logged by the pipeline (sync.stopped / sync.failed)
         except FencedOut as exc:
@@ -485,6 +507,29 @@ class Daemon:
             self._pass = None
             self._refresh_store_gauges()
             structlog.contextvars.clear_contextvars()
+
+    def _exclusive(self, work: Callable[[], None]) -> bool:
+        """Run a webhook micro-pass as a scheduled pass runs: lease held, not stopping, never beside another
+        pass (the pipeline holds one pass's writes at a time); False when it may not run now."""
+        if self._stopping.is_set() or not self.lease.held():
+            return False
+        with self._pass_lock:
+            self._idle.clear()
+            try:
+                work()
+            finally:
+                self._idle.set()
+        return True
+
+    def request_catch_up(self) -> None:
+        """Run the incremental ``sync`` job now (notifications were dropped or failed): it reads every change
+        by modification time, so whatever a micro-pass missed is covered within one pass."""
+        if self._stopping.is_set() or not self._scheduler.running:
+            return
+        for spec in self.settings.jobs:
+            if spec.name == RUN_JOB:
+                self._scheduler.modify_job(spec.name, next_run_time=datetime.now(UTC))
+                log.info("webhooks.catch_up", job=spec.name)
 
     def _run_evaluation(self) -> None:
         """Re-evaluate the scores against outcomes; warn (log, /readyz detail; never a failure) on drift."""
@@ -641,6 +686,8 @@ class Daemon:
         self._stopping.set()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        if self.webhooks is not None:
+            self.webhooks.stop(timeout=min(grace, 5.0))
         finished = self._idle.wait(timeout=grace)
         if finished:
             self.lease.stop(release=True)

@@ -35,8 +35,19 @@ class _QuietHandler(WSGIRequestHandler):
 class HealthServer:
     """Serves the three endpoints on ``host:port`` (port 0: a free one, see :attr:`port`)."""
 
-    def __init__(self, host: str, port: int, *, live: Check, ready: Check, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        live: Check,
+        ready: Check,
+        registry: CollectorRegistry,
+        mounts: Mapping[str, Callable[..., Iterable[bytes]]] | None = None,
+    ) -> None:
         self._live = live
+        #: other WSGI apps served on the same port, by exact path (the webhook endpoints)
+        self._mounts = dict(mounts or {})
         self._ready = ready
         self._metrics = make_wsgi_app(registry)
         self._server: BaseWSGIServer = make_server(host, port, self._app, threaded=True, request_handler=_QuietHandler)
@@ -65,6 +76,9 @@ class HealthServer:
             return self._answer(self._live, start_response)
         if path == "/readyz":
             return self._answer(self._ready, start_response)
+        mounted = self._mounts.get(path)
+        if mounted is not None:
+            return mounted(environ, start_response)
         body = json.dumps({"error": "not found", "endpoints": ["/healthz", "/readyz", "/metrics"]}).encode()
         start_response("404 Not Found", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]

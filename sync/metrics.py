@@ -26,10 +26,12 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-__all__ = ["RUN_DURATION_BUCKETS", "SyncMetrics"]
+__all__ = ["EVENT_TO_WRITE_BUCKETS", "RUN_DURATION_BUCKETS", "SyncMetrics"]
 
 #: a pass takes from a second (incremental, nothing changed) to an hour (first full read of a big portal)
 RUN_DURATION_BUCKETS: Final = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+#: a webhook change is written within seconds (batch window + one read + one write); the scheduled pass, minutes
+EVENT_TO_WRITE_BUCKETS: Final = (0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 30, 60, 300, 900)
 
 
 def healthy_status(status: int) -> bool:
@@ -168,6 +170,24 @@ class SyncMetrics:
             "leadsync_lease_changes", "Lease acquisitions and losses of this replica", ["lease", "change"], registry=r
         )
         self.ready = Gauge("leadsync_ready", "Readiness checks (1: passing)", ["check"], registry=r)
+
+        self.webhook_events = Counter(
+            "leadsync_webhook_events",
+            "Webhook notifications by result: accepted (queued), duplicate (merged with a waiting one), overflow "
+            "(queue full: left to a catch-up pass), standby (this replica does not hold the lease), own_write and "
+            "already_seen (no read: leadsync wrote or read that version), read; whole requests refused: forged, "
+            "replayed, unsigned, malformed, too_large",
+            ["crm", "result"],
+            registry=r,
+        )
+        self.event_to_write = Histogram(
+            "leadsync_event_to_write_seconds",
+            "From a change in the CRM (the notification's time) to leadsync's write of the new score landing",
+            ["crm"],
+            buckets=EVENT_TO_WRITE_BUCKETS,
+            registry=r,
+        )
+        self.webhook_queue = Gauge("leadsync_webhook_queue_ids", "Notified ids waiting for a micro-pass", registry=r)
 
         self._rate_limit = rate_limit
         self._rate_window_s = rate_window_s

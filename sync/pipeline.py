@@ -452,6 +452,28 @@ class SyncPipeline:
         log.info("sync.done", **{k: v for k, v in summary.as_dict().items() if k != "properties_created"})
         return summary
 
+    def process_records(self, pages: Iterable[Sequence[RawRecord]]) -> SyncSummary:
+        """A webhook micro-pass (``sync.webhooks``): records read by id take the pass's own steps (own writes
+        free, score, diff, held writes committed with their scores, the outbox); no window, no watermark."""
+        started, calls_before = time.monotonic(), self.connector.api_calls
+        now = self.scoring_clock() if self.scoring_clock is not None else self.clock()
+        summary = SyncSummary(crm=self.connector.name, full=False, dry_run=False, rules_version=self.rules.version)
+        evidence = IndexEvidence()
+        self._held = self._held_writes(evidence)
+        batch: list[RawRecord] = []
+        for page in pages:
+            usable = self._usable(page, summary)
+            summary.leads_read += len(usable)
+            self.progress("read", len(usable))
+            batch.extend(self._changed(usable, summary, evidence))
+        for start in range(0, len(batch), self.batch_size):
+            self._process_page(batch[start : start + self.batch_size], now, summary, dry_run=False)
+        self._flushed(summary, self._held.finish())
+        self._deliver_triggers(summary)
+        summary.api_calls = self.connector.api_calls - calls_before
+        summary.duration_s = round(time.monotonic() - started, 3)
+        return summary
+
     def _limit_info(self) -> dict[str, Any] | None:
         """The connector's rate limit in force and its source (None: the connector does not say)."""
         info = getattr(self.connector, "limit_info", None)

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
+import requests
 from sqlalchemy import create_engine, inspect, make_url, text
 from sqlalchemy.pool import NullPool
 
+from connectors.sandbox._webhooks import hubspot_signature_v3
 from connectors.sandbox.hubspot import HubSpotSandboxServer
 from connectors.sandbox.salesforce import SalesforceSandboxServer
 
@@ -169,3 +174,81 @@ def test_salesforce_commands_leak_neither_the_client_secret_nor_the_private_key(
     assert_absent([CLIENT_SECRET, *key_lines], printed, "the commands' output")
     assert_absent([CLIENT_SECRET, *key_lines], state.read_bytes().decode("latin-1"), "the state store file")
     assert_absent([CLIENT_SECRET, *key_lines], dump_database(f"sqlite:///{state}"), "the state store")
+
+
+WEBHOOK_SECRET = "hs-app-secret-9a7b3c-SHOULD-NOT-LEAK"
+SF_WEBHOOK_SECRET = "sf-hook-secret-2d6e8f-SHOULD-NOT-LEAK"
+
+
+def test_webhook_secrets_reach_no_output_of_run_check_or_a_config_error(
+    hubspot_sandbox_factory: Callable[..., HubSpotSandboxServer], tmp_path: Path
+) -> None:
+    """``leadsync run`` with webhooks on, answering forged, replayed, malformed and good notifications (debug
+    logs), and config errors around the webhook keys: neither webhook secret appears anywhere."""
+    server = hubspot_sandbox_factory(contacts=20, seed=6, token=TOKEN)
+    config = tmp_path / "leadsync.yaml"
+    config.write_text(
+        "crm: hubspot\n"
+        "hubspot: {access_token: ${HUBSPOT_ACCESS_TOKEN}, base_url: " + server.url + ", rate_limit_per_10s: 5000}\n"
+        f"state: {{url: sqlite:///{tmp_path / 'state.db'}}}\n"
+        "schedule: {sync: {every: 1h}}\n"
+        "run: {host: 127.0.0.1, port: 0}\n"
+        "webhooks: {enabled: true, hubspot_client_secret: ${HUBSPOT_APP_SECRET}, "
+        "salesforce_secret: ${SF_HOOK_SECRET}, batch_window_s: 0.2}\n"
+    )
+    env = {"HUBSPOT_ACCESS_TOKEN": TOKEN, "HUBSPOT_APP_SECRET": WEBHOOK_SECRET, "SF_HOOK_SECRET": SF_WEBHOOK_SECRET}
+    run = Runner(tmp_path, env)
+    run("check", "--config", str(config))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(config.read_text().replace("batch_window_s: 0.2", "batch_window_s: 0, queue_size: many"))
+    assert run("check", "--config", str(bad), ok=False).returncode != 0
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(config.read_text().replace("hubspot_client_secret: ${HUBSPOT_APP_SECRET}, ", ""))
+    failed = run("check", "--config", str(missing), ok=False)
+    assert failed.returncode != 0 and "webhooks.hubspot_client_secret" in failed.stderr
+
+    proc = subprocess.Popen(
+        [*LEADSYNC, "--log-level", "debug", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=run.env,
+        cwd=tmp_path,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        port = None
+        deadline = time.monotonic() + 120
+        while port is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "daemon.listening" in line:
+                found = re.search(r"port\W+(\d+)", line)
+                port = int(found.group(1)) if found else None
+        assert port is not None, "".join(lines)[-2000:]
+        url = f"http://127.0.0.1:{port}/webhooks/hubspot"
+        contact = int(server.portal.contact_ids()[0])
+        body = json.dumps([{"objectId": contact, "occurredAt": 1, "subscriptionType": "contact.creation"}]).encode()
+        now = int(time.time() * 1000)
+        answers = []
+        for secret, ts, data in (
+            (WEBHOOK_SECRET, now, body),
+            ("guess", now, body),
+            (WEBHOOK_SECRET, now - 600_000, body),
+            (WEBHOOK_SECRET, now, b"{}"),
+        ):
+            signature = hubspot_signature_v3(secret, "POST", url, data, ts)
+            headers = {"X-HubSpot-Request-Timestamp": str(ts), "X-HubSpot-Signature-v3": signature}
+            answer = requests.post(url, data=data, headers=headers, timeout=10)
+            answers.append(f"{answer.status_code} {answer.text}")
+        assert [a.split()[0] for a in answers] == ["200", "401", "401", "400"]
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        time.sleep(1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+        lines.append(rest)
+    printed = run.everything() + "".join(lines) + "\n".join(answers) + metrics
+    assert "webhooks.rejected" in printed  # the refusals were logged, so the search below means something
+    assert_absent([WEBHOOK_SECRET, SF_WEBHOOK_SECRET, TOKEN], printed, "the output of run, check and the endpoint")

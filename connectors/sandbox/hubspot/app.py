@@ -64,13 +64,18 @@ What is emulated, and where the emulator chose a behaviour HubSpot does not docu
 * Legacy workflow enrollment ``POST /automation/v2/workflows/{workflowId}/enrollments/contacts/{email}``:
   204, recorded (``GET /__sandbox/enrollments``, ``enrollments`` in stats), 404 for an unknown email.
   ``GET /automation/v2/workflows/enrollments/contacts/{vid}`` lists the workflows a contact is enrolled in.
+* App webhooks (:meth:`HubSpotSandbox.enable_webhooks`, ``--webhook-url``): every contact creation and
+  property change is posted to a URL as HubSpot does (``contact.creation`` / ``contact.propertyChange`` events,
+  up to 100 a request, ``X-HubSpot-Signature-v3`` with the app's client secret); leadsync's own writes notify
+  too, as they do in HubSpot. The sender counts what it posted (``.webhooks.sent``, ``.failed``).
 * Fault injection and ``GET /__sandbox/stats``: see :mod:`connectors.sandbox._server`.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Unpack
 
@@ -83,6 +88,7 @@ from connectors.sandbox._server import (
     SandboxServer,
     serve_in_foreground,
 )
+from connectors.sandbox._webhooks import HUBSPOT_BATCH_MAX, WebhookSender, hubspot_encoder
 from connectors.sandbox.hubspot._base import (
     SEARCH_RESULT_CAP,
     SearchLimits,
@@ -130,7 +136,35 @@ class HubSpotSandbox(
             search_rate_limit = DEFAULT_SEARCH_PER_SECOND if self.limiter is not None else 0
         self.search_limiter = RollingWindowLimiter(search_rate_limit, 1.0) if search_rate_limit > 0 else None
         self.stats.increment("enrollments", 0)  # a stable stats shape from the first request on
+        self.webhooks: WebhookSender | None = None
         self._register_routes()
+
+    def enable_webhooks(
+        self, url: str, client_secret: str, *, properties: Collection[str] | None = None, app_id: int = 1
+    ) -> WebhookSender:
+        """Post contact creations and property changes (of ``properties``; None: all) to ``url``, signed."""
+        sender = WebhookSender(url, hubspot_encoder(url, client_secret), batch_max=HUBSPOT_BATCH_MAX)
+        counter = itertools.count(1)
+
+        def changed(contact_id: int, ms: int, values: Mapping[str, str] | None) -> None:
+            base = {"portalId": self.portal.portal_id, "appId": app_id, "occurredAt": ms, "attemptNumber": 0}
+            base |= {"objectId": contact_id, "changeSource": "API"}
+            if values is None:
+                created = {"eventId": next(counter), "subscriptionId": 1, "subscriptionType": "contact.creation"}
+                sender.send({**base, **created})
+                return
+            for name, value in values.items():
+                if properties is None or name in properties:
+                    event = {"eventId": next(counter), "subscriptionId": 2}
+                    event["subscriptionType"] = "contact.propertyChange"
+                    sender.send({**base, **event, "propertyName": name, "propertyValue": value})
+
+        with self.lock:
+            if self.webhooks is not None:
+                self.webhooks.close()
+            self.portal.change_listeners[:] = [changed]
+            self.webhooks = sender
+        return sender
 
     def _register_routes(self) -> None:
         # full paths, so that a route key in stats or fault options (``"POST /crm/v3/objects/deals/batch/read"``)
@@ -193,6 +227,12 @@ class HubSpotSandboxServer(SandboxServer[HubSpotSandbox]):
     def portal(self) -> HubSpotPortal:
         return self.app.portal
 
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving, and stop sending webhooks."""
+        if self.app.webhooks is not None:
+            self.app.webhooks.close()
+        super().stop(timeout)
+
     def client(self, *, token: str | None = None, **config: Any) -> hubspot.Client:
         """An official SDK client pointed at this sandbox (``host`` and ``base_url`` both set)."""
         import hubspot
@@ -215,6 +255,8 @@ def start_hubspot_sandbox(
     search_limits: SearchLimits | None = None,
     search_result_cap: int = SEARCH_RESULT_CAP,
     association_page_size: int = ASSOCIATION_PAGE_SIZE,
+    webhook_url: str | None = None,
+    webhook_secret: str = "",
     **faults: Unpack[FaultOptions],
 ) -> HubSpotSandboxServer:
     """Seed a portal with ``contacts`` synthetic people and serve it in a background thread.
@@ -223,7 +265,8 @@ def start_hubspot_sandbox(
     gets its own ``search_rate_limit`` per second (default 5; 0 = off). ``fault_rate`` (0..1) injects the
     ``fault_kinds`` from a RNG seeded with ``seed``. ``now`` anchors the synthetic dates (default: today's
     midnight UTC, so one seed gives one portal all day). ``association_page_size`` is how many associated ids
-    one associations read returns per object before paging (tests make it small). Stop it with ``.stop()``
+    one associations read returns per object before paging (tests make it small). ``webhook_url`` (with
+    the app's client secret ``webhook_secret``) turns on signed change notifications. Stop it with ``.stop()``
     or use it as a context manager.
     """
     portal = HubSpotPortal(
@@ -244,6 +287,8 @@ def start_hubspot_sandbox(
         fault_seed=seed,
         **faults,
     )
+    if webhook_url:
+        app.enable_webhooks(webhook_url, webhook_secret)
     server = HubSpotSandboxServer(app, host=host, port=port)
     return server.start()
 

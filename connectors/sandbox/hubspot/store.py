@@ -7,7 +7,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -155,6 +155,9 @@ class PortalStore:
         for order, (name, label) in enumerate(_STANDARD_GROUPS):
             self.groups[name] = {"name": name, "label": label, "displayOrder": order, "archived": False}
         self.properties: dict[str, PropertyDef] = standard_properties()
+        #: called under the lock with (contact id, modification ms, changed values; None: created) on every
+        #: contact change (the app's webhook sender listens here)
+        self.change_listeners: list[Callable[[int, int, Mapping[str, str] | None], None]] = []
         #: the property schemas of the other standard object types (properties, groups), built on first use
         self.object_schemas: dict[str, tuple[dict[str, PropertyDef], dict[str, dict[str, Any]]]] = {}
 
@@ -374,6 +377,8 @@ class PortalStore:
             else:
                 props.pop(name, None)
         self._stamp(contact, ms)
+        for listener in self.change_listeners:
+            listener(contact.id, ms, updates)
         return True
 
     def _stamp(self, contact: _Contact, ms: int) -> None:
@@ -414,6 +419,8 @@ class PortalStore:
             self._by_email[email.lower()] = contact_id
         self._index_add(contact)
         self._changed()
+        for listener in self.change_listeners:
+            listener(contact_id, ms, None)
         return contact
 
     def _take_engagement_id(self) -> int:

@@ -34,6 +34,8 @@ What is emulated, and where the emulator chose a behaviour Salesforce does not d
   :mod:`connectors.sandbox.salesforce.schema`); describe, describeGlobal, record GET/PATCH/DELETE/POST.
 * SOQL ``query``/``queryAll`` (subset: :mod:`connectors.sandbox.salesforce.soql`), batches of 2000 or
   ``Sforce-Query-Options: batchSize`` (200..2000), ``nextRecordsUrl`` cursors over a stable snapshot.
+* Outbound Messages (:meth:`SalesforceSandbox.enable_webhooks`, ``--webhook-url``): every API write of a
+  Lead or Contact posts a SOAP ``notifications`` envelope (``Id``, ``SystemModstamp``) with a shared secret.
 * sObject Collections ``PATCH``/``POST /composite/sobjects`` (<= 200 records, SaveResults in order,
   ``allOrNone``). A value JSON cannot bind to the field type (a non-number for a number field, a bad
   datetime) fails the whole request with 400 ``JSON_PARSER_ERROR``, as Salesforce's deserializer does;
@@ -74,6 +76,7 @@ from connectors.sandbox._server import (
     json_response,
     serve_in_foreground,
 )
+from connectors.sandbox._webhooks import SALESFORCE_BATCH_MAX, WebhookSender, salesforce_encoder
 from connectors.sandbox.salesforce._http import (
     API_VERSIONS,
     DEFAULT_DAILY_LIMIT,
@@ -155,7 +158,34 @@ class SalesforceSandbox(SalesforceGate, RecordsRoutes, QueryRoutes, FieldsRoutes
         self.stats.increment("flow_invocations", 0)
         self.stats.increment("platform_events", 0)
         self.stats.increment("sessions_issued", 0)
+        self.webhooks: dict[str, WebhookSender] = {}
         self._register_routes()
+
+    def enable_webhooks(
+        self,
+        url: str,
+        secret: str,
+        *,
+        sobjects: Iterable[str] = ("Lead", "Contact"),
+        header: str = "X-Leadsync-Secret",
+    ) -> dict[str, WebhookSender]:
+        """Send an Outbound Message (``Id``, ``SystemModstamp``) to ``url`` whenever a record of ``sobjects``
+        is written, with ``secret`` in ``header`` (one sender per sObject: a message names one type)."""
+        encode = salesforce_encoder(self.org.org_id, secret, header)
+        senders = {name: WebhookSender(url, encode, batch_max=SALESFORCE_BATCH_MAX) for name in sobjects}
+
+        def changed(sobject: str, record_id: str, stamp: str) -> None:
+            sender = senders.get(sobject)
+            if sender is not None:
+                fields = {"Id": record_id, "SystemModstamp": stamp}
+                sender.send({"id": f"04l{record_id[3:]}", "sobject": sobject, "fields": fields})
+
+        with self.lock:
+            for old in self.webhooks.values():
+                old.close()
+            self.org.change_listeners[:] = [changed]
+            self.webhooks = senders
+        return senders
 
     # routes
 
@@ -333,6 +363,8 @@ class SalesforceSandboxServer(SandboxServer[SalesforceSandbox]):
         return answer
 
     def stop(self, timeout: float = 5.0) -> None:
+        for sender in self.app.webhooks.values():  # outbound messages stop with the server
+            sender.close()
         try:
             super().stop(timeout)
         finally:
@@ -361,6 +393,8 @@ def start_salesforce_sandbox(
     platform_events: Iterable[str] = ("Leadsync_Qualified__e",),
     bulk_job_delay_s: float = 0.0,
     custom_fields: Mapping[str, Mapping[str, Any]] | None = None,
+    webhook_url: str | None = None,
+    webhook_secret: str = "",
     **faults: Unpack[FaultOptions],
 ) -> SalesforceSandboxServer:
     """Seed an org and serve it over HTTPS in a background thread.
@@ -370,7 +404,8 @@ def start_salesforce_sandbox(
     ``custom_fields`` creates fields up front, e.g. ``{"Lead.Leadsync_Score__c": {"type": "Number",
     "precision": 3, "scale": 0}}`` (the org otherwise starts without any). ``rate_limit`` is an extra
     rolling window (``"100/10s"``) answering 403 ``REQUEST_LIMIT_EXCEEDED`` like the daily limit.
-    ``fault_rate`` (0..1) injects ``fault_kinds`` from an RNG seeded with ``seed``.
+    ``fault_rate`` (0..1) injects ``fault_kinds`` from an RNG seeded with ``seed``. ``webhook_url`` sends an
+    Outbound Message there on every Lead or Contact write (``webhook_secret`` in ``X-Leadsync-Secret``).
     """
     org = SalesforceOrg(
         seed=seed, now=now, flows=flows, platform_events=platform_events, bulk_job_delay_s=bulk_job_delay_s
@@ -395,6 +430,8 @@ def start_salesforce_sandbox(
         fault_seed=seed,
         **faults,
     )
+    if webhook_url:
+        app.enable_webhooks(webhook_url, webhook_secret)
     server = SalesforceSandboxServer(app, host=host, port=port, ca=ca, ca_file=ca_file)
     return server.start()
 

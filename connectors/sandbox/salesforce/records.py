@@ -152,6 +152,8 @@ class RecordsOrg(OrgStore):
             table.insert(row)
         else:
             table.replace(row)
+        for listener in self.change_listeners:
+            listener(table.obj.name, str(row[ID]), stamp)
 
     def update_collection(self, records: Any, *, all_or_none: bool) -> list[dict[str, Any]]:
         """``PATCH /composite/sobjects``: SaveResults in request order (per-record errors use ``statusCode``).

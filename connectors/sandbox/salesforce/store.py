@@ -229,6 +229,9 @@ class OrgStore:
         self._id_base = 10_000_000 + rng.randrange(1_000_000) * 1000
         self._next: dict[str, int] = {}
         self.org_id = make_id(KEY_PREFIXES["Organization"], self._id_base)
+        #: called under the lock with (sObject, record id, SystemModstamp) after every API write of a record
+        #: (the app's outbound-message sender listens here)
+        self.change_listeners: list[Callable[[str, str, str], None]] = []
         self.objects = standard_objects()
         self.tables: dict[str, Table] = {name: Table(obj) for name, obj in self.objects.items()}
         self._by_lower = {name.lower(): t for name, t in self.tables.items()}
