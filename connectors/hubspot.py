@@ -308,6 +308,8 @@ class HubSpotConnector:
         self._workflow_id = workflow_id
         self._group = group
         self._calls = 0
+        #: the pass's reader thread and its writes both count calls
+        self._count_lock = threading.Lock()
         self.throttled = 0
         #: last seen daily allowance (private apps only), for the budget guard
         self.daily_limit: int | None = None
@@ -357,7 +359,8 @@ class HubSpotConnector:
         self._check_budget()
         for limiter in limiters:
             limiter.acquire()
-        self._calls += 1
+        with self._count_lock:
+            self._calls += 1
         status: int | None = None
         _calling.label = label
         try:
@@ -376,7 +379,8 @@ class HubSpotConnector:
             # a malformed 200 is no usable answer: metrics count it with the timeouts, as status "none"
             status = None if isinstance(error, MalformedResponse) else error.status
             if status == 429 and isinstance(error, RetriableError):
-                self.throttled += 1
+                with self._count_lock:
+                    self.throttled += 1
                 if error.retry_after:
                     limiters[-1].pause(error.retry_after)
             raise error from exc

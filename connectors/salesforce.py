@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -273,6 +274,8 @@ class SalesforceConnector:
         #: read SystemModstamp back after writes, so the next pass can skip re-reading activities
         self.confirm_modstamps = confirm_modstamps and read_activities
         self._calls = 0
+        #: the pass's reader thread and its writes both count calls
+        self._count_lock = threading.Lock()
         self.renewals = 0
         #: ``Sforce-NumberOfRecords`` of the last Bulk API results page, to check the CSV is whole
         self._bulk_rows: int | None = None
@@ -329,7 +332,8 @@ class SalesforceConnector:
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         if response.request.url and "/services/oauth2/" in response.request.url:
             return  # the token endpoint is not an API call
-        self._calls += 1
+        with self._count_lock:
+            self._calls += 1
         if self._on_call:
             path = urlsplit(response.request.url or "").path
             label = f"{response.request.method} {_LABEL_IDS.sub('/{id}', _LABEL_VERSION.sub('/v{version}', path))}"

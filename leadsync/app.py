@@ -120,6 +120,7 @@ class App:
             writeback=self.writeback,
             overlap=timedelta(seconds=self.config.sync.overlap_s),
             settle=timedelta(seconds=self.config.sync.settle_s),
+            read_ahead=self.config.sync.read_ahead_pages,
             explicit_triggers=bool(explicit),
             progress=progress,
             outcomes=self.config.outcomes.spec() if self.config.outcomes.enabled else None,

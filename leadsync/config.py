@@ -396,6 +396,9 @@ class SyncConfig(_Section):
     settle_s: float = Field(default=30, ge=0)
     #: also re-read this much before the watermark, for changes the index took longer than settle_s to show
     overlap_s: float = Field(default=60, ge=0)
+    #: pages read ahead by a reader thread while the pass scores and writes (0: no thread); the rate
+    #: limiter shared by both threads still caps the calls
+    read_ahead_pages: int = Field(default=2, ge=0, le=16)
 
 
 class StateConfig(_Section):

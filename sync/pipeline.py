@@ -16,6 +16,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -35,6 +36,7 @@ from sync.passwrites import (
     expected_writes,
     written_values,
 )
+from sync.prefetch import prefetched
 from sync.state import CachedLead, HistoryRow, StateStore, StoredOutcome, StoredScore
 from sync.writeback import WritebackSettings, changed_properties, desired_properties
 
@@ -273,6 +275,7 @@ class SyncPipeline:
         challenger_split: float = 0.0,
         use_model: bool = True,
         model_exclude: Collection[str] = (),
+        read_ahead: int = 2,
     ) -> None:
         self.connector = connector
         self.mapping = mapping
@@ -285,6 +288,8 @@ class SyncPipeline:
         self.clock = clock
         self.progress = progress or (lambda event, n: None)
         self.batch_size = BATCH_SIZE
+        #: pages the reader thread keeps ahead of scoring and writing (0: read in the pass's own thread)
+        self.read_ahead = read_ahead
         #: the "now" scores are computed at (default: the pass start); pinned by tests so that runs made at
         #: different times score alike (decay, qualified_at), while windows still follow the real clock
         self.scoring_clock = scoring_clock
@@ -406,15 +411,17 @@ class SyncPipeline:
             # records leadsync itself wrote cost nothing more; the others are gathered across pages so that
             # activities are read for a full batch of records per call
             batch: list[RawRecord] = []
-            for page in self.connector.read_records(window, self.read_properties()):
-                usable = self._usable(page, summary)
-                summary.leads_read += len(usable)
-                self.progress("read", len(usable))
-                # a full pass rescores everything (its own write-backs still reuse their cached activities)
-                batch.extend(self._changed(usable, summary, evidence) if window.start is not None else usable)
-                while len(batch) >= self.batch_size:
-                    self._process_page(batch[: self.batch_size], score_now, summary, dry_run=dry_run)
-                    batch = batch[self.batch_size :]
+            reading = prefetched(self.connector.read_records(window, self.read_properties()), depth=self.read_ahead)
+            with closing(reading) as pages:  # an error here stops the reader before its next call
+                for page in pages:
+                    usable = self._usable(page, summary)
+                    summary.leads_read += len(usable)
+                    self.progress("read", len(usable))
+                    # a full pass rescores everything (its own write-backs still reuse their cached activities)
+                    batch.extend(self._changed(usable, summary, evidence) if window.start is not None else usable)
+                    while len(batch) >= self.batch_size:
+                        self._process_page(batch[: self.batch_size], score_now, summary, dry_run=dry_run)
+                        batch = batch[self.batch_size :]
             if batch:
                 self._process_page(batch, score_now, summary, dry_run=dry_run)
             if not dry_run:
