@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
@@ -61,7 +61,7 @@ class _Reader(Generic[T]):
         return False
 
 
-def prefetched(pages: Iterator[T], *, depth: int = 2, name: str = "leadsync-reader") -> Iterator[T]:
+def prefetched(pages: Iterator[T], *, depth: int = 2, name: str = "leadsync-reader") -> Generator[T, None, None]:
     """``pages`` read by a background thread, at most ``depth`` ahead of the consumer (0: not threaded).
 
     The thread runs in a copy of the caller's context, so its log lines carry the pass's ``run_id``.
