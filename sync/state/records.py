@@ -78,7 +78,7 @@ class RunRecord:
     job: str
     started_at: datetime
     finished_at: datetime | None
-    status: str  # running | ok | failed | stopped
+    status: str  # running | ok | partial | failed | stopped
     summary: dict[str, Any]
     error: str | None
 

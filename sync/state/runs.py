@@ -30,7 +30,7 @@ class RunsLeasesWatermarks(Database):
 
     def finish_run(self, run_id: int, status: str, summary: Mapping[str, Any], error: str | None = None) -> None:
         if status not in RUN_STATUSES or status == "running":
-            raise ValueError(f"finish_run status must be one of ok, failed, stopped; got {status!r}")
+            raise ValueError(f"finish_run status must be one of ok, partial, failed, stopped; got {status!r}")
         with self._begin() as conn:
             result = conn.execute(
                 update(t_runs)

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-RUN_STATUSES: Final = ("running", "ok", "failed", "stopped")
+RUN_STATUSES: Final = ("running", "ok", "partial", "failed", "stopped")
 OUTBOX_STATUSES: Final = ("pending", "done", "failed")
 
 
@@ -82,7 +82,7 @@ t_runs = Table(
     Column("status", String(16), nullable=False),
     Column("summary", JSON, nullable=False),
     Column("error", Text, nullable=True),
-    CheckConstraint("status IN ('running', 'ok', 'failed', 'stopped')", name="status"),
+    CheckConstraint("status IN ('running', 'ok', 'partial', 'failed', 'stopped')", name="status"),
     Index(None, "job", "started_at"),
 )
 

@@ -50,7 +50,7 @@ _PG_MIGRATE_LOCK: Final = 0x6C65616473796E63
 #: the newest revision in sync/migrations/versions/ (a test checks it against alembic's own head). Opening a
 #: store at this revision reads ``alembic_version`` and nothing more: alembic (most of a second to import) is
 #: imported only when there is a migration to run, so that ``leadsync explain`` starts fast.
-HEAD_REVISION: Final = "0006_lease_epoch"
+HEAD_REVISION: Final = "0007_runs_partial"
 #: alembic's version table (its default name; sync/migrations/env.py does not change it)
 _VERSION_TABLE: Final = "alembic_version"
 

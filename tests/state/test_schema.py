@@ -13,7 +13,7 @@ from sqlalchemy import inspect, text
 from sync.state import StateStore, StateStoreError, metadata, normalize_url
 
 #: the newest alembic revision (sync/migrations/versions/)
-HEAD = "0006_lease_epoch"
+HEAD = "0007_runs_partial"
 TABLES = {
     "runs",
     "watermarks",
@@ -132,3 +132,11 @@ def test_unreachable_database_gives_one_clear_error() -> None:
         assert "secret" not in str(info.value)
     finally:
         store.close()
+
+
+def test_a_pass_can_end_partial(store: StateStore) -> None:
+    """0007: a pass that refused some records is recorded as such, not squeezed into ok or failed."""
+    run_id = store.start_run("hubspot:contacts")
+    store.finish_run(run_id, "partial", {"refused": 1})
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT status FROM runs WHERE id = :id"), {"id": run_id}).scalar_one() == "partial"
