@@ -34,6 +34,7 @@ from hubspot.crm.associations.v4 import (
 )
 from hubspot.crm.objects import BatchReadInputSimplePublicObjectId, SimplePublicObjectId
 
+from connectors._sdk_models import sdk_model
 from connectors._validate import check_hubspot_collection, parse_json_body
 from connectors.base import RawActivity, RawRecord
 from connectors.errors import ConnectorError
@@ -288,8 +289,9 @@ def read_associations(
     while pending:
         following: list[tuple[str, str | None]] = []
         for chunk in _chunks(pending, ASSOCIATION_BATCH_SIZE):
-            body = BatchInputPublicFetchAssociationsBatchRequest(
-                inputs=[PublicFetchAssociationsBatchRequest(id=i, after=after) for i, after in chunk]
+            body = sdk_model(
+                BatchInputPublicFetchAssociationsBatchRequest,
+                inputs=[sdk_model(PublicFetchAssociationsBatchRequest, id=i, after=after) for i, after in chunk],
             )
             data, _status = call(
                 label,
@@ -331,8 +333,9 @@ def read_objects(
     """
     label = f"POST /crm/v3/objects/{object_type}/batch/read"
     for chunk in _chunks(list(ids), OBJECT_BATCH_SIZE):
-        body = BatchReadInputSimplePublicObjectId(
-            inputs=[SimplePublicObjectId(id=i) for i in chunk],
+        body = sdk_model(
+            BatchReadInputSimplePublicObjectId,
+            inputs=[sdk_model(SimplePublicObjectId, id=i) for i in chunk],
             properties=list(properties),
             properties_with_history=[],
         )

@@ -48,6 +48,7 @@ from connectors._hubspot_activities import (
 )
 from connectors._ratelimit import RollingWindowLimiter, shared_limiter
 from connectors._retry import retrying
+from connectors._sdk_models import sdk_model
 from connectors._validate import check_hubspot_collection, parse_json_body
 from connectors.base import (
     LIFECYCLE_STAGES,
@@ -492,8 +493,9 @@ class HubSpotConnector:
         """The contacts with these ids, one batch read per 100 (no search: no index lag); unknown ids are absent."""
         props = sorted({*properties, CURSOR_PROPERTY})
         for start in range(0, len(ids), BATCH_SIZE):
-            body = BatchReadInputSimplePublicObjectId(
-                inputs=[SimplePublicObjectId(id=i) for i in ids[start : start + BATCH_SIZE]],
+            body = sdk_model(
+                BatchReadInputSimplePublicObjectId,
+                inputs=[sdk_model(SimplePublicObjectId, id=i) for i in ids[start : start + BATCH_SIZE]],
                 properties=props,
                 properties_with_history=[],
             )
@@ -589,8 +591,9 @@ class HubSpotConnector:
 
     def _send_batch(self, batch: list[RecordUpdate]) -> WriteResult:
         # HubSpot rejects a whole batch for some validation errors (400): write_isolating splits it
-        body = BatchInputSimplePublicObjectBatchInput(
-            inputs=[SimplePublicObjectBatchInput(id=u.id, properties=dict(u.properties)) for u in batch]
+        body = sdk_model(
+            BatchInputSimplePublicObjectBatchInput,
+            inputs=[sdk_model(SimplePublicObjectBatchInput, id=u.id, properties=dict(u.properties)) for u in batch],
         )
         data, status = self._call(
             "POST /crm/v3/objects/contacts/batch/update",
@@ -628,6 +631,11 @@ class HubSpotConnector:
             failed=list(failed.values()),
             modified_at=modified,
         )
+
+    @property
+    def triggers_call_crm(self) -> bool:
+        """Only a configured legacy workflow is enrolled by a call; otherwise workflows react to the properties."""
+        return self._workflow_id is not None
 
     def trigger(self, record_id: str, email: str | None) -> None:
         if self._workflow_id is None:

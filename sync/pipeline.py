@@ -19,12 +19,12 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from connectors.base import Connector, OutcomeReader, OutcomeSpec, RawRecord, RecordUpdate, Window
-from connectors.errors import BudgetExhausted, ConnectorError, FatalError, RetriableError
+from connectors.errors import BudgetExhausted
 from mappings import LeadMapping
 from scoring import Activity, CompiledRules, Lead, QualificationState, Score
 from sync.passwrites import (
@@ -38,6 +38,8 @@ from sync.passwrites import (
 )
 from sync.prefetch import prefetched
 from sync.state import CachedLead, HistoryRow, StateStore, StoredOutcome, StoredScore
+from sync.state.models import NO_MODEL
+from sync.triggers import deliver_triggers
 from sync.writeback import WritebackSettings, changed_properties, desired_properties
 
 if TYPE_CHECKING:  # scikit-learn and skops come with it: imported by the pass that loads a model
@@ -73,15 +75,6 @@ class PassInterrupted(Exception):
     The daemon raises subclasses on shutdown and when its job lease is lost. The run is recorded as
     ``stopped``; whatever was committed stays, and the next pass resumes from the same watermark.
     """
-
-
-@runtime_checkable
-class DeliveryCheck(Protocol):
-    """A connector that can tell whether a workflow trigger reached the CRM (optional capability)."""
-
-    def trigger_delivered(self, record_id: str, email: str | None) -> bool | None:
-        """True when the CRM has the trigger, False when not, None when it cannot tell."""
-        ...
 
 
 #: the headline counters of a pass, in the order people read them (the CLI's table, the demo's totals)
@@ -432,7 +425,7 @@ class SyncPipeline:
                 self.store.set_watermark(self.indexed_stream, indexed)
                 summary.watermark = window.end.isoformat()
                 self._retry_failed_writes(summary)
-                self._deliver_triggers(summary)
+                summary.workflows_triggered += deliver_triggers(self.store, self.connector, self.owner)
                 if window.start is not None:  # a full read has just asked every lead already
                     self.recheck_outcomes(now, summary)
                 else:
@@ -476,7 +469,7 @@ class SyncPipeline:
         for start in range(0, len(batch), self.batch_size):
             self._process_page(batch[start : start + self.batch_size], now, summary, dry_run=False)
         self._flushed(summary, self._held.finish())
-        self._deliver_triggers(summary)
+        summary.workflows_triggered += deliver_triggers(self.store, self.connector, self.owner)
         summary.api_calls = self.connector.api_calls - calls_before
         summary.duration_s = round(time.monotonic() - started, 3)
         return summary
@@ -555,10 +548,19 @@ class SyncPipeline:
         return tuple(props) if isinstance(props, tuple | list) else ()
 
     def _load_model(self) -> None:
-        """The active model for this pass (its properties join the writeback); rules alone without one."""
+        """The active model for this pass (its properties join the writeback); rules alone without one.
+
+        scikit-learn and skops (seconds to import) are imported only when a model is active.
+        """
+        stored = self.store.active_model() if self.use_model else None
+        if stored is None:
+            self.model = None
+            if self.use_model:
+                log.info("model.none", reason=NO_MODEL)
+            return
         from sync.predict import ModelScorer
 
-        self.model = ModelScorer.from_store(self.store, self.rules, self.model_exclude) if self.use_model else None
+        self.model = ModelScorer.from_stored(stored, self.rules, self.model_exclude)
         if self.model is not None and not self.writeback.model_properties:
             self.writeback = dataclasses.replace(self.writeback, model_properties=True)
 
@@ -868,48 +870,6 @@ class SyncPipeline:
         for i in result.succeeded:
             self._held.evidence.wrote(result.modified_at.get(i), None)
         summary.leads_written += len(result.succeeded)
-
-    def _deliver_triggers(self, summary: SyncSummary) -> None:
-        """Drain the outbox: each qualification triggers the CRM's automation exactly once.
-
-        Each item is claimed (committed) before the CRM call and marked done after it. A crash between the
-        two leaves it claimed, and the CRM may or may not have received the call: the next attempt asks the
-        CRM (``DeliveryCheck``) before sending it again, so a crash or kill never fires a workflow twice.
-        """
-        check = self.connector if isinstance(self.connector, DeliveryCheck) else None
-        while True:
-            batch = self.store.pending_triggers(limit=100)
-            if not batch:
-                return
-            progressed = False
-            for item in batch:
-                if not self.store.claim_trigger(item, self.owner):
-                    continue  # another process claimed or finished it since we read it
-                try:
-                    if (
-                        item.claimed_at is not None
-                        and check is not None
-                        and check.trigger_delivered(item.lead_id, item.email)
-                    ):
-                        log.info("trigger.already_delivered", lead=item.lead_id, claimed_by=item.claimed_by)
-                    else:
-                        self.connector.trigger(item.lead_id, item.email)
-                except RetriableError as exc:
-                    self.store.mark_trigger_failed(item.id, str(exc), final=False)
-                    log.warning("trigger.retry_later", lead=item.lead_id, error=str(exc))
-                    continue
-                except FatalError as exc:
-                    self.store.mark_trigger_failed(item.id, str(exc), final=True)
-                    log.error("trigger.failed", lead=item.lead_id, error=str(exc))
-                    progressed = True
-                    continue
-                except ConnectorError:
-                    raise
-                self.store.mark_triggered(item.id)
-                summary.workflows_triggered += 1
-                progressed = True
-            if not progressed:
-                return  # everything left is waiting for a transient error to clear: next pass
 
 
 def _qualification(previous: StoredScore | None) -> QualificationState | None:
