@@ -97,8 +97,21 @@ def _about(field: SchemaField | None) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def _entry(attribute: str, prop: str, value_type: str) -> str:
-    return f"{attribute}: {prop}" if value_type == "str" else f"{attribute}: {{property: {prop}, type: {value_type}}}"
+def _entry(attribute: str, prop: str, value_type: str, company: str | None = None, prefer: str = "contact") -> str:
+    extra = [f"type: {value_type}"] if value_type != "str" else []
+    if company is not None:
+        extra.append(f"company: {company}")
+        if prefer != "contact":
+            extra.append(f"prefer: {prefer}")
+    return f"{attribute}: {{property: {prop}, {', '.join(extra)}}}" if extra else f"{attribute}: {prop}"
+
+
+def _company_source(matcher: _Matcher, default: Any) -> tuple[str | None, str]:
+    """The default's company-level source when the CRM has it (else None), and its ``prefer``."""
+    if not isinstance(default, Mapping) or not default.get("company"):
+        return None, "contact"
+    source = str(default["company"])
+    return (source if matcher.field(source) is not None else None), str(default.get("prefer") or "contact")
 
 
 class _Matcher:
@@ -151,7 +164,9 @@ def _block(matcher: _Matcher, fields: Mapping[str, Any], indent: str) -> list[st
             lines.append(f"{indent}{attribute}: null   # no field found in the CRM: map one, or leave it out")
             continue
         about = _about(matcher.field(chosen))
-        lines.append(f"{indent}{_entry(attribute, chosen, value_type)}" + (f"   # {about}" if about else ""))
+        company, prefer = _company_source(matcher, default)
+        entry = _entry(attribute, chosen, value_type, company, prefer if company else "contact")
+        lines.append(f"{indent}{entry}" + (f"   # {about}" if about else ""))
         for alt in alternatives:
             lines.append(f"{indent}#   or {alt.name}: {_about(alt)}")
     return lines

@@ -76,7 +76,7 @@ def test_discover_against_hubspot_validates_and_scores_like_the_default(
     assert "API calls" in result.stdout
     discovered = tmp_path / "mapping.yaml"
     text = discovered.read_text()
-    assert "employees: {property: numemployees, type: range}" in text
+    assert "employees: {property: numemployees, type: range, company: company.numberofemployees}" in text
     app = build_app(load_config(config))
     schema = read_crm_schema(app.connector(), sample=100)
     records = [
