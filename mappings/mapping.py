@@ -73,7 +73,7 @@ class FieldSpec(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _sources(cls, value: Any) -> Any:
+    def _source_list(cls, value: Any) -> Any:
         # `property: [work_email, email]`: precedence, first non-empty wins
         if isinstance(value, Mapping) and isinstance(value.get("property"), list | tuple):
             sources = [str(s) for s in value["property"]]
