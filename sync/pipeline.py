@@ -427,10 +427,11 @@ class SyncPipeline:
                     usable = self._usable(page, summary)
                     summary.leads_read += len(usable)
                     self.progress("read", len(usable))
-                    if company_leads:
-                        seen.update(r.id for r in usable)
                     # a full pass rescores everything (its own write-backs still reuse their cached activities)
-                    batch.extend(self._changed(usable, summary, evidence) if window.start is not None else usable)
+                    fresh = self._changed(usable, summary, evidence) if window.start is not None else usable
+                    batch.extend(fresh)
+                    if company_leads:  # rescored with the page: not again from the cache
+                        seen.update(r.id for r in fresh)
                     while len(batch) >= self.batch_size:
                         self._process_page(batch[: self.batch_size], score_now, summary, dry_run=dry_run)
                         batch = batch[self.batch_size :]

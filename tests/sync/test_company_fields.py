@@ -186,3 +186,27 @@ def test_salesforce_company_industry_comes_from_the_account_in_the_same_query(
     assert not any(got[i] for i in contacts if i not in matching)
     assert all(cached[i].properties.get("Account.Industry") == industry for i in matching)
     assert costs["with"] == costs["without"]  # relationship fields in the same query: no extra call
+
+
+def test_a_changed_company_rescores_contacts_the_pass_reads_back_unchanged(
+    hubspot_sandbox_factory: Callable[..., HubSpotSandboxServer], store_url: str
+) -> None:
+    """Contacts the window reads again with nothing changed (an echo) are skipped by the read: their
+    company's change still reaches them, from the cache."""
+    server = hubspot_sandbox_factory(contacts=300, seed=44, now=None)
+    pipe, store = hubspot_pipeline(server, store_url, RULE)
+    portal = server.portal
+    try:
+        pipe.run_once()
+        pipe.run_once()
+        company = next(c for c in portal.company_ids() if len(portal.company_contacts(c)) >= 3)
+        members = portal.company_contacts(company)
+        portal.update_company(company, {"industry": NICHE})
+        portal.bulk_stamp(members)  # their modification time moves, none of their values
+        summary = pipe.run_once()
+        got = hits(store, members, "niche_company")
+    finally:
+        store.close()
+    assert summary.own_writes_read_back + summary.unchanged_read_back >= len(members)
+    assert summary.companies_changed == 1 and summary.company_rescored == len(members)
+    assert all(got.values())
