@@ -8,7 +8,7 @@ rules-change rescoring all see the company's values as part of the lead.
 What it costs, per pass:
 
 * changed records: one associations read per 1,000 (their primary company), and one companies batch read per
-  100 companies not cached yet (a full pass reads every company again, so the cache starts exact);
+  100 companies not cached yet (a full pass reads each company again once, so the cache starts exact);
 * changed companies: the company search on ``hs_lastmodifieddate`` over the pass's window, 200 a page, whose
   pages carry the new values: at most 1 call per 100 changed companies (1 per 200 once there are many). The
   leads of a company whose mapped values changed are rescored from the cache, without reading them again.
@@ -54,6 +54,8 @@ class CompanyFields:
         self.fresh = False
         #: companies whose mapped values changed in this pass's window (set by :meth:`refresh`)
         self.changed: dict[str, CachedCompany] = {}
+        #: companies this pass read and cached already (a full pass reads each of them once)
+        self.read_in_pass: set[str] = set()
 
     @property
     def enabled(self) -> bool:
@@ -74,7 +76,7 @@ class CompanyFields:
         ids = [r.id for r in page]
         primary = dict(self.reader.read_primary_companies(ids))
         wanted = sorted(set(primary.values()))
-        known = {} if self.fresh else self.store.get_companies(wanted)
+        known = self.store.get_companies([i for i in wanted if i in self.read_in_pass] if self.fresh else wanted)
         known.update({i: c for i, c in self.changed.items() if i in set(wanted)})
         # a company cached before the mapping read one of these properties is read again
         usable = {i: c for i, c in known.items() if set(self.properties) <= set(c.properties)}
@@ -87,12 +89,13 @@ class CompanyFields:
         if persist:
             self.store.upsert_companies(read)
             self.store.link_companies({i: primary.get(i) for i in ids})
+            self.read_in_pass.update(c.id for c in read)
         return [self.merged(r, companies.get(primary.get(r.id, ""))) for r in page]
 
     def refresh(self, window: Window, *, persist: bool) -> list[str]:
         """Read the companies modified within ``window``; returns the ids of the cached leads whose company's
         mapped values changed (those companies are kept in :attr:`changed`, and cached with ``persist``)."""
-        self.changed = {}
+        self.changed, self.read_in_pass = {}, set()
         if not self.enabled or window.start is None:
             return []
         assert self.reader is not None

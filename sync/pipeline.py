@@ -484,7 +484,7 @@ class SyncPipeline:
         summary = SyncSummary(crm=self.connector.name, full=False, dry_run=False, rules_version=self.rules.version)
         evidence = IndexEvidence()
         self._held = self._held_writes(evidence)
-        self.companies.fresh, self.companies.changed = False, {}
+        self.companies.fresh, self.companies.changed, self.companies.read_in_pass = False, {}, set()
         batch: list[RawRecord] = []
         for page in pages:
             usable = self._usable(page, summary)
