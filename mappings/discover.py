@@ -231,4 +231,18 @@ def _custom(schema: CrmSchema, kinds: list[str]) -> list[str]:
         for f in sorted(custom, key=lambda f: (-(f.fill_rate or 0), f.name)):
             attribute = re.sub(r"[^a-z0-9]+", "_", _words(f.name)).strip("_") or f.name.lower()
             lines.append(f"#   {_entry(attribute, f.name, _inferred_type(f))}   # {_about(f)}")
+    records = {schema.record_objects.get(k, k) for k in kinds}
+    done: set[str] = set()
+    for relation, target in sorted(schema.relationships.items()):
+        if target in records or target in done:
+            continue
+        done.add(target)
+        custom = [f for f in schema.objects.get(target, {}).values() if f.custom]
+        if not custom:
+            continue
+        prefix = "company" if schema.crm == "hubspot" else relation
+        lines.append(f"# custom {target} fields, read as {prefix}.<field>: uncomment to map one as a company attribute")
+        for f in sorted(custom, key=lambda f: (-(f.fill_rate or 0), f.name)):
+            attribute = "company." + (re.sub(r"[^a-z0-9]+", "_", _words(f.name)).strip("_") or f.name.lower())
+            lines.append(f"#   {_entry(attribute, f'{prefix}.{f.name}', _inferred_type(f))}   # {_about(f)}")
     return lines

@@ -71,6 +71,10 @@ def test_discover_against_hubspot_validates_and_scores_like_the_default(
     hubspot_sandbox_factory: Callable[..., Any], tmp_path: Path
 ) -> None:
     server = hubspot_sandbox_factory(contacts=60, seed=5)
+    segment = {"name": "customer_segment", "label": "Customer segment", "type": "string", "fieldType": "text"}
+    server.client().crm.properties.core_api.create(
+        object_type="companies", property_create={**segment, "groupName": "companyinformation"}
+    )
     config = hubspot_config(tmp_path, server)
     result = run("mappings", "discover", "--config", str(config), "--output", "mapping.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -78,6 +82,8 @@ def test_discover_against_hubspot_validates_and_scores_like_the_default(
     discovered = tmp_path / "mapping.yaml"
     text = discovered.read_text()
     assert "employees: {property: numemployees, type: range, company: company.numberofemployees}" in text
+    assert "company.industry: company.industry" in text
+    assert "#   company.customer_segment: company.customer_segment" in text  # a custom company property
     app = build_app(load_config(config))
     schema = read_crm_schema(app.connector(), sample=100)
     records = [
