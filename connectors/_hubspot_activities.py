@@ -275,11 +275,18 @@ class HubSpotActivityReader:
 
 
 def read_associations(
-    call: CallFn, associations_api: Any, object_type: str, ids: Sequence[str], stats: AssociationReadStats
+    call: CallFn,
+    associations_api: Any,
+    object_type: str,
+    ids: Sequence[str],
+    stats: AssociationReadStats,
+    *,
+    type_id: int | None = None,
 ) -> dict[str, list[str]]:
     """contact id -> associated ``object_type`` ids, ``ASSOCIATION_BATCH_SIZE`` contacts per call, following
     each contact's ``paging.next.after``; contacts without associations are absent (and cost nothing more).
 
+    ``type_id``: keep only associations of that HUBSPOT_DEFINED type (1: a contact's primary company).
     ``associations_api`` is the SDK's ``crm.associations.v4.batch_api``; ``call`` the connector's call path.
     """
     found: dict[str, list[str]] = {}
@@ -304,7 +311,7 @@ def read_associations(
             for result in data.get("results") or []:
                 contact_id = str(result["from"]["id"])
                 targets = found.setdefault(contact_id, [])
-                targets.extend(str(t["toObjectId"]) for t in result.get("to") or [])
+                targets.extend(str(t["toObjectId"]) for t in result.get("to") or [] if _of_type(t, type_id))
                 nxt = ((result.get("paging") or {}).get("next") or {}).get("after")
                 if nxt:
                     if (contact_id, nxt) in seen:  # a repeating cursor would loop forever
@@ -317,6 +324,16 @@ def read_associations(
         stats.association_followups += len(following)
         pending = following
     return found
+
+
+def _of_type(target: Mapping[str, Any], type_id: int | None) -> bool:
+    if type_id is None:
+        return True
+    return any(
+        str(k.get("typeId")) == str(type_id) and k.get("category") == "HUBSPOT_DEFINED"
+        for k in target.get("associationTypes") or []
+        if isinstance(k, Mapping)
+    )
 
 
 def read_objects(

@@ -47,6 +47,7 @@ from connectors._hubspot_activities import (
     read_associations,
     read_objects,
 )
+from connectors._hubspot_companies import HubSpotCompanyReader
 from connectors._ratelimit import RollingWindowLimiter, shared_limiter
 from connectors._retry import retrying
 from connectors._sdk_models import sdk_model
@@ -327,6 +328,8 @@ class HubSpotConnector:
             if read_activities
             else None
         )
+        #: primary associated companies (connectors._hubspot_companies)
+        self.companies = HubSpotCompanyReader(self._call, self._client)
 
     @property
     def api_calls(self) -> int:
@@ -518,6 +521,22 @@ class HubSpotConnector:
                 archived=False,
             )
             yield [self._to_record(obj) for obj in self._results(page)]
+
+    # -- companies (connectors.base.CompanyReader)
+
+    def read_primary_companies(self, record_ids: Sequence[str]) -> Mapping[str, str]:
+        """One associations read per 1,000 contacts (type 1, "Primary")."""
+        return self.companies.primary_companies(record_ids)
+
+    def read_companies(self, company_ids: Sequence[str], properties: Sequence[str]) -> list[RawRecord]:
+        """One companies batch read per 100 ids."""
+        return self.companies.read(company_ids, properties)
+
+    def read_changed_companies(self, window: Window, properties: Sequence[str]) -> Iterator[list[RawRecord]]:
+        """One company search per 200 companies modified within the window."""
+        if window.start is None:
+            raise ValueError("read_changed_companies needs a window with a start")
+        return self.companies.changed(_ms(window.start), _ms(window.end, ceil=True), properties)
 
     def read_activities(self, records: Sequence[RawRecord]) -> Mapping[str, list[RawActivity]]:
         return self.activities.read(records) if self.activities is not None else {}

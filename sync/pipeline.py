@@ -27,6 +27,8 @@ from connectors.base import Connector, OutcomeReader, OutcomeSpec, RawRecord, Re
 from connectors.errors import BudgetExhausted
 from mappings import LeadMapping
 from scoring import Activity, CompiledRules, Lead, QualificationState, Score
+from sync.companies import CompanyFields
+from sync.echoes import echoes, soon_after_write
 from sync.passwrites import (
     MODIFIED_KEY,
     Flushed,
@@ -103,6 +105,9 @@ class SyncSummary:
     leads_read: int = 0
     #: leads re-scored from the local cache because the rules changed (no CRM read)
     leads_rescored: int = 0
+    #: companies whose mapped values changed in the window, and their cached leads rescored (no lead read)
+    companies_changed: int = 0
+    company_rescored: int = 0
     leads_scored: int = 0
     leads_written: int = 0
     leads_unchanged: int = 0
@@ -306,6 +311,8 @@ class SyncPipeline:
         self.model: ModelScorer | None = None
         #: the pass's changed scores waiting for a full write batch (set up at each pass start)
         self._held = self._held_writes(IndexEvidence())
+        #: the primary company's fields of each record (``sync.companies``; HubSpot only)
+        self.companies = CompanyFields(connector, mapping, store)
 
     def _outcome_reader(self) -> OutcomeReader | None:
         """The connector when it reads outcomes and outcomes are enabled (else None)."""
@@ -401,6 +408,9 @@ class SyncPipeline:
                 self.rescore_from_cache(score_now, summary, dry_run=dry_run)
             window = self.window(full=full, now=now)
             summary.window_start = window.start.isoformat() if window.start is not None else None
+            self.companies.fresh = window.start is None  # a full pass reads every company again
+            company_leads = self.companies.refresh(window, persist=not dry_run)
+            summary.companies_changed, seen = len(self.companies.changed), set[str]()
             # records leadsync itself wrote cost nothing more; the others are gathered across pages so that
             # activities are read for a full batch of records per call
             batch: list[RawRecord] = []
@@ -411,12 +421,19 @@ class SyncPipeline:
                     summary.leads_read += len(usable)
                     self.progress("read", len(usable))
                     # a full pass rescores everything (its own write-backs still reuse their cached activities)
-                    batch.extend(self._changed(usable, summary, evidence) if window.start is not None else usable)
+                    fresh = self._changed(usable, summary, evidence) if window.start is not None else usable
+                    batch.extend(fresh)
+                    if company_leads:  # rescored with the page: not again from the cache
+                        seen.update(r.id for r in fresh)
                     while len(batch) >= self.batch_size:
                         self._process_page(batch[: self.batch_size], score_now, summary, dry_run=dry_run)
                         batch = batch[self.batch_size :]
             if batch:
                 self._process_page(batch, score_now, summary, dry_run=dry_run)
+            # leads whose company changed, and that the pass did not read: rescored from the cache
+            for group, acts in self.companies.rescore_pages(company_leads, seen, persist=not dry_run):
+                summary.company_rescored += len(group)
+                self._process_page(group, score_now, summary, dry_run=dry_run, cached_activities=acts)
             if not dry_run:
                 self._flushed(summary, self._held.finish())
                 indexed = self._indexed_through(window, evidence)
@@ -460,6 +477,7 @@ class SyncPipeline:
         summary = SyncSummary(crm=self.connector.name, full=False, dry_run=False, rules_version=self.rules.version)
         evidence = IndexEvidence()
         self._held = self._held_writes(evidence)
+        self.companies.fresh, self.companies.changed, self.companies.read_in_pass = False, {}, set()
         batch: list[RawRecord] = []
         for page in pages:
             usable = self._usable(page, summary)
@@ -519,7 +537,7 @@ class SyncPipeline:
             if (c := cached.get(r.id)) is not None
             and c.updated_at is not None
             and c.updated_at == r.updated_at
-            and _echoes(r, c, written.get(r.id, {}), ignore)
+            and echoes(r, c, written.get(r.id, {}), ignore)
         }
 
     def _own_writes(self, page: Sequence[RawRecord], written: Mapping[str, Mapping[str, str]]) -> set[str]:
@@ -535,12 +553,12 @@ class SyncPipeline:
         # without activity markers a later modification may be a new activity the record's fields do not show
         # (a Salesforce Task moves the lead's SystemModstamp only): then only the exact write time counts
         window = ECHO_WINDOW if getattr(self.connector, "activity_markers", None) is not None else timedelta(0)
-        timely = [r for r in page if _soon_after_write(r, written.get(r.id), window)]
+        timely = [r for r in page if soon_after_write(r, written.get(r.id), window)]
         if not timely:
             return set()
         cached = self.store.get_leads([r.id for r in timely])
         ignore = set(self._cursor_properties())
-        return {r.id for r in timely if _echoes(r, cached.get(r.id), written[r.id], ignore)}
+        return {r.id for r in timely if echoes(r, cached.get(r.id), written[r.id], ignore)}
 
     def _cursor_properties(self) -> Sequence[str]:
         """Properties that move with every change (modification times): never compared."""
@@ -594,6 +612,7 @@ class SyncPipeline:
         for a full write batch (``sync.passwrites``). ``cached_activities`` means the group comes from the cache.
         """
         from_cache = cached_activities is not None
+        page = page if from_cache else self.companies.enrich(page, persist=not dry_run)
         ids = [r.id for r in page]
         written = self.store.get_written(ids)
         activities = dict(cached_activities or {}) if from_cache else self._activities(page, written, summary)
@@ -899,46 +918,3 @@ def score_cached(
         for lead, c in zip(leads, cached, strict=True)
     ]
     return list(zip(leads, rules.score_many(items, now), strict=True))
-
-
-def _soon_after_write(record: RawRecord, written: Mapping[str, str] | None, window: timedelta) -> bool:
-    """Whether the record was modified within ``window`` after leadsync's last write to it (the CRM
-    recomputing its own properties after a write; a later change is somebody else's)."""
-    if not written or record.updated_at is None or MODIFIED_KEY not in written:
-        return False
-    try:
-        wrote = datetime.fromisoformat(written[MODIFIED_KEY])
-    except ValueError:
-        return False
-    return timedelta(0) <= record.updated_at - wrote <= window
-
-
-def _echoes(record: RawRecord, cached: CachedLead | None, written: Mapping[str, str], ignore: Collection[str]) -> bool:
-    """Whether every property the CRM sent is what leadsync last read of it, or last wrote to it."""
-    if cached is None:
-        return False
-    for name, value in record.properties.items():
-        if name in ignore:
-            continue
-        expected = written[name] if name in written else cached.properties.get(name)
-        if not _same(value, expected):
-            return False
-    return True
-
-
-def _same(value: Any, expected: Any) -> bool:
-    """One value as the CRM returned it and as leadsync last saw or wrote it: None and "" alike (an unset
-    property comes back as either), numbers and datetimes by value ("42" and "42.0", "...Z" and "+00:00")."""
-    a, b = ("" if value is None else str(value)), ("" if expected is None else str(expected))
-    if a == b:
-        return True
-    if not a or not b:
-        return False
-    try:
-        return float(a) == float(b)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(a.replace("Z", "+00:00")) == datetime.fromisoformat(b.replace("Z", "+00:00"))
-    except ValueError:
-        return False
