@@ -107,7 +107,7 @@ class Size:
 
 
 FULL = Size(initial=300, wave=30, soak_s=120.0, kills=20, cuts=3)
-QUICK = Size(initial=80, wave=20, soak_s=20.0, kills=5, cuts=2)
+QUICK = Size(initial=80, wave=20, soak_s=40.0, kills=5, cuts=2)
 
 
 @dataclass
@@ -129,6 +129,7 @@ class Row:
     recover_s: float | None = None  # the worst time to recover (see the scenario)
     duration_s: float = 0.0
     triggers: int = 0
+    kill_points: dict[str, int] = field(default_factory=dict)  # sigkill: where the kills landed
     notes: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -146,7 +147,7 @@ class Scene:
         self.row = Row(scenario, crm)
         self.size = size
         self.work = work / f"{scenario}-{crm}"
-        self.work.mkdir(parents=True)
+        self.work.mkdir(parents=True, exist_ok=False)
         self.rng = random.Random(rng_seed)
         self.rng_seed = rng_seed
         self.people = generate_people(
@@ -174,7 +175,8 @@ class Scene:
         seed(self.server, batch)
         return at
 
-    def spawn(self, *, every: str, lease_ttl_s: float, fork: bool = True) -> DaemonProcess:
+    def spawn(self, *, every: str, lease_ttl_s: float, fork: bool = True, log_level: str = "debug") -> DaemonProcess:
+        """A daemon; at ``debug`` its log has the pass's progress (``sync.progress``), the kill points' anchors."""
         if fork and self.forkserver is None:
             self.forkserver = ForkServer()
         name = f"d{len(self.daemons)}"
@@ -187,7 +189,11 @@ class Scene:
             shutdown_grace_s=30,
         )
         daemon = DaemonProcess(
-            config, daemon_env(self.server), name=name, log_level="info", forkserver=self.forkserver if fork else None
+            config,
+            daemon_env(self.server),
+            name=name,
+            log_level=log_level,
+            forkserver=self.forkserver if fork else None,
         )
         self.daemons.append(daemon)
         return daemon
@@ -255,6 +261,8 @@ class Scene:
 
     def close(self) -> None:
         stop_all(self.daemons)
+        for daemon in self.daemons:  # kept with --keep
+            (self.work / f"{daemon.name}.log").write_text(daemon.text(), encoding="utf-8")
         if self.forkserver is not None:
             self.forkserver.close()
         self.store.close()
@@ -278,7 +286,9 @@ def clean_pass_after(scene: Scene, since: datetime) -> bool:
 
 def scenario_faults(scene: Scene) -> None:
     size, faults = scene.size, scene.server.sandbox.faults
-    daemon = scene.spawn(every="2s", lease_ttl_s=5, fork=False)  # `python -m leadsync run`, the real exec path
+    daemon = scene.spawn(
+        every="2s", lease_ttl_s=5, fork=False, log_level="info"
+    )  # `python -m leadsync run`, the real exec path
     if not daemon.wait_for(event_is("daemon.started"), timeout=120):
         raise RuntimeError(daemon.text()[-3000:])
     waves = max(1, int(size.soak_s // 10))
@@ -321,6 +331,9 @@ def scenario_sigkill(scene: Scene) -> None:
     points: dict[str, int] = {}
     for i in range(scene.size.kills):
         busy = holder_of(pool, scene.store, timeout=60, lease=scene.lease)
+        # a standby must be up (a replacement takes seconds to import): the takeover is then the job lock's
+        standbys = [d for d in pool if d is not busy]
+        wait_until(lambda: any(d.find(event_is("daemon.started")) for d in standbys), 120, "a standby")  # noqa: B023
         mark = len(busy.events)
         scene.add(scene.size.wave)  # new work for the busy daemon's next pass
         weights = [w for _, w, _ in KILL_POINTS]
@@ -348,6 +361,7 @@ def scenario_sigkill(scene: Scene) -> None:
     scene.row.takeovers = len(takeovers)
     scene.row.recover_s = max(takeovers)
     scene.row.notes.append("takeovers " + " ".join(f"{t:.1f}" for t in takeovers))
+    scene.row.kill_points = points
     scene.row.notes.append("killed at " + ", ".join(f"{k} {n}" for k, n in sorted(points.items())))
     if not points.get("delivery"):
         scene.row.notes.append("no kill landed during an outbox delivery")
@@ -432,11 +446,14 @@ def run_one(scenario: str, crm: str, size: Size, work: Path, rng_seed: int) -> R
     return scene.row
 
 
-def run_matrix(crms: tuple[str, ...], size: Size, scenarios: tuple[str, ...] = SCENARIOS) -> Iterator[Row]:
-    with tempfile.TemporaryDirectory(prefix="fault-matrix-") as tmp:
-        for n, scenario in enumerate(scenarios):
+def run_matrix(
+    crms: tuple[str, ...], size: Size, scenarios: tuple[str, ...] = SCENARIOS, keep: Path | None = None
+) -> Iterator[Row]:
+    with contextlib.ExitStack() as stack:
+        work = keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fault-matrix-")))
+        for scenario in scenarios:
             for crm in crms:
-                yield run_one(scenario, crm, size, Path(tmp), rng_seed=1000 + n)
+                yield run_one(scenario, crm, size, work, rng_seed=1000 + SCENARIOS.index(scenario))
 
 
 COLUMNS = (
@@ -486,13 +503,14 @@ def main() -> int:
     parser.add_argument("--crm", choices=("hubspot", "salesforce", "both"), default="both")
     parser.add_argument("--scenario", choices=SCENARIOS, action="append", help="only these (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the rows there, as JSON")
+    parser.add_argument("--keep", type=Path, help="keep configs and daemon logs in this (new) directory")
     args = parser.parse_args()
     # the in-process reference runs log like a pass: only their warnings here, the table is the output
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     crms = CRMS if args.crm == "both" else (args.crm,)
     size = QUICK if args.quick else FULL
     rows: list[Row] = []
-    for row in run_matrix(crms, size, tuple(args.scenario or SCENARIOS)):
+    for row in run_matrix(crms, size, tuple(args.scenario or SCENARIOS), keep=args.keep):
         rows.append(row)
         status = row.error or (
             f"{row.records} records, {row.mismatches} mismatches, {row.duplicate_triggers} duplicate triggers, "

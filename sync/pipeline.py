@@ -38,6 +38,7 @@ from sync.passwrites import (
 )
 from sync.prefetch import prefetched
 from sync.state import CachedLead, HistoryRow, StateStore, StoredOutcome, StoredScore
+from sync.state.outbox import unconfirmed_delivery
 from sync.writeback import WritebackSettings, changed_properties, desired_properties
 
 if TYPE_CHECKING:  # scikit-learn and skops come with it: imported by the pass that loads a model
@@ -875,6 +876,10 @@ class SyncPipeline:
         Each item is claimed (committed) before the CRM call and marked done after it. A crash between the
         two leaves it claimed, and the CRM may or may not have received the call: the next attempt asks the
         CRM (``DeliveryCheck``) before sending it again, so a crash or kill never fires a workflow twice.
+        Where the CRM cannot tell (a Salesforce Flow or platform event), the interrupted item is not sent
+        again: it ends ``failed`` with a message saying so (``leadsync status`` shows it) rather than risk a
+        second firing. An attempt the CRM answered with an error (a 5xx, a 429) releases the claim: it did
+        not deliver, so the next pass sends it without doubt.
         """
         check = self.connector if isinstance(self.connector, DeliveryCheck) else None
         while True:
@@ -886,16 +891,24 @@ class SyncPipeline:
                 if not self.store.claim_trigger(item, self.owner):
                     continue  # another process claimed or finished it since we read it
                 try:
-                    if (
-                        item.claimed_at is not None
-                        and check is not None
-                        and check.trigger_delivered(item.lead_id, item.email)
-                    ):
+                    delivered = (
+                        check.trigger_delivered(item.lead_id, item.email)
+                        if item.claimed_at is not None and check is not None
+                        else None
+                    )
+                    if delivered:
                         log.info("trigger.already_delivered", lead=item.lead_id, claimed_by=item.claimed_by)
+                    elif item.claimed_at is not None and delivered is None and self.explicit_triggers:
+                        message = unconfirmed_delivery(self.connector.name, item)
+                        self.store.mark_trigger_failed(item.id, message, final=True)
+                        log.error("trigger.unconfirmed", lead=item.lead_id, claimed_by=item.claimed_by, error=message)
+                        progressed = True
+                        continue
                     else:
                         self.connector.trigger(item.lead_id, item.email)
                 except RetriableError as exc:
-                    self.store.mark_trigger_failed(item.id, str(exc), final=False)
+                    answered = exc.status is not None and exc.status >= 400  # an error answer: not delivered
+                    self.store.mark_trigger_failed(item.id, str(exc), final=False, release=answered)
                     log.warning("trigger.retry_later", lead=item.lead_id, error=str(exc))
                     continue
                 except FatalError as exc:

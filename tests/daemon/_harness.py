@@ -66,6 +66,10 @@ SF_WRITTEN_FIELDS = (
 SF_LEAD_PROPS = (*SF_WRITTEN_FIELDS, "Status")
 #: the autolaunched Flow the Salesforce daemons launch once per qualification (the sandbox has it)
 SF_FLOW = "Leadsync_Qualified"
+#: scoring overrides by CRM: a synthetic Salesforce org carries less engagement than a HubSpot portal (tasks,
+#: events and campaigns, no page views), so at the default MQL threshold (60) hardly anyone qualifies and no
+#: Flow would ever run; at 40 about one record in sixteen does
+SCORING: dict[str, dict[str, Any]] = {"salesforce": {"qualification": {"threshold": 40, "release": 30}}}
 #: the property that says a record was scored, by CRM
 SCORE_PROP = {"hubspot": "leadsync_score", "salesforce": "Leadsync_Score__c"}
 
@@ -120,6 +124,7 @@ def daemon_config(
     config: dict[str, Any] = {
         "crm": crm,
         crm: crm_section(server) | (hubspot or {}),
+        **({"scoring": SCORING[crm]} if crm in SCORING else {}),
         # the in-process sandbox indexes writes at once: nothing to settle, no overlap to re-read
         "sync": {"settle_s": 0, "overlap_s": 0},
         "schedule": {"sync": {"every": every}},
@@ -548,6 +553,7 @@ def reference_run(server: Sandbox, state_url: str, passes: int = 2) -> None:
         {
             "crm": crm,
             crm: crm_section(server, secrets_in_env=False),
+            **({"scoring": SCORING[crm]} if crm in SCORING else {}),
             "sync": {"settle_s": 0, "overlap_s": 0},
             "state": {"url": state_url},
         },
