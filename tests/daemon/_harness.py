@@ -68,8 +68,8 @@ SF_LEAD_PROPS = (*SF_WRITTEN_FIELDS, "Status")
 SF_FLOW = "Leadsync_Qualified"
 #: scoring overrides by CRM: a synthetic Salesforce org carries less engagement than a HubSpot portal (tasks,
 #: events and campaigns, no page views), so at the default MQL threshold (60) hardly anyone qualifies and no
-#: Flow would ever run; at 40 about one record in sixteen does
-SCORING: dict[str, dict[str, Any]] = {"salesforce": {"qualification": {"threshold": 40, "release": 30}}}
+#: Flow would ever run; at 30 about one record in seven does
+SCORING: dict[str, dict[str, Any]] = {"salesforce": {"qualification": {"threshold": 30, "release": 20}}}
 #: the property that says a record was scored, by CRM
 SCORE_PROP = {"hubspot": "leadsync_score", "salesforce": "Leadsync_Score__c"}
 
