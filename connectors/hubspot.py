@@ -665,11 +665,6 @@ class HubSpotConnector:
             modified_at=modified,
         )
 
-    @property
-    def triggers_call_crm(self) -> bool:
-        """Only a configured legacy workflow is enrolled by a call; otherwise workflows react to the properties."""
-        return self._workflow_id is not None
-
     def trigger(self, record_id: str, email: str | None) -> None:
         if self._workflow_id is None:
             return  # workflows trigger on the leadsync_* properties themselves

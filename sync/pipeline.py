@@ -442,7 +442,9 @@ class SyncPipeline:
                 self.store.set_watermark(self.indexed_stream, indexed)
                 summary.watermark = window.end.isoformat()
                 self._retry_failed_writes(summary)
-                summary.workflows_triggered += deliver_triggers(self.store, self.connector, self.owner)
+                summary.workflows_triggered += deliver_triggers(
+                    self.store, self.connector, self.owner, explicit=self.explicit_triggers
+                )
                 if window.start is not None:  # a full read has just asked every lead already
                     self.recheck_outcomes(now, summary)
                 else:
@@ -487,7 +489,9 @@ class SyncPipeline:
         for start in range(0, len(batch), self.batch_size):
             self._process_page(batch[start : start + self.batch_size], now, summary, dry_run=False)
         self._flushed(summary, self._held.finish())
-        summary.workflows_triggered += deliver_triggers(self.store, self.connector, self.owner)
+        summary.workflows_triggered += deliver_triggers(
+            self.store, self.connector, self.owner, explicit=self.explicit_triggers
+        )
         summary.api_calls = self.connector.api_calls - calls_before
         summary.duration_s = round(time.monotonic() - started, 3)
         return summary
