@@ -10,8 +10,7 @@ import numpy as np
 
 from mappings import LeadMapping
 from scoring import CompiledRules, Lead, Score
-from sync.pipeline import score_cached
-from sync.scoring_step import cache_batch
+from sync.scoring_step import cache_batch, score_cached
 from sync.state import StateStore
 
 

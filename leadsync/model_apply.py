@@ -110,7 +110,7 @@ def explain_likelihood(
     store: StateStore, rules: CompiledRules, mapping: LeadMapping, lead_id: str, now: datetime, exclude: list[str]
 ) -> dict[str, Any] | None:
     """The active model's likelihood of one cached lead with the factors pushing it up and down (None: no model)."""
-    from sync.pipeline import activities_from_dicts
+    from sync.scoring_step import activities_from_dicts
 
     scorer = ModelScorer.from_store(store, rules, exclude)
     cached = store.get_leads([lead_id]).get(lead_id)

@@ -10,7 +10,7 @@ every other path.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,19 +21,32 @@ from connectors.base import RawRecord
 from mappings import LeadMapping
 from mappings.columns import LeadColumns, lead_columns, parse_instants
 from mappings.mapping import OnBadValue
-from scoring import Activity, Column, CompiledRules, LeadBatch, Score, ScoreColumns
+from scoring import Activity, Column, CompiledRules, Lead, LeadBatch, QualificationState, Score, ScoreColumns
 from scoring._values import micros_of_datetime
 from scoring.batch import gc_paused
 from scoring.model import TGrade
-from sync.state import CacheChunk, StoredScore
+from sync.state import CacheChunk, CachedLead, StoredScore
 
-__all__ = ["PageScores", "ScoreValues", "cache_batch", "records_batch", "score_batch"]
+__all__ = [
+    "CachedPage",
+    "LeadValues",
+    "PageScores",
+    "ScoreValues",
+    "activities_as_dicts",
+    "activities_from_dicts",
+    "cache_batch",
+    "qualification",
+    "records_batch",
+    "score_batch",
+    "score_cached",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class ScoreValues:
     """What ``writeback.desired_properties`` reads of a score, without its hits."""
 
+    lead_id: str
     total: int
     fit: int
     engagement: int
@@ -55,20 +68,45 @@ class LeadValues:
     lifecycle_stage: str | None
 
 
+def qualification(previous: StoredScore | None) -> QualificationState | None:
+    """A stored score's qualification state (hysteresis and ``qualified_at``)."""
+    if previous is None:
+        return None
+    return QualificationState(qualified=previous.qualified, qualified_at=previous.qualified_at)
+
+
+def activities_as_dicts(activities: Iterable[Activity]) -> list[dict[str, Any]]:
+    return [
+        {"kind": a.kind, "timestamp": a.timestamp.isoformat(), "attributes": dict(a.attributes)} for a in activities
+    ]
+
+
+def activities_from_dicts(lead_id: str, rows: Iterable[Mapping[str, Any]]) -> list[Activity]:
+    return [
+        Activity(
+            lead_id=lead_id,
+            kind=str(r["kind"]),
+            timestamp=datetime.fromisoformat(str(r["timestamp"])),
+            attributes=dict(r.get("attributes") or {}),
+        )
+        for r in rows
+    ]
+
+
 def records_batch(
     mapping: LeadMapping,
     records: Sequence[RawRecord],
     activities: Mapping[str, Sequence[Activity]],
-    previous: Mapping[str, StoredScore],
+    states: Mapping[str, QualificationState | None],
     on_bad_value: OnBadValue | None = None,
 ) -> LeadBatch:
-    """A page of CRM records with their activities and stored qualification as one columnar batch."""
+    """A page of CRM records with their activities and qualification states as one columnar batch."""
     ids = [r.id for r in records]
     kinds, properties = [r.object_type for r in records], [r.properties for r in records]
     columns = lead_columns(mapping, ids, kinds, properties, on_bad_value)
     per_lead = [activities.get(i, ()) for i in ids]
     flat = [a for acts in per_lead for a in acts]
-    stored = [previous.get(i) for i in ids]
+    stored = [states.get(i) for i in ids]
     qualified = np.array([s is not None and s.qualified for s in stored], dtype=np.bool_)
     return LeadBatch.from_columns(
         len(ids),
@@ -91,6 +129,13 @@ class CachedPage:
     properties: list[dict[str, Any]]
     #: each lead's cached activities as stored (dicts)
     activities: list[list[dict[str, Any]]]
+    #: each lead's stored qualification state
+    states: dict[str, QualificationState | None]
+
+    def activity_objects(self) -> dict[str, list[Activity]]:
+        """The activities as objects (for the predictive model and the challenger, which read objects)."""
+        ids = self.batch.ids
+        return {ids[i]: activities_from_dicts(ids[i], rows) for i, rows in enumerate(self.activities)}
 
 
 def cache_batch(mapping: LeadMapping, chunk: CacheChunk, on_bad_value: OnBadValue | None = None) -> CachedPage:
@@ -126,7 +171,10 @@ def _cache_batch(mapping: LeadMapping, chunk: CacheChunk, on_bad_value: OnBadVal
         column_source=source,
         activity_source=lambda name: Column.of([(a.get("attributes") or {}).get(name) for a in flat]),
     )
-    return CachedPage(batch, properties, activities)
+    states: dict[str, QualificationState | None] = {
+        i: QualificationState(q, at) for i, q, at in zip(chunk.ids, chunk.qualified, chunk.qualified_at, strict=True)
+    }
+    return CachedPage(batch, properties, activities, states)
 
 
 class PageScores:
@@ -153,6 +201,7 @@ class PageScores:
 
     def values(self, i: int) -> ScoreValues:
         return ScoreValues(
+            self.ids[i],
             self.total[i],
             self.fit[i],
             self.engagement[i],
@@ -173,4 +222,21 @@ class PageScores:
 
 
 def score_batch(rules: CompiledRules, batch: LeadBatch, now: datetime) -> PageScores:
+    """Score a batch on the columnar path."""
     return PageScores(rules.score_batch(batch, now), batch)
+
+
+def score_cached(
+    rules: CompiledRules,
+    mapping: LeadMapping,
+    cached: Sequence[CachedLead],
+    previous: Mapping[str, StoredScore],
+    now: datetime,
+) -> list[tuple[Lead, Score]]:
+    """Score a few leads from the local cache (``explain``): the same batch path as every pass."""
+    leads = [mapping.to_lead(c.id, c.properties, object_type=c.object_type) for c in cached]
+    records = [RawRecord(c.id, c.object_type, c.properties, c.updated_at) for c in cached]
+    activities = {c.id: activities_from_dicts(c.id, c.activities) for c in cached}
+    states = {c.id: qualification(previous.get(c.id)) for c in cached}
+    scores = score_batch(rules, records_batch(mapping, records, activities, states), now).scores()
+    return list(zip(leads, scores, strict=True))

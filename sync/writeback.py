@@ -9,6 +9,7 @@ from typing import Literal
 
 from connectors.base import LIFECYCLE_STAGES, PropertySpec
 from scoring import Lead, Score
+from sync.scoring_step import LeadValues, ScoreValues
 
 GRADES = ("hot", "warm", "cold")
 PRIORITIES = ("very_high", "high", "medium", "low")
@@ -106,7 +107,10 @@ def format_time(value: datetime) -> str:
 
 
 def desired_properties(
-    score: Score, lead: Lead, settings: WritebackSettings, likelihood_reasons: str | None = None
+    score: Score | ScoreValues,
+    lead: Lead | LeadValues,
+    settings: WritebackSettings,
+    likelihood_reasons: str | None = None,
 ) -> dict[str, str]:
     """The property values a score should leave on the CRM record (integers and short text only); with a
     likelihood (an active model), its integer percent, priority tier, model version and reasons too."""
