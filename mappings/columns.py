@@ -32,6 +32,8 @@ _ARROW_FROM = 2_000
 
 
 _TEXT_TYPES = frozenset({str, type(None)})
+#: value types no raw value can fail to convert to
+_NEVER_BAD = frozenset({"str", "list", "present"})
 
 
 def _empty(raw: Any) -> bool:
@@ -108,6 +110,19 @@ class LeadColumns:
         self._attributes = attributes
         self._flag_default = Column.of(Categorical(np.zeros(n, dtype=np.int64), [False]))
 
+    def reported(self) -> dict[str, Column]:
+        """The columns whose values can be unreadable (numbers, flags, date-times, ranges), converted now so
+        that every unreadable value is reported (none without ``on_bad_value``); text columns wait for a rule."""
+        if self.on_bad_value is None:
+            return {}
+        typed = {
+            name
+            for kind in self.groups
+            for name, spec in self.mapping.fields_for(kind).items()
+            if spec.type not in _NEVER_BAD
+        }
+        return {name: self.column(name) for name in self.names if name in typed}
+
     def __call__(self, name: str) -> Column | None:
         return self.column(name) if name in self.names else None
 
@@ -148,14 +163,19 @@ def _mapped(
 ) -> Column:
     codes, distinct = _factorize(_raw_values(properties, rows, spec))
     bad: list[int] = []
+    converted: list[Any]
+    if spec.type == "str" and not spec.transformed:
+        converted = [_text(raw) for raw in distinct]  # what ``convert`` gives, without its per-value checks
+    else:
+        at = [0]
 
-    def report(index: int) -> OnBadValue:
-        def found(_id: str, _prop: str, _raw: Any, _problem: str) -> None:
-            bad.append(index)
+        def report(_id: str, _prop: str, _raw: Any, _problem: str) -> None:
+            bad.append(at[0])
 
-        return found
-
-    converted = [mapping.convert("", attribute, raw, report(k), spec) for k, raw in enumerate(distinct)]
+        converted = []
+        for k, raw in enumerate(distinct):
+            at[0] = k
+            converted.append(mapping.convert("", attribute, raw, report, spec))
     if attribute in FLAGS:
         converted = [bool(v) for v in converted]
     if bad and on_bad_value is not None:
@@ -169,6 +189,15 @@ def _mapped(
     if spec.type in ("int", "float", "range") and attribute not in FLAGS:
         numbers = np.array([np.nan if v is None else float(v) for v in converted], dtype=np.float64)
     return Column.coded(codes, converted, numbers=numbers, multi=None if spec.type == "list" else False)
+
+
+def _text(raw: Any) -> str | None:
+    """``LeadMapping.convert`` of a plain text attribute (no map, compute or default)."""
+    if raw is None:
+        return None
+    if type(raw) is not str:
+        raw = str(raw).lower() if isinstance(raw, bool) else str(raw)
+    return raw or None
 
 
 def parse_instants(texts: Sequence[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from connectors.base import RawRecord
 from mappings import LeadMapping
-from mappings.columns import LeadColumns, lead_columns, parse_instants
+from mappings.columns import LeadColumns, parse_instants
 from mappings.mapping import OnBadValue
 from scoring import Activity, Column, CompiledRules, Lead, LeadBatch, QualificationState, Score, ScoreColumns
 from scoring._values import micros_of_datetime
@@ -103,15 +103,16 @@ def records_batch(
     """A page of CRM records with their activities and qualification states as one columnar batch."""
     ids = [r.id for r in records]
     kinds, properties = [r.object_type for r in records], [r.properties for r in records]
-    columns = lead_columns(mapping, ids, kinds, properties, on_bad_value)
+    source = LeadColumns(mapping, ids, kinds, properties, on_bad_value)
     per_lead = [activities.get(i, ()) for i in ids]
     flat = [a for acts in per_lead for a in acts]
     stored = [states.get(i) for i in ids]
     qualified = np.array([s is not None and s.qualified for s in stored], dtype=np.bool_)
     return LeadBatch.from_columns(
         len(ids),
-        columns,
+        source.reported(),
         ids=ids,
+        column_source=source,
         activity_lead=np.repeat(np.arange(len(ids), dtype=np.int64), [len(acts) for acts in per_lead]),
         activity_kind=[a.kind for a in flat],
         activity_timestamp=np.array([micros_of_datetime(a.timestamp) for a in flat], dtype=np.int64),
@@ -152,7 +153,6 @@ def _cache_batch(mapping: LeadMapping, chunk: CacheChunk, on_bad_value: OnBadVal
     properties = [p or {} for p in properties]
     activities = [a or [] for a in activities]
     source = LeadColumns(mapping, chunk.ids, chunk.object_types, properties, on_bad_value)
-    columns = {name: source.column(name) for name in source.names} if on_bad_value is not None else {}
     flat = [a for acts in activities for a in acts]
     stamps = [str(a["timestamp"]) for a in flat]
     micros, ok = parse_instants(stamps)
@@ -161,7 +161,7 @@ def _cache_batch(mapping: LeadMapping, chunk: CacheChunk, on_bad_value: OnBadVal
         raise ValueError(f"Invalid isoformat string: {stamps[first]!r}")
     batch = LeadBatch.from_columns(
         n,
-        columns,
+        source.reported(),
         ids=chunk.ids,
         activity_lead=np.repeat(np.arange(n, dtype=np.int64), [len(acts) for acts in activities]),
         activity_kind=[str(a["kind"]) for a in flat],

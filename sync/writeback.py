@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,17 @@ class WritebackSettings:
     model_properties: bool = False
 
     def name(self, suffix: str) -> str:
+        found = self._names.get(suffix)
+        if found is None:
+            found = self._names[suffix] = self._name(suffix)
+        return found
+
+    @functools.cached_property
+    def _names(self) -> dict[str, str]:
+        """Property names by suffix, built once per settings object (``name`` is called per lead)."""
+        return {}
+
+    def _name(self, suffix: str) -> str:
         if self.style == "salesforce":
             base = self.prefix.strip("_") or "leadsync"
             words = [base, *suffix.split("_")]
