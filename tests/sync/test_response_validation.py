@@ -100,7 +100,9 @@ def test_a_corrupt_search_page_does_not_move_the_watermark_past_unread_records(
         pipe.run_once()
         before = store.get_watermark(pipe.stream)
         assert before is not None
-        server.portal.bulk_stamp(at=datetime.now(UTC) - timedelta(seconds=1))  # a bulk edit: 450 to re-read
+        # a bulk edit after the pass's window closed (not a fixed second ago: a fast first pass ends within it)
+        server.portal.bulk_stamp(at=max(datetime.now(UTC), before + timedelta(milliseconds=1)))
+        time.sleep(0.01)  # the next pass's window ends after the edit
         server.sandbox.faults.schedule("html", SEARCH, nth=2, times=None)
         with pytest.raises(MalformedResponse, match="text/html"):
             pipe.run_once()
