@@ -70,6 +70,7 @@ from requests.adapters import HTTPAdapter
 from werkzeug.wrappers import Request, Response
 
 from connectors.sandbox._server import (
+    UNKNOWN_OPTION,
     FaultOptions,
     RateLimit,
     SandboxServer,
@@ -160,6 +161,26 @@ class SalesforceSandbox(SalesforceGate, RecordsRoutes, QueryRoutes, FieldsRoutes
         self.stats.increment("sessions_issued", 0)
         self.webhooks: dict[str, WebhookSender] = {}
         self._register_routes()
+
+    #: SOQL answers list their rows under ``records``
+    records_key = "records"
+
+    def spoil_record(self, kind: str, record: dict[str, Any]) -> str | None:
+        """Salesforce's record faults: ``huge`` fills ``Title``, ``enum`` gives a Lead's ``Industry`` picklist
+        (the default ``target_industry`` rule reads it) a value the org lacks, ``idtype`` sends the Id as a
+        number (its 15 characters after the key prefix read in base 36)."""
+        record_id = record.get("Id")
+        if not isinstance(record_id, str) or not record_id.isalnum():
+            return None
+        if kind == "huge":
+            record["Title"] = self.huge_value()
+        elif kind == "enum" and "Industry" in record:
+            record["Industry"] = UNKNOWN_OPTION
+        elif kind == "idtype":
+            record["Id"] = int(record_id[3:], 36)
+        else:
+            return None
+        return record_id
 
     def enable_webhooks(
         self,
