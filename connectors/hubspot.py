@@ -48,7 +48,7 @@ from connectors._hubspot_activities import (
 )
 from connectors._ratelimit import RollingWindowLimiter, shared_limiter
 from connectors._retry import retrying
-from connectors._validate import check_hubspot_collection, parse_json_body
+from connectors._validate import REFUSED_ATTR, check_hubspot_collection, parse_json_body, record_id_problems
 from connectors.base import (
     LIFECYCLE_STAGES,
     OutcomeSpec,
@@ -228,6 +228,11 @@ def _strict(deserialize: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]
             data = parse_json_body("HubSpot", what, response.status, response.getheader("content-type"), response.data)
             if response_type.startswith(("CollectionResponse", "BatchResponse")):
                 check_hubspot_collection(what, data)
+                model = deserialize(response, response_type)
+                # the SDK would read an id sent as a number as its digits: mark the record instead
+                for index, problem in record_id_problems("HubSpot", what, data["results"], "id").items():
+                    setattr(model.results[index], REFUSED_ATTR, problem)
+                return model
         return deserialize(response, response_type)
 
     return strict
@@ -317,6 +322,7 @@ class HubSpotConnector:
         #: share of the daily allowance left untouched for the portal's other integrations
         self.daily_reserve = daily_reserve
         self._on_call: list[Callable[[str, int | None], None]] = []
+        self._enumerations: dict[str, frozenset[str]] = {}
         #: what the last ``read_outcomes`` did (calls, deals seen), for logs and tests
         self.last_outcomes = OutcomeReadStats()
         #: activity objects through associations (connectors._hubspot_activities); None: counters only
@@ -427,12 +433,13 @@ class HubSpotConnector:
         else:
             yield from self._search_window(window, props)
 
-    def _to_record(self, obj: Any) -> RawRecord:
+    def _to_record(self, obj: Any, origin: str = "") -> RawRecord:
         properties = dict(obj.properties or {})
         updated = parse_hubspot_time(properties.get(CURSOR_PROPERTY)) or parse_hubspot_time(obj.updated_at)
         # a null id stays empty (never the string "None"): the pipeline skips and counts such records
         record_id = "" if obj.id is None else str(obj.id).strip()
-        return RawRecord(id=record_id, object_type="contact", properties=properties, updated_at=updated)
+        refused = getattr(obj, REFUSED_ATTR, None)
+        return RawRecord(record_id, "contact", properties, updated, refused=refused, origin=origin)
 
     def _list_all(self, props: list[str]) -> Iterator[list[RawRecord]]:
         after: str | None = None
@@ -442,7 +449,7 @@ class HubSpotConnector:
             if after is not None:
                 kwargs["after"] = after
             page, _ = self._call("GET /crm/v3/objects/contacts", self._contacts_basic.get_page_with_http_info, **kwargs)
-            records = [self._to_record(obj) for obj in page.results or []]
+            records = [self._to_record(obj, "GET /crm/v3/objects/contacts") for obj in page.results or []]
             if records:
                 yield records
             nxt = page.paging.next.after if page.paging and page.paging.next else None
@@ -474,11 +481,11 @@ class HubSpotConnector:
                 search=True,
                 public_object_search_request=request,
             )
-            records = [self._to_record(obj) for obj in page.results or []]
+            records = [self._to_record(obj, "POST /crm/v3/objects/contacts/search") for obj in page.results or []]
             if not records:
                 return
             yield records
-            numeric = [r.id for r in records if r.id.isdigit()]
+            numeric = [r.id for r in records if r.id.isdigit() and r.refused is None]
             if not numeric:  # keyset paging needs an id: a page without one cannot say where to go on
                 raise MalformedResponse(f"HubSpot search returned a page of {len(records)} records without ids")
             next_id = int(numeric[-1])
@@ -503,7 +510,7 @@ class HubSpotConnector:
                 batch_read_input_simple_public_object_id=body,
                 archived=False,
             )
-            yield [self._to_record(obj) for obj in page.results or []]
+            yield [self._to_record(obj, "POST /crm/v3/objects/contacts/batch/read") for obj in page.results or []]
 
     def read_activities(self, records: Sequence[RawRecord]) -> Mapping[str, list[RawActivity]]:
         return self.activities.read(records) if self.activities is not None else {}
@@ -699,7 +706,18 @@ class HubSpotConnector:
         data, _ = self._call(
             "GET /crm/v3/properties/contacts", self._properties.get_all_with_http_info, object_type=OBJECT_TYPE
         )
+        # HubSpot refuses a write of any other value: one outside these options is no value it keeps
+        self._enumerations = {
+            p.name: frozenset(o.value for o in p.options or ())
+            for p in data.results or []
+            if p.type == "enumeration" and p.options
+        }
         return {p.name: p.type for p in data.results or []}
+
+    def enumerations(self, object_type: str) -> Mapping[str, frozenset[str]]:
+        """Enumeration property -> its options, as the last ``describe`` (every pass's ``ensure_properties``)
+        read them; empty before any."""
+        return self._enumerations
 
     def ensure_properties(self, specs: Sequence[PropertySpec]) -> list[str]:
         groups, _ = self._call(

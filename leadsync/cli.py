@@ -383,9 +383,12 @@ def status(config: ConfigOption = None, as_json: JsonOption = False, limit: int 
                 "error": r.error,
                 "leads_read": r.summary.get("leads_read"),
                 "leads_written": r.summary.get("leads_written"),
+                "records_refused": r.summary.get("records_refused", 0),
             }
             for r in runs
         ],
+        # the records the last pass that refused any refused, with the CRM's context (sync.refusals)
+        "refused_records": next((r.summary["refusals"] for r in runs if r.summary.get("refusals")), []),
         "failed_writes": [
             {
                 "lead_id": f.lead_id,
@@ -410,12 +413,17 @@ def status(config: ConfigOption = None, as_json: JsonOption = False, limit: int 
     from sync.pipeline import describe_rate_limit
 
     out.print(f"rate limit: {describe_rate_limit(data['rate_limit'])}")
-    runs_table = Table("run", "started", "status", "read", "written", "error", title="last runs", title_justify="left")
+    columns = ("run", "started", "status", "read", "written", "refused", "error")
+    runs_table = Table(*columns, title="last runs", title_justify="left")
     for r in data["runs"]:
-        runs_table.add_row(
-            str(r["id"]), r["started_at"], r["status"], str(r["leads_read"]), str(r["leads_written"]), r["error"] or ""
-        )
+        read, written, refused = (str(r[k]) for k in ("leads_read", "leads_written", "records_refused"))
+        runs_table.add_row(str(r["id"]), r["started_at"], r["status"], read, written, refused, r["error"] or "")
     out.print(runs_table)
+    if data["refused_records"]:
+        refused_table = Table("object", "record", "call", "problem", title="refused records", title_justify="left")
+        for f in data["refused_records"]:
+            refused_table.add_row(f["object"], f["id"] or "(none)", f["call"], f["problem"])
+        out.print(refused_table)
     if failures:
         fail_table = Table("lead", "attempts", "retriable", "CRM message", title="failed writes", title_justify="left")
         for f in data["failed_writes"]:

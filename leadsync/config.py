@@ -399,6 +399,8 @@ class SyncConfig(_Section):
     #: pages read ahead by a reader thread while the pass scores and writes (0: no thread); the rate
     #: limiter shared by both threads still caps the calls
     read_ahead_pages: int = Field(default=2, ge=0, le=16)
+    #: a record with a longer value (characters) is refused on its own (``sync.refusals``), never scored
+    max_value_chars: int = Field(default=8 * 1024 * 1024, ge=65_536)
 
 
 class StateConfig(_Section):

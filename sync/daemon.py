@@ -586,7 +586,7 @@ class Daemon:
         self.metrics.write_failures.labels(crm).inc(summary.write_failures)
         self.metrics.workflows_triggered.labels(crm).inc(summary.workflows_triggered)
         for reason, count in (
-            ("no_id", summary.bad_records),
+            *summary.refused_by_reason.items(),  # no_id, id_type, oversized, unknown_option
             ("bad_value", summary.bad_values),
             ("value_truncated", summary.values_truncated),
         ):

@@ -102,6 +102,8 @@ class SyncMetrics:
         self.records_refused = Counter(
             "leadsync_records_refused",
             "Records or values refused or cut: no_id (a record without a usable id, never scored or written), "
+            "id_type (an id sent as another JSON type), oversized (a value over sync.max_value_chars), "
+            "unknown_option (an enumeration value that is none of its options, read by a rule), "
             "bad_value (a value the mapping could not read), value_truncated (a cached value cut to the bound)",
             ["crm", "reason"],
             registry=r,
