@@ -77,7 +77,7 @@ def _json_type(value: Any) -> str:
     return "object" if isinstance(value, Mapping) else type(value).__name__
 
 
-def id_type_problem(crm: str, what: str, value: Any) -> str | None:
+def id_type_problem(value: Any) -> str | None:
     """Why a record's id as sent cannot be used (None: a string, or absent: a missing id is counted apart).
 
     An id is a string in both APIs; a number may have lost digits on the way (a JSON number past 2**53 in
@@ -87,14 +87,14 @@ def id_type_problem(crm: str, what: str, value: Any) -> str | None:
         return None
     shown = repr(value)
     shown = shown if len(shown) <= 40 else shown[:37] + "..."
-    return f"{crm} {what}: record id {shown} is a JSON {_json_type(value)}, not the string the API documents"
+    return f"record id {shown} is a JSON {_json_type(value)}, not the string the API documents"
 
 
-def record_id_problems(crm: str, what: str, records: list[Any], key: str) -> dict[int, str]:
+def record_id_problems(records: list[Any], key: str) -> dict[int, str]:
     """Index -> problem of the records in a page whose ``key`` (the id) is not a string."""
     found = {}
     for index, record in enumerate(records):
-        problem = id_type_problem(crm, what, record.get(key)) if isinstance(record, Mapping) else None
+        problem = id_type_problem(record.get(key)) if isinstance(record, Mapping) else None
         if problem is not None:
             found[index] = problem
     return found

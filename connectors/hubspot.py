@@ -230,7 +230,7 @@ def _strict(deserialize: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]
                 check_hubspot_collection(what, data)
                 model = deserialize(response, response_type)
                 # the SDK would read an id sent as a number as its digits: mark the record instead
-                for index, problem in record_id_problems("HubSpot", what, data["results"], "id").items():
+                for index, problem in record_id_problems(data["results"], "id").items():
                     setattr(model.results[index], REFUSED_ATTR, problem)
                 return model
         return deserialize(response, response_type)

@@ -617,7 +617,7 @@ class SalesforceConnector:
         if active is not None and (updated is None or active > updated):
             updated = active
         origin = f"SOQL query on {SOBJECTS[object_type]}"
-        refused = id_type_problem("Salesforce", origin, flat.get("Id"))
+        refused = id_type_problem(flat.get("Id"))
         return RawRecord(record_id, object_type, properties, updated, refused=refused, origin=origin)
 
     def _query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:

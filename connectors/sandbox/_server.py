@@ -569,7 +569,7 @@ class SandboxApp:
                 return Response(GATEWAY_PAGE, status=200, mimetype="text/html")
             if fault == "slow":
                 self.stopping.wait(self.faults.slow_s)
-            elif fault not in PAYLOAD_FAULT_KINDS:
+            elif fault not in PAYLOAD_FAULT_KINDS + RECORD_FAULT_KINDS:
                 return self.fault_response(int(fault))
         response = self._run(route, request, params)
         for name, value in admitted.items():

@@ -166,16 +166,17 @@ class SalesforceSandbox(SalesforceGate, RecordsRoutes, QueryRoutes, FieldsRoutes
     records_key = "records"
 
     def spoil_record(self, kind: str, record: dict[str, Any]) -> str | None:
-        """Salesforce's record faults: ``huge`` fills ``Title``, ``enum`` gives a Lead's ``Industry`` picklist
-        (the default ``target_industry`` rule reads it) a value the org lacks, ``idtype`` sends the Id as a
-        number (its 15 characters after the key prefix read in base 36)."""
+        """Salesforce's record faults, on a Lead or Contact row: ``huge`` fills ``Title``, ``enum`` gives a
+        Lead's ``Status`` (a restricted picklist: the org stores no other value) a value the org lacks,
+        ``idtype`` sends the Id as a number (its characters after the key prefix read in base 36)."""
         record_id = record.get("Id")
-        if not isinstance(record_id, str) or not record_id.isalnum():
-            return None
+        kind_of = (record.get("attributes") or {}).get("type")
+        if kind_of not in ("Lead", "Contact") or not isinstance(record_id, str) or not record_id.isalnum():
+            return None  # only the people leadsync scores: a Task's or an Opportunity's row stays as it is
         if kind == "huge":
             record["Title"] = self.huge_value()
-        elif kind == "enum" and "Industry" in record:
-            record["Industry"] = UNKNOWN_OPTION
+        elif kind == "enum" and "Status" in record:
+            record["Status"] = UNKNOWN_OPTION
         elif kind == "idtype":
             record["Id"] = int(record_id[3:], 36)
         else:
