@@ -247,3 +247,19 @@ def test_a_refused_record_is_scored_by_the_next_clean_pass_and_status_shows_the_
     finally:
         store.close()
     assert _hubspot_scores(server)[victim] is not None
+
+
+def test_an_unknown_option_of_a_field_no_rule_reads_is_no_reason_to_refuse(
+    salesforce_sandbox_factory: SfFactory, tmp_path: Path
+) -> None:
+    server = salesforce_sandbox_factory(leads=60, contacts=0, seed=7)
+    pipe, store = _salesforce(server, tmp_path)  # the default rules: none reads the lead's Status
+    server.sandbox.faults.schedule("enum", SOQL, nth=1)
+    try:
+        summary = pipe.run_once(full=True)
+        run = store.last_runs(1)[0]
+    finally:
+        store.close()
+    [(_, victim)] = server.sandbox.faults.spoiled
+    assert run.status == "ok" and summary.records_refused == 0
+    assert _salesforce_scores(server)[victim] is not None
