@@ -254,7 +254,7 @@ def test_an_unknown_option_of_a_field_no_rule_reads_is_no_reason_to_refuse(
 ) -> None:
     server = salesforce_sandbox_factory(leads=60, contacts=0, seed=7)
     pipe, store = _salesforce(server, tmp_path)  # the default rules: none reads the lead's Status
-    server.sandbox.faults.schedule("enum", SOQL, nth=1)
+    server.sandbox.faults.schedule("enum", SOQL, nth=1, times=None)
     try:
         summary = pipe.run_once(full=True)
         run = store.last_runs(1)[0]
@@ -262,4 +262,5 @@ def test_an_unknown_option_of_a_field_no_rule_reads_is_no_reason_to_refuse(
         store.close()
     [(_, victim)] = server.sandbox.faults.spoiled
     assert run.status == "ok" and summary.records_refused == 0
+    server.sandbox.faults.clear_schedule()
     assert _salesforce_scores(server)[victim] is not None
