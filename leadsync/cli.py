@@ -287,6 +287,9 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
         table.add_row(key.replace("_", " "), str(summary[key]))
     grades = summary.get("grades") or {}
     table.add_row("grades", ", ".join(f"{g} {n}" for g, n in grades.items()))
+    if summary.get("records_refused"):  # a partial pass: the refused records are listed by `leadsync status`
+        by_reason = ", ".join(f"{r} {n}" for r, n in summary["refused_by_reason"].items())
+        table.add_row("records refused", f"{summary['records_refused']} ({by_reason}; see `leadsync status`)")
     out.print(table)
 
 
