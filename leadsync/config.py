@@ -580,7 +580,10 @@ DEFAULT_NULL_VALUES = ("", "NA", "N/A", "n/a", "null", "NULL", "None", "#N/A")
 #: the delimiters ``leadsync score`` and ``check --input`` detect (``csv.delimiter`` / ``--delimiter`` force one)
 CSV_DELIMITERS = (",", ";", "\t", "|")
 #: the keys of the ``csv:`` section that describe the file rather than the column mapping
-CSV_FILE_KEYS = ("null_values", "default_null_values", "delimiter", "encoding")
+CSV_FILE_KEYS = ("null_values", "default_null_values", "delimiter", "encoding", "max_line_chars")
+#: the longest line of a CSV input read (characters): a longer one is reported on its own and skipped
+#: without being held in memory (a 100 MB line is a broken export, never a lead)
+CSV_MAX_LINE_CHARS = 1 << 20
 
 
 class CsvFileConfig(_Section):
@@ -594,6 +597,8 @@ class CsvFileConfig(_Section):
     delimiter: str | None = None
     #: the file's text encoding (default utf-8, a BOM accepted; latin-1 and cp1252 for older exports)
     encoding: str | None = None
+    #: a longer line is rejected on its own (and not read into memory); see :data:`CSV_MAX_LINE_CHARS`
+    max_line_chars: int = Field(default=CSV_MAX_LINE_CHARS, ge=1024)
 
     @field_validator("delimiter", mode="before")
     @classmethod
