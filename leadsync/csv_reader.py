@@ -268,7 +268,7 @@ def _chunks(
         if taken is None:
             return
         data, first = taken
-        chunk = _fast_chunk(data, first, len(header), dialect.delimiter) if data else None
+        chunk = _fast_chunk(data, first, len(header), dialect.delimiter, dialect.max_line_chars) if data else None
         if chunk is None:
             stream.unread(data, first)
             last = first + data.count(b"\n") - (1 if data.endswith(b"\n") else 0)
@@ -276,7 +276,7 @@ def _chunks(
         yield chunk
 
 
-def _fast_chunk(data: bytes, first: int, width: int, delimiter: str) -> Chunk | None:
+def _fast_chunk(data: bytes, first: int, width: int, delimiter: str, max_line: int = 1 << 20) -> Chunk | None:
     """The block parsed by pyarrow, or None when the exact row reader must read it."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -293,6 +293,8 @@ def _fast_chunk(data: bytes, first: int, width: int, delimiter: str) -> Chunk | 
     if not data.endswith(b"\n"):
         ends = np.concatenate((ends, [len(data)]))
     starts = starts[: len(ends)]
+    if len(ends) and int((ends - starts).max()) > max_line:  # maybe over the limit: the exact reader counts
+        return None
     content_end = ends - ((ends > starts) & (bytes_[np.maximum(ends - 1, 0)] == 13))
     records = np.flatnonzero(content_end > starts)
     invalid: list[Any] = []
