@@ -135,12 +135,13 @@ def test_a_bom_is_accepted(tmp_path: Path) -> None:
     assert next(iter(scored[0])) == "email"  # not "\ufeffemail"
 
 
-def test_check_input_reports_hostile_lines_without_failing_on_them(tmp_path: Path) -> None:
+def test_check_input_checks_the_sound_rows_around_hostile_lines(tmp_path: Path) -> None:
     source = tmp_path / "in.csv"
     source.write_bytes(HEADER + _good(1) + b"x@acme.com,VP\x00,Acme\n" + b"y@acme.com," + b"x" * 5000 + b",A\n")
     result = runner.invoke(app, ["check", "--input", str(source), "--config", _config(tmp_path, 2048)])
-    assert "Traceback" not in result.output and "field larger than field limit" not in result.output
-    assert result.exit_code in (0, 1), result.output
+    # the sound row is checked; the hostile ones are left to `score`, which rejects them line by line
+    assert result.exit_code == 0, result.output
+    assert "all 1 rows checked" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(
