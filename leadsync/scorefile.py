@@ -121,7 +121,7 @@ class ScoreFileResult:
 
 
 #: how much of an overlong line is read at a time while it is skipped
-_SKIP_CHARS = 1 << 16
+_SKIP_CHARS = 1 << 20
 
 
 class _Lines:
