@@ -65,7 +65,10 @@ class SyncMetrics:
         self.info.info({"version": version, "crm": crm})
 
         self.runs = Counter(
-            "leadsync_runs", "Sync passes by job and outcome (ok, failed, stopped)", ["job", "status"], registry=r
+            "leadsync_runs",
+            "Sync passes by job and outcome (ok, partial, failed, stopped)",
+            ["job", "status"],
+            registry=r,
         )
         self.run_duration = Histogram(
             "leadsync_run_duration_seconds",

@@ -33,12 +33,14 @@ from connectors.base import RawRecord
 from mappings import LeadMapping
 from scoring.rules import Rules, attribute_references
 
-__all__ = ["MAX_VALUE_CHARS", "REFUSALS_KEPT", "RecordScreen", "Refusal", "tally"]
+__all__ = ["MAX_VALUE_CHARS", "REASONS", "REFUSALS_KEPT", "RecordScreen", "Refusal", "tally"]
 
 log = structlog.get_logger("leadsync.sync")
 
 #: the longest value a record may carry (characters); a longer one gets its record refused
 MAX_VALUE_CHARS = 8 * 1024 * 1024
+#: why a record is refused (the ``reason`` label of ``leadsync_records_refused_total``)
+REASONS = ("id_type", "no_id", "oversized", "unknown_option")
 #: refusals kept in a run's summary with their context (``records_refused`` counts them all)
 REFUSALS_KEPT = 20
 #: an unknown option is quoted in a message up to this many characters
@@ -56,7 +58,7 @@ class Refusal:
     object_type: str
     record_id: str
     call: str
-    reason: str  #: id_type | no_id | oversized | unknown_option
+    reason: str  #: one of :data:`REASONS`
     problem: str
 
     def __str__(self) -> str:
