@@ -350,7 +350,7 @@ def _one_pass(
 
 @app.command()
 def status(config: ConfigOption = None, as_json: JsonOption = False, limit: int = 10) -> None:
-    """Last runs, watermarks, pending/failed writes and the workflow outbox."""
+    """Last runs, watermarks, pending/failed writes, records refused and the workflow outbox."""
     from rich.table import Table
 
     from sync.lease import lease_name
