@@ -264,3 +264,21 @@ def test_an_unknown_option_of_a_field_no_rule_reads_is_no_reason_to_refuse(
     assert run.status == "ok" and summary.records_refused == 0
     server.sandbox.faults.clear_schedule()
     assert _salesforce_scores(server)[victim] is not None
+
+
+def test_sync_max_value_chars_sets_the_refusal_limit(hubspot_sandbox_factory: Factory, tmp_path: Path) -> None:
+    server = hubspot_sandbox_factory(contacts=20, seed=4)
+    server.sandbox.faults.huge_value_bytes = 100_000  # scored under the default limit; refused under 65,536
+    pipe, store = pipeline_for(
+        server,
+        tmp_path / "s.db",
+        hubspot={"read_activities": False},
+        sync={"settle_s": 0, "max_value_chars": 65_536},
+    )
+    server.sandbox.faults.schedule("huge", LIST, nth=1)
+    try:
+        summary = pipe.run_once(full=True)
+    finally:
+        store.close()
+    assert summary.refused_by_reason == {"oversized": 1}
+    assert "100,000 characters long, over the 65,536" in summary.refusals[0]["problem"]
