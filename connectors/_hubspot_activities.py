@@ -34,6 +34,7 @@ from hubspot.crm.associations.v4 import (
 )
 from hubspot.crm.objects import BatchReadInputSimplePublicObjectId, SimplePublicObjectId
 
+from connectors._sdk_models import sdk_model
 from connectors._validate import check_hubspot_collection, parse_json_body
 from connectors.base import RawActivity, RawRecord
 from connectors.errors import ConnectorError
@@ -274,11 +275,18 @@ class HubSpotActivityReader:
 
 
 def read_associations(
-    call: CallFn, associations_api: Any, object_type: str, ids: Sequence[str], stats: AssociationReadStats
+    call: CallFn,
+    associations_api: Any,
+    object_type: str,
+    ids: Sequence[str],
+    stats: AssociationReadStats,
+    *,
+    type_id: int | None = None,
 ) -> dict[str, list[str]]:
     """contact id -> associated ``object_type`` ids, ``ASSOCIATION_BATCH_SIZE`` contacts per call, following
     each contact's ``paging.next.after``; contacts without associations are absent (and cost nothing more).
 
+    ``type_id``: keep only associations of that HUBSPOT_DEFINED type (1: a contact's primary company).
     ``associations_api`` is the SDK's ``crm.associations.v4.batch_api``; ``call`` the connector's call path.
     """
     found: dict[str, list[str]] = {}
@@ -288,12 +296,13 @@ def read_associations(
     while pending:
         following: list[tuple[str, str | None]] = []
         for chunk in _chunks(pending, ASSOCIATION_BATCH_SIZE):
-            body = BatchInputPublicFetchAssociationsBatchRequest(
-                inputs=[PublicFetchAssociationsBatchRequest(id=i, after=after) for i, after in chunk]
+            body = sdk_model(
+                BatchInputPublicFetchAssociationsBatchRequest,
+                inputs=[sdk_model(PublicFetchAssociationsBatchRequest, id=i, after=after) for i, after in chunk],
             )
             data, _status = call(
                 label,
-                _raw(associations_api.get_page_with_http_info),
+                raw_json(associations_api.get_page_with_http_info),
                 from_object_type="contacts",
                 to_object_type=object_type,
                 batch_input_public_fetch_associations_batch_request=body,
@@ -302,7 +311,7 @@ def read_associations(
             for result in data.get("results") or []:
                 contact_id = str(result["from"]["id"])
                 targets = found.setdefault(contact_id, [])
-                targets.extend(str(t["toObjectId"]) for t in result.get("to") or [])
+                targets.extend(str(t["toObjectId"]) for t in result.get("to") or [] if _of_type(t, type_id))
                 nxt = ((result.get("paging") or {}).get("next") or {}).get("after")
                 if nxt:
                     if (contact_id, nxt) in seen:  # a repeating cursor would loop forever
@@ -315,6 +324,16 @@ def read_associations(
         stats.association_followups += len(following)
         pending = following
     return found
+
+
+def _of_type(target: Mapping[str, Any], type_id: int | None) -> bool:
+    if type_id is None:
+        return True
+    return any(
+        str(k.get("typeId")) == str(type_id) and k.get("category") == "HUBSPOT_DEFINED"
+        for k in target.get("associationTypes") or []
+        if isinstance(k, Mapping)
+    )
 
 
 def read_objects(
@@ -331,14 +350,15 @@ def read_objects(
     """
     label = f"POST /crm/v3/objects/{object_type}/batch/read"
     for chunk in _chunks(list(ids), OBJECT_BATCH_SIZE):
-        body = BatchReadInputSimplePublicObjectId(
-            inputs=[SimplePublicObjectId(id=i) for i in chunk],
+        body = sdk_model(
+            BatchReadInputSimplePublicObjectId,
+            inputs=[sdk_model(SimplePublicObjectId, id=i) for i in chunk],
             properties=list(properties),
             properties_with_history=[],
         )
         data, _status = call(
             label,
-            _raw(objects_api.read_with_http_info),
+            raw_json(objects_api.read_with_http_info),
             object_type=object_type,
             batch_read_input_simple_public_object_id=body,
             archived=False,
@@ -350,19 +370,20 @@ def read_objects(
         yield from results
 
 
-def _raw(method: Callable[..., Any]) -> Callable[..., tuple[Any, int, Any]]:
+def raw_json(method: Callable[..., Any], label: str | None = None) -> Callable[..., tuple[Any, int, Any]]:
     """An SDK ``*_with_http_info`` method answering the parsed JSON instead of the SDK's models.
 
     The SDK still builds, sends and checks the request (non-2xx answers raise its ``ApiException``, mapped
     by the connector as usual); only its model deserializer is skipped: it parses two datetimes per
-    object with dateutil, which took most of the client's time on pages of thousands of activities.
+    object with dateutil, which took most of the client's time on pages of thousands of activities (and
+    of contacts). ``label`` names the call in a malformed answer's message (default: the method and type).
     """
 
     def call(**kwargs: Any) -> tuple[Any, int, Any]:
         response = method(_preload_content=False, **kwargs)
         try:
-            target = kwargs.get("object_type") or kwargs.get("to_object_type")
-            what = f"{method.__name__.removesuffix('_with_http_info')} ({target})"
+            target = kwargs.get("object_type") or kwargs.get("to_object_type") or "contacts"
+            what = label or f"{method.__name__.removesuffix('_with_http_info')} ({target})"
             status, content_type = int(response.status), response.headers.get("Content-Type")
             body = parse_json_body("HubSpot", what, status, content_type, response.data)
             check_hubspot_collection(what, body)

@@ -15,17 +15,12 @@ from typing import Any
 from connectors.errors import MalformedResponse
 
 __all__ = [
-    "REFUSED_ATTR",
     "check_hubspot_collection",
     "id_type_problem",
     "parse_json_body",
-    "record_id_problems",
     "require",
     "restricted_picklists",
 ]
-
-#: the attribute a HubSpot SDK model of a record carries when its raw JSON could not be trusted (the reason)
-REFUSED_ATTR = "_leadsync_refused"
 
 
 def _what(content_type: str | None) -> str:
@@ -88,16 +83,6 @@ def id_type_problem(value: Any) -> str | None:
     shown = repr(value)
     shown = shown if len(shown) <= 40 else shown[:37] + "..."
     return f"record id {shown} is a JSON {_json_type(value)}, not the string the API documents"
-
-
-def record_id_problems(records: list[Any], key: str) -> dict[int, str]:
-    """Index -> problem of the records in a page whose ``key`` (the id) is not a string."""
-    found = {}
-    for index, record in enumerate(records):
-        problem = id_type_problem(record.get(key)) if isinstance(record, Mapping) else None
-        if problem is not None:
-            found[index] = problem
-    return found
 
 
 def restricted_picklists(describe: Any) -> dict[str, frozenset[str]]:

@@ -211,3 +211,31 @@ class RecordsById(Protocol):
         :raises connectors.errors.ConnectorError: when the CRM fails for good (after retries).
         """
         ...
+
+
+@runtime_checkable
+class CompanyReader(Protocol):
+    """A CRM that keeps firmographics on a company associated with the record, read apart (HubSpot).
+
+    Salesforce needs none of it: a Contact's Account fields come through relationship fields in the same
+    query (``Account.Industry``). Records come back with ``object_type`` "company".
+    """
+
+    def read_primary_companies(self, record_ids: Sequence[str]) -> Mapping[str, str]:
+        """record id -> the id of its primary company (records without one are absent); batched, never one
+        call per record. :raises connectors.errors.ConnectorError: when the CRM fails for good."""
+        ...
+
+    def read_companies(self, company_ids: Sequence[str], properties: Sequence[str]) -> list[RawRecord]:
+        """The companies with these ids (the CRM's batch-read size per call); unknown ids are left out.
+
+        :raises connectors.errors.ConnectorError: when the CRM fails for good (after retries).
+        """
+        ...
+
+    def read_changed_companies(self, window: Window, properties: Sequence[str]) -> Iterator[list[RawRecord]]:
+        """Pages of the companies modified within ``window`` (``start`` must be set).
+
+        :raises connectors.errors.ConnectorError: when the CRM fails for good (after retries).
+        """
+        ...

@@ -957,6 +957,11 @@ class SalesforceConnector:
 
     # -- triggers
 
+    @property
+    def triggers_call_crm(self) -> bool:
+        """A configured Flow or platform event is a call; otherwise Flows react to the field update."""
+        return bool(self.flow_api_name or self.platform_event)
+
     def trigger(self, record_id: str, email: str | None) -> None:
         """Launch the configured Flow or publish the platform event for one qualified record.
 

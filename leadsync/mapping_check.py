@@ -25,16 +25,17 @@ log = structlog.get_logger("leadsync.mappings")
 SNAPSHOT_NAME = ".leadsync-schema.json"
 
 
-def read_crm_schema(connector: Any, *, sample: int = 0) -> CrmSchema:
+def read_crm_schema(connector: Any, *, sample: int = 0, companies: bool = False) -> CrmSchema:
     """The CRM's schema; with ``sample`` (discovery), also HubSpot's company properties and the fill rates
-    and examples of that many records. Validation (no sample): 1 HubSpot call, 3 Salesforce describes."""
+    and examples of that many records. Validation (no sample): 1 HubSpot call (2 when the mapping reads
+    ``companies``' properties), 3 Salesforce describes."""
     if connector.name == "salesforce":
         from connectors.salesforce_schema import read_schema as read_salesforce
 
         return CrmSchema.from_dict(read_salesforce(connector, sample=sample))
     from connectors.hubspot_schema import read_schema as read_hubspot
 
-    return CrmSchema.from_dict(read_hubspot(connector, sample=sample, companies=sample > 0))
+    return CrmSchema.from_dict(read_hubspot(connector, sample=sample, companies=companies or sample > 0))
 
 
 def _package_file(package: str, *parts: str) -> tuple[str, Path]:
@@ -141,7 +142,7 @@ def validate_mapping(application: App, connector: Any, *, keep_snapshot: bool = 
     The snapshot is replaced only when there are no errors, so a removed option keeps being reported
     until the mapping or the rules are fixed.
     """
-    schema = read_crm_schema(connector)
+    schema = read_crm_schema(connector, companies=bool(application.mapping.company_properties))
     path = snapshot_path(application)
     previous = previous_snapshot(path)
     if previous is not None and previous.crm != schema.crm:

@@ -97,8 +97,21 @@ def _about(field: SchemaField | None) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def _entry(attribute: str, prop: str, value_type: str) -> str:
-    return f"{attribute}: {prop}" if value_type == "str" else f"{attribute}: {{property: {prop}, type: {value_type}}}"
+def _entry(attribute: str, prop: str, value_type: str, company: str | None = None, prefer: str = "contact") -> str:
+    extra = [f"type: {value_type}"] if value_type != "str" else []
+    if company is not None:
+        extra.append(f"company: {company}")
+        if prefer != "contact":
+            extra.append(f"prefer: {prefer}")
+    return f"{attribute}: {{property: {prop}, {', '.join(extra)}}}" if extra else f"{attribute}: {prop}"
+
+
+def _company_source(matcher: _Matcher, default: Any) -> tuple[str | None, str]:
+    """The default's company-level source when the CRM has it (else None), and its ``prefer``."""
+    if not isinstance(default, Mapping) or not default.get("company"):
+        return None, "contact"
+    source = str(default["company"])
+    return (source if matcher.field(source) is not None else None), str(default.get("prefer") or "contact")
 
 
 class _Matcher:
@@ -151,7 +164,9 @@ def _block(matcher: _Matcher, fields: Mapping[str, Any], indent: str) -> list[st
             lines.append(f"{indent}{attribute}: null   # no field found in the CRM: map one, or leave it out")
             continue
         about = _about(matcher.field(chosen))
-        lines.append(f"{indent}{_entry(attribute, chosen, value_type)}" + (f"   # {about}" if about else ""))
+        company, prefer = _company_source(matcher, default)
+        entry = _entry(attribute, chosen, value_type, company, prefer if company else "contact")
+        lines.append(f"{indent}{entry}" + (f"   # {about}" if about else ""))
         for alt in alternatives:
             lines.append(f"{indent}#   or {alt.name}: {_about(alt)}")
     return lines
@@ -216,4 +231,18 @@ def _custom(schema: CrmSchema, kinds: list[str]) -> list[str]:
         for f in sorted(custom, key=lambda f: (-(f.fill_rate or 0), f.name)):
             attribute = re.sub(r"[^a-z0-9]+", "_", _words(f.name)).strip("_") or f.name.lower()
             lines.append(f"#   {_entry(attribute, f.name, _inferred_type(f))}   # {_about(f)}")
+    records = {schema.record_objects.get(k, k) for k in kinds}
+    done: set[str] = set()
+    for relation, target in sorted(schema.relationships.items()):
+        if target in records or target in done:
+            continue
+        done.add(target)
+        custom = [f for f in schema.objects.get(target, {}).values() if f.custom]
+        if not custom:
+            continue
+        prefix = "company" if schema.crm == "hubspot" else relation
+        lines.append(f"# custom {target} fields, read as {prefix}.<field>: uncomment to map one as a company attribute")
+        for f in sorted(custom, key=lambda f: (-(f.fill_rate or 0), f.name)):
+            attribute = "company." + (re.sub(r"[^a-z0-9]+", "_", _words(f.name)).strip("_") or f.name.lower())
+            lines.append(f"#   {_entry(attribute, f'{prefix}.{f.name}', _inferred_type(f))}   # {_about(f)}")
     return lines

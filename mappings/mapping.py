@@ -38,6 +38,10 @@ _COMPATIBLE_CRM_TYPES: dict[str, frozenset[str]] = {
 #: an enum map's ``other:`` when it is not given: values outside the map are kept as they are
 KEEP = "keep"
 
+#: HubSpot sources ``company.<property>`` read the contact's primary associated company (``sync.companies``);
+#: Salesforce reads its Account through relationship fields in the same query (``Account.Industry``)
+COMPANY_PREFIX = "company."
+
 
 class FieldSpec(BaseModel):
     """How one canonical attribute is read from the CRM, and the transforms declared for it.
@@ -47,6 +51,10 @@ class FieldSpec(BaseModel):
     and spacing), ``other`` is what an unmapped value becomes (default: kept); ``compute`` normalises the
     text (``country_code``, ``country_name`` through ISO 3166, ``lower``, ``upper``, ``strip``); ``default``
     is the value when every source is empty; ``type`` converts the result.
+
+    ``company`` is the company-level source of the same attribute (HubSpot ``company.industry``, the primary
+    associated company's property; Salesforce ``Account.Industry``): read when every contact-level source is
+    empty, or first with ``prefer: company``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -58,11 +66,14 @@ class FieldSpec(BaseModel):
     other: str | int | float | bool | None = KEEP
     compute: TCompute | None = None
     default: str | int | float | bool | None = None
+    company: str | None = Field(default=None, min_length=1)
+    prefer: Literal["contact", "company"] = "contact"
     _table: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _sources: tuple[str, ...] = PrivateAttr(default=())
 
     @model_validator(mode="before")
     @classmethod
-    def _sources(cls, value: Any) -> Any:
+    def _source_list(cls, value: Any) -> Any:
         # `property: [work_email, email]`: precedence, first non-empty wins
         if isinstance(value, Mapping) and isinstance(value.get("property"), list | tuple):
             sources = [str(s) for s in value["property"]]
@@ -71,13 +82,24 @@ class FieldSpec(BaseModel):
             return {**value, "property": sources[0], "fallbacks": [*sources[1:], *value.get("fallbacks", ())]}
         return value
 
+    @model_validator(mode="after")
+    def _preference(self) -> FieldSpec:
+        if self.prefer == "company" and self.company is None:
+            raise ValueError("prefer: company needs a company-level source (company: company.<property>)")
+        return self
+
     def model_post_init(self, _context: Any) -> None:
         self._table = normal_table(self.map) if self.map else {}
+        own = (self.property, *self.fallbacks)
+        if self.company is None:
+            self._sources = own
+        else:
+            self._sources = (self.company, *own) if self.prefer == "company" else (*own, self.company)
 
     @builtins.property
     def sources(self) -> tuple[str, ...]:
-        """Every field read for this attribute, in order of precedence."""
-        return (self.property, *self.fallbacks)
+        """Every field read for this attribute, in order of precedence (the company-level one included)."""
+        return self._sources
 
     @builtins.property
     def transformed(self) -> bool:
@@ -201,15 +223,30 @@ class LeadMapping:
         """The fields read for records of ``object_type`` (``fields`` unless the mapping overrides it)."""
         return self.objects.get(object_type or self.object_type, self.fields)
 
+    def _all_sources(self) -> set[str]:
+        specs = [*self.fields.values(), *(s for fields in self.objects.values() for s in fields.values())]
+        return {source for spec in specs for source in spec.sources}
+
+    def company_property(self, source: str) -> str | None:
+        """The company property a HubSpot ``company.<property>`` source reads (None: a record property)."""
+        if self.crm == "hubspot" and source.startswith(COMPANY_PREFIX) and len(source) > len(COMPANY_PREFIX):
+            return source[len(COMPANY_PREFIX) :]
+        return None
+
     @property
     def properties(self) -> list[str]:
-        """The CRM properties to request (every object's), in a stable order."""
-        specs = [*self.fields.values(), *(s for fields in self.objects.values() for s in fields.values())]
-        return sorted({source for spec in specs for source in spec.sources})
+        """The record properties to request (every object's), in a stable order; company sources are not."""
+        return sorted(s for s in self._all_sources() if self.company_property(s) is None)
+
+    @property
+    def company_properties(self) -> list[str]:
+        """The properties of the primary associated company the mapping reads (HubSpot; empty elsewhere)."""
+        return sorted({p for s in self._all_sources() if (p := self.company_property(s)) is not None})
 
     def properties_for(self, object_type: str) -> list[str]:
-        """The CRM properties to request for one object type."""
-        return sorted({source for spec in self.fields_for(object_type).values() for source in spec.sources})
+        """The record properties to request for one object type."""
+        sources = {source for spec in self.fields_for(object_type).values() for source in spec.sources}
+        return sorted(s for s in sources if self.company_property(s) is None)
 
     def convert(
         self,
@@ -261,9 +298,9 @@ class LeadMapping:
         if object_type in ("lead", "contact"):
             kind = cast(Literal["contact", "lead"], object_type)
         for attribute, spec in self.fields_for(kind).items():
-            raw = properties.get(spec.property)
-            for fallback in spec.fallbacks if _empty(raw) else ():
-                raw = properties.get(fallback)
+            raw = None
+            for source in spec.sources:  # the first non-empty wins (contact-level before company-level)
+                raw = properties.get(source)
                 if not _empty(raw):
                     break
             value = self.convert(record_id, attribute, raw, on_bad_value, spec)
@@ -346,6 +383,17 @@ def load_mapping(crm: str, overrides: Mapping[str, Any] | None = None, *, source
             else:
                 merged[attribute] = field_spec
         per_type[object_type] = merged
+    if crm == "salesforce":
+        for object_type, fields in [("", spec.fields), *((k, v) for k, v in per_type.items())]:
+            for attribute, field_spec in fields.items():
+                wrong = next((s for s in field_spec.sources if s.startswith(COMPANY_PREFIX)), None)
+                if wrong is not None:
+                    where = f"{source}.objects.{object_type}" if object_type else f"{source}.fields"
+                    raise MappingError(
+                        f"{where}.{attribute}",
+                        f"{wrong!r}: Salesforce reads company fields through the Account relationship in the same "
+                        f"query: write Account.<Field> (e.g. Account.Industry); a Lead has its own (Industry)",
+                    )
     return LeadMapping(crm=crm, object_type=spec.object_type, fields=spec.fields, objects=per_type)
 
 

@@ -59,10 +59,11 @@ from sync.health import HealthServer
 from sync.joblock import job_lock
 from sync.lease import LeaseKeeper, LeaseLost, lease_name
 from sync.metrics import SyncMetrics
-from sync.pipeline import DeliveryCheck, PassInterrupted, SyncPipeline, SyncSummary
+from sync.pipeline import PassInterrupted, SyncPipeline, SyncSummary
 from sync.refusals import REASONS as REFUSAL_REASONS
 from sync.schedule import DEFAULT_PORT, JobSpec, build_trigger
 from sync.state import FencedOut, StateStore
+from sync.triggers import DeliveryCheck, triggers_call_crm
 from sync.webhooks import WebhookService
 
 __all__ = [
@@ -192,6 +193,10 @@ class GuardedConnector:
         if isinstance(self.inner, OutcomeReader):
             return self.inner.outcome_properties(spec)
         return ()
+
+    @property
+    def triggers_call_crm(self) -> bool:
+        return triggers_call_crm(self.inner)
 
     def trigger_delivered(self, record_id: str, email: str | None) -> bool | None:
         if isinstance(self.inner, DeliveryCheck):

@@ -19,14 +19,16 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from connectors.base import Connector, OutcomeReader, OutcomeSpec, RawRecord, RecordUpdate, Window
-from connectors.errors import BudgetExhausted, ConnectorError, FatalError, RetriableError
+from connectors.errors import BudgetExhausted
 from mappings import LeadMapping
 from scoring import Activity, CompiledRules, Lead, QualificationState, Score
+from sync.companies import CompanyFields
+from sync.echoes import echoes, soon_after_write
 from sync.passwrites import (
     MODIFIED_KEY,
     Flushed,
@@ -39,6 +41,8 @@ from sync.passwrites import (
 from sync.prefetch import prefetched
 from sync.refusals import MAX_VALUE_CHARS, RecordScreen, tally
 from sync.state import CachedLead, HistoryRow, StateStore, StoredOutcome, StoredScore
+from sync.state.models import NO_MODEL
+from sync.triggers import deliver_triggers
 from sync.writeback import WritebackSettings, changed_properties, desired_properties
 
 if TYPE_CHECKING:  # scikit-learn and skops come with it: imported by the pass that loads a model
@@ -76,15 +80,6 @@ class PassInterrupted(Exception):
     """
 
 
-@runtime_checkable
-class DeliveryCheck(Protocol):
-    """A connector that can tell whether a workflow trigger reached the CRM (optional capability)."""
-
-    def trigger_delivered(self, record_id: str, email: str | None) -> bool | None:
-        """True when the CRM has the trigger, False when not, None when it cannot tell."""
-        ...
-
-
 #: the headline counters of a pass, in the order people read them (the CLI's table, the demo's totals)
 SUMMARY_KEYS: tuple[str, ...] = (
     "leads_read",
@@ -111,6 +106,9 @@ class SyncSummary:
     leads_read: int = 0
     #: leads re-scored from the local cache because the rules changed (no CRM read)
     leads_rescored: int = 0
+    #: companies whose mapped values changed in the window, and their cached leads rescored (no lead read)
+    companies_changed: int = 0
+    company_rescored: int = 0
     leads_scored: int = 0
     leads_written: int = 0
     leads_unchanged: int = 0
@@ -320,6 +318,8 @@ class SyncPipeline:
         self.model: ModelScorer | None = None
         #: the pass's changed scores waiting for a full write batch (set up at each pass start)
         self._held = self._held_writes(IndexEvidence())
+        #: the primary company's fields of each record (``sync.companies``; HubSpot only)
+        self.companies = CompanyFields(connector, mapping, store)
         rulesets = [r.rules for r in (rules, challenger) if r is not None]
         enumerations = getattr(connector, "enumerations", None)  # restricted enumerations' options, when it says
         self.screen = RecordScreen(
@@ -420,6 +420,9 @@ class SyncPipeline:
                 self.rescore_from_cache(score_now, summary, dry_run=dry_run)
             window = self.window(full=full, now=now)
             summary.window_start = window.start.isoformat() if window.start is not None else None
+            self.companies.fresh = window.start is None  # a full pass reads every company again
+            company_leads = self.companies.refresh(window, persist=not dry_run)
+            summary.companies_changed, seen = len(self.companies.changed), set[str]()
             # records leadsync itself wrote cost nothing more; the others are gathered across pages so that
             # activities are read for a full batch of records per call
             batch: list[RawRecord] = []
@@ -430,12 +433,19 @@ class SyncPipeline:
                     summary.leads_read += len(usable)
                     self.progress("read", len(usable))
                     # a full pass rescores everything (its own write-backs still reuse their cached activities)
-                    batch.extend(self._changed(usable, summary, evidence) if window.start is not None else usable)
+                    fresh = self._changed(usable, summary, evidence) if window.start is not None else usable
+                    batch.extend(fresh)
+                    if company_leads:  # rescored with the page: not again from the cache
+                        seen.update(r.id for r in fresh)
                     while len(batch) >= self.batch_size:
                         self._process_page(batch[: self.batch_size], score_now, summary, dry_run=dry_run)
                         batch = batch[self.batch_size :]
             if batch:
                 self._process_page(batch, score_now, summary, dry_run=dry_run)
+            # leads whose company changed, and that the pass did not read: rescored from the cache
+            for group, acts in self.companies.rescore_pages(company_leads, seen, persist=not dry_run):
+                summary.company_rescored += len(group)
+                self._process_page(group, score_now, summary, dry_run=dry_run, cached_activities=acts)
             if not dry_run:
                 self._flushed(summary, self._held.finish())
                 indexed = self._indexed_through(window, evidence)
@@ -444,7 +454,7 @@ class SyncPipeline:
                 self.store.set_watermark(self.indexed_stream, indexed)
                 summary.watermark = window.end.isoformat()
                 self._retry_failed_writes(summary)
-                self._deliver_triggers(summary)
+                summary.workflows_triggered += deliver_triggers(self.store, self.connector, self.owner)
                 if window.start is not None:  # a full read has just asked every lead already
                     self.recheck_outcomes(now, summary)
                 else:
@@ -480,6 +490,7 @@ class SyncPipeline:
         summary = SyncSummary(crm=self.connector.name, full=False, dry_run=False, rules_version=self.rules.version)
         evidence = IndexEvidence()
         self._held = self._held_writes(evidence)
+        self.companies.fresh, self.companies.changed, self.companies.read_in_pass = False, {}, set()
         batch: list[RawRecord] = []
         for page in pages:
             usable = self._usable(page, summary)
@@ -489,7 +500,7 @@ class SyncPipeline:
         for start in range(0, len(batch), self.batch_size):
             self._process_page(batch[start : start + self.batch_size], now, summary, dry_run=False)
         self._flushed(summary, self._held.finish())
-        self._deliver_triggers(summary)
+        summary.workflows_triggered += deliver_triggers(self.store, self.connector, self.owner)
         summary.api_calls = self.connector.api_calls - calls_before
         summary.duration_s = round(time.monotonic() - started, 3)
         return summary
@@ -539,7 +550,7 @@ class SyncPipeline:
             if (c := cached.get(r.id)) is not None
             and c.updated_at is not None
             and c.updated_at == r.updated_at
-            and _echoes(r, c, written.get(r.id, {}), ignore)
+            and echoes(r, c, written.get(r.id, {}), ignore)
         }
 
     def _own_writes(self, page: Sequence[RawRecord], written: Mapping[str, Mapping[str, str]]) -> set[str]:
@@ -555,12 +566,12 @@ class SyncPipeline:
         # without activity markers a later modification may be a new activity the record's fields do not show
         # (a Salesforce Task moves the lead's SystemModstamp only): then only the exact write time counts
         window = ECHO_WINDOW if getattr(self.connector, "activity_markers", None) is not None else timedelta(0)
-        timely = [r for r in page if _soon_after_write(r, written.get(r.id), window)]
+        timely = [r for r in page if soon_after_write(r, written.get(r.id), window)]
         if not timely:
             return set()
         cached = self.store.get_leads([r.id for r in timely])
         ignore = set(self._cursor_properties())
-        return {r.id for r in timely if _echoes(r, cached.get(r.id), written[r.id], ignore)}
+        return {r.id for r in timely if echoes(r, cached.get(r.id), written[r.id], ignore)}
 
     def _cursor_properties(self) -> Sequence[str]:
         """Properties that move with every change (modification times): never compared."""
@@ -568,10 +579,19 @@ class SyncPipeline:
         return tuple(props) if isinstance(props, tuple | list) else ()
 
     def _load_model(self) -> None:
-        """The active model for this pass (its properties join the writeback); rules alone without one."""
+        """The active model for this pass (its properties join the writeback); rules alone without one.
+
+        scikit-learn and skops (seconds to import) are imported only when a model is active.
+        """
+        stored = self.store.active_model() if self.use_model else None
+        if stored is None:
+            self.model = None
+            if self.use_model:
+                log.info("model.none", reason=NO_MODEL)
+            return
         from sync.predict import ModelScorer
 
-        self.model = ModelScorer.from_store(self.store, self.rules, self.model_exclude) if self.use_model else None
+        self.model = ModelScorer.from_stored(stored, self.rules, self.model_exclude)
         if self.model is not None and not self.writeback.model_properties:
             self.writeback = dataclasses.replace(self.writeback, model_properties=True)
 
@@ -603,6 +623,7 @@ class SyncPipeline:
         for a full write batch (``sync.passwrites``). ``cached_activities`` means the group comes from the cache.
         """
         from_cache = cached_activities is not None
+        page = page if from_cache else self.companies.enrich(page, persist=not dry_run)
         ids = [r.id for r in page]
         written = self.store.get_written(ids)
         activities = dict(cached_activities or {}) if from_cache else self._activities(page, written, summary)
@@ -880,48 +901,6 @@ class SyncPipeline:
             self._held.evidence.wrote(result.modified_at.get(i), None)
         summary.leads_written += len(result.succeeded)
 
-    def _deliver_triggers(self, summary: SyncSummary) -> None:
-        """Drain the outbox: each qualification triggers the CRM's automation exactly once.
-
-        Each item is claimed (committed) before the CRM call and marked done after it. A crash between the
-        two leaves it claimed, and the CRM may or may not have received the call: the next attempt asks the
-        CRM (``DeliveryCheck``) before sending it again, so a crash or kill never fires a workflow twice.
-        """
-        check = self.connector if isinstance(self.connector, DeliveryCheck) else None
-        while True:
-            batch = self.store.pending_triggers(limit=100)
-            if not batch:
-                return
-            progressed = False
-            for item in batch:
-                if not self.store.claim_trigger(item, self.owner):
-                    continue  # another process claimed or finished it since we read it
-                try:
-                    if (
-                        item.claimed_at is not None
-                        and check is not None
-                        and check.trigger_delivered(item.lead_id, item.email)
-                    ):
-                        log.info("trigger.already_delivered", lead=item.lead_id, claimed_by=item.claimed_by)
-                    else:
-                        self.connector.trigger(item.lead_id, item.email)
-                except RetriableError as exc:
-                    self.store.mark_trigger_failed(item.id, str(exc), final=False)
-                    log.warning("trigger.retry_later", lead=item.lead_id, error=str(exc))
-                    continue
-                except FatalError as exc:
-                    self.store.mark_trigger_failed(item.id, str(exc), final=True)
-                    log.error("trigger.failed", lead=item.lead_id, error=str(exc))
-                    progressed = True
-                    continue
-                except ConnectorError:
-                    raise
-                self.store.mark_triggered(item.id)
-                summary.workflows_triggered += 1
-                progressed = True
-            if not progressed:
-                return  # everything left is waiting for a transient error to clear: next pass
-
 
 def _qualification(previous: StoredScore | None) -> QualificationState | None:
     if previous is None:
@@ -950,46 +929,3 @@ def score_cached(
         for lead, c in zip(leads, cached, strict=True)
     ]
     return list(zip(leads, rules.score_many(items, now), strict=True))
-
-
-def _soon_after_write(record: RawRecord, written: Mapping[str, str] | None, window: timedelta) -> bool:
-    """Whether the record was modified within ``window`` after leadsync's last write to it (the CRM
-    recomputing its own properties after a write; a later change is somebody else's)."""
-    if not written or record.updated_at is None or MODIFIED_KEY not in written:
-        return False
-    try:
-        wrote = datetime.fromisoformat(written[MODIFIED_KEY])
-    except ValueError:
-        return False
-    return timedelta(0) <= record.updated_at - wrote <= window
-
-
-def _echoes(record: RawRecord, cached: CachedLead | None, written: Mapping[str, str], ignore: Collection[str]) -> bool:
-    """Whether every property the CRM sent is what leadsync last read of it, or last wrote to it."""
-    if cached is None:
-        return False
-    for name, value in record.properties.items():
-        if name in ignore:
-            continue
-        expected = written[name] if name in written else cached.properties.get(name)
-        if not _same(value, expected):
-            return False
-    return True
-
-
-def _same(value: Any, expected: Any) -> bool:
-    """One value as the CRM returned it and as leadsync last saw or wrote it: None and "" alike (an unset
-    property comes back as either), numbers and datetimes by value ("42" and "42.0", "...Z" and "+00:00")."""
-    a, b = ("" if value is None else str(value)), ("" if expected is None else str(expected))
-    if a == b:
-        return True
-    if not a or not b:
-        return False
-    try:
-        return float(a) == float(b)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(a.replace("Z", "+00:00")) == datetime.fromisoformat(b.replace("Z", "+00:00"))
-    except ValueError:
-        return False

@@ -30,3 +30,16 @@ def test_scoring_example_compiles() -> None:
     assert {"vp_title", "pricing_page", "free_email"} <= set(rules.rule_names)
     disabled = compile_rules(load_rules({"disable": ["inactive_180d"]}, source="README"))
     assert "inactive_180d" not in disabled.rule_names and "inactive_90d" in disabled.rule_names
+
+
+def test_company_fields_example_loads_and_its_rule_compiles() -> None:
+    from mappings import load_mapping
+
+    (example,) = [b for b in yaml_blocks() if "company.segment" in b]
+    data = yaml.safe_load(example)
+    mapping = load_mapping("hubspot", data["mapping"])
+    assert {"industry", "country", "customer_segment"} <= set(mapping.company_properties)
+    lead = mapping.to_lead("1", {"email": "a@acme.com", "country": "DE", "company.country": "France"})
+    assert lead.country == "France"  # prefer: company
+    rules = compile_rules(load_rules(data["scoring"], source="README", known_attributes=set(mapping.fields)))
+    assert "target_vertical" in rules.rule_names

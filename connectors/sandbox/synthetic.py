@@ -394,6 +394,10 @@ class SyntheticPerson:
     propensity: float
     latent: float
     event_seed: int
+    #: the company the CRM associates the person with (HubSpot's primary company, Salesforce's Account):
+    #: its firmographics are complete even where the person's own record leaves them empty; None for
+    #: students, job seekers and free-mail people the CRM cannot place
+    account: SyntheticCompany | None = None
 
     @property
     def hard_bounced(self) -> bool:
@@ -808,6 +812,7 @@ def _person(
         propensity=propensity,
         latent=latent,
         event_seed=rng.getrandbits(63),
+        account=company if not student_like and (company_name or work_email) else None,
     )
 
 

@@ -6,7 +6,16 @@ May import sqlalchemy, alembic and structlog only (no other leadsync package); s
 from sync.state.engine import DEFAULT_STATE_URL, FencedOut, StateStoreError, describe_store, normalize_url
 from sync.state.leads import MAX_VALUE_CHARS
 from sync.state.models import StoredModel
-from sync.state.records import CachedLead, FailedWrite, HistoryRow, OutboxItem, RunRecord, StoredOutcome, StoredScore
+from sync.state.records import (
+    CachedCompany,
+    CachedLead,
+    FailedWrite,
+    HistoryRow,
+    OutboxItem,
+    RunRecord,
+    StoredOutcome,
+    StoredScore,
+)
 from sync.state.runs import ABANDONED
 from sync.state.schema import (
     ARMS,
@@ -14,7 +23,9 @@ from sync.state.schema import (
     RUN_STATUSES,
     UTCDateTime,
     metadata,
+    t_companies,
     t_failed_writes,
+    t_lead_companies,
     t_leads,
     t_leases,
     t_models,
@@ -35,6 +46,7 @@ __all__ = [
     "MAX_VALUE_CHARS",
     "OUTBOX_STATUSES",
     "RUN_STATUSES",
+    "CachedCompany",
     "CachedLead",
     "FailedWrite",
     "FencedOut",
@@ -50,7 +62,9 @@ __all__ = [
     "describe_store",
     "metadata",
     "normalize_url",
+    "t_companies",
     "t_failed_writes",
+    "t_lead_companies",
     "t_leads",
     "t_leases",
     "t_models",

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 
 from sync.state.engine import Database, chunks, log, unique
 from sync.state.records import CachedLead, from_row
-from sync.state.schema import t_failed_writes, t_leads, t_scores, t_written
+from sync.state.schema import t_failed_writes, t_lead_companies, t_leads, t_scores, t_written
 
 #: longest string value kept in the lead cache unless the caller gives the CRM's own limit for the property
 #: (HubSpot text properties hold at most 65,536 characters); longer values are cut and counted
@@ -142,10 +142,10 @@ class LeadCache(Database):
     def delete_leads(self, lead_ids: Sequence[str]) -> None:
         """Forget leads (deleted or merged away in the CRM): cache, score, written state, failures.
 
-        The outbox keeps its history.
+        The outbox keeps its history; a cached company stays (other leads may belong to it).
         """
         with self._begin() as conn:
             for chunk in chunks(unique(lead_ids)):
                 conn.execute(delete(t_leads).where(t_leads.c.id.in_(chunk)))
-                for table in (t_scores, t_written, t_failed_writes):
+                for table in (t_scores, t_written, t_failed_writes, t_lead_companies):
                     conn.execute(delete(table).where(table.c.lead_id.in_(chunk)))

@@ -101,6 +101,17 @@ class Outbox(Database):
             if result.rowcount == 0:
                 raise KeyError(f"no outbox item with id {item_id}")
 
+    def settle_pending_triggers(self) -> int:
+        """Mark every pending item done in one statement: for a CRM whose triggers need no call (its
+        automation reacts to the written properties), there is nothing to deliver and nothing to claim."""
+        with self._begin() as conn:
+            result = conn.execute(
+                update(t_outbox)
+                .where(t_outbox.c.status == "pending")
+                .values(status="done", attempts=t_outbox.c.attempts + 1, done_at=self._now())
+            )
+            return int(result.rowcount)
+
     def mark_trigger_failed(self, item_id: int, error: str, *, final: bool) -> None:
         """Count a failed attempt; ``final`` gives up (status ``failed``), else the item stays pending."""
         with self._begin() as conn:

@@ -27,6 +27,15 @@ class CachedLead:
 
 
 @dataclass(frozen=True, slots=True)
+class CachedCompany:
+    """A lead's associated company as last read: the mapped properties and its CRM modification time."""
+
+    id: str
+    properties: dict[str, Any]
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class StoredScore:
     lead_id: str
     total: int

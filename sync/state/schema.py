@@ -228,3 +228,22 @@ t_models = Table(  # revision 0005_models
     Column("body", LargeBinary, nullable=False),
     UniqueConstraint("version"),
 )
+
+
+t_companies = Table(  # revision 0008_companies: the primary associated companies of cached leads
+    "companies",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("properties", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=True),  # the company's own modification time in the CRM
+    Column("cached_at", UTCDateTime, nullable=False),
+)
+
+
+t_lead_companies = Table(  # revision 0008_companies: each lead's primary company
+    "lead_companies",
+    metadata,
+    Column("lead_id", String(255), primary_key=True),
+    Column("company_id", String(255), nullable=False),
+    Index(None, "company_id"),
+)

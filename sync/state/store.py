@@ -2,7 +2,8 @@
 
 What lives here: run history, per-stream watermarks, the local lead cache (so a rules change can rescore
 every lead without reading the CRM), the last score and the last properties written to the CRM per lead
-(diff before write), each lead's score history and outcome (the learning loop), per-record write failures,
+(diff before write), each lead's score history and outcome (the learning loop), the leads' primary companies
+(company fields), per-record write failures,
 the workflow-trigger outbox (exactly one item per qualification) and job leases (several replicas on one
 PostgreSQL store do not double-process).
 
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Final, Self
 
 from sqlalchemy import Connection, inspect, select, text
 
+from sync.state.companies import Companies
 from sync.state.engine import DEFAULT_STATE_URL
 from sync.state.failures import FailedWrites
 from sync.state.history import ScoreHistory
@@ -50,12 +52,14 @@ _PG_MIGRATE_LOCK: Final = 0x6C65616473796E63
 #: the newest revision in sync/migrations/versions/ (a test checks it against alembic's own head). Opening a
 #: store at this revision reads ``alembic_version`` and nothing more: alembic (most of a second to import) is
 #: imported only when there is a migration to run, so that ``leadsync explain`` starts fast.
-HEAD_REVISION: Final = "0007_runs_partial"
+HEAD_REVISION: Final = "0008_companies"
 #: alembic's version table (its default name; sync/migrations/env.py does not change it)
 _VERSION_TABLE: Final = "alembic_version"
 
 
-class StateStore(LeadCache, Scores, ScoreHistory, Outcomes, Outbox, FailedWrites, RunsLeasesWatermarks, Models):
+class StateStore(
+    LeadCache, Scores, ScoreHistory, Outcomes, Outbox, FailedWrites, RunsLeasesWatermarks, Models, Companies
+):
     """The pipeline's persistent state. Thread-safe (one engine, a connection per call)."""
 
     @classmethod

@@ -9,12 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from leadsync.app import build_app
 from leadsync.config import load_config
 from leadsync.mapping_check import read_crm_schema, validate_mapping
-from mappings import load_mapping
+from mappings import MappingError, load_mapping
 from mappings.discover import discover_mapping
 from scoring import Lead
 
@@ -70,13 +71,19 @@ def test_discover_against_hubspot_validates_and_scores_like_the_default(
     hubspot_sandbox_factory: Callable[..., Any], tmp_path: Path
 ) -> None:
     server = hubspot_sandbox_factory(contacts=60, seed=5)
+    segment = {"name": "customer_segment", "label": "Customer segment", "type": "string", "fieldType": "text"}
+    server.client().crm.properties.core_api.create(
+        object_type="companies", property_create={**segment, "groupName": "companyinformation"}
+    )
     config = hubspot_config(tmp_path, server)
     result = run("mappings", "discover", "--config", str(config), "--output", "mapping.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "API calls" in result.stdout
     discovered = tmp_path / "mapping.yaml"
     text = discovered.read_text()
-    assert "employees: {property: numemployees, type: range}" in text
+    assert "employees: {property: numemployees, type: range, company: company.numberofemployees}" in text
+    assert "company.industry: company.industry" in text
+    assert "#   company.customer_segment: company.customer_segment" in text  # a custom company property
     app = build_app(load_config(config))
     schema = read_crm_schema(app.connector(), sample=100)
     records = [
@@ -147,3 +154,24 @@ def test_drift_a_removed_option_is_reported_on_the_next_run(
     findings = validate_mapping(app, app.connector()).findings
     assert any("'BAD_TIMING' removed or renamed since the last run" in str(f) for f in findings), findings
     assert load_mapping("hubspot").version  # the default mapping itself is untouched
+
+
+def test_validate_knows_company_fields(hubspot_sandbox_factory: Callable[..., Any], tmp_path: Path) -> None:
+    """``company.<property>`` is checked against HubSpot's company properties (one more call), rules on
+    company attributes against their types, and Salesforce refuses HubSpot's spelling with its own."""
+    server = hubspot_sandbox_factory(contacts=10, seed=6)
+    good = build_app(load_config(hubspot_config(tmp_path, server)))
+    checked = validate_mapping(good, good.connector(), keep_snapshot=False)
+    assert checked.errors == [] and "companies" in checked.schema.objects
+    rules = {"fit": [{"name": "big_industry", "points": 5, "when": {"company.industry": {"gte": 5}}}]}
+    mapping = {"fields": {"company.employees": {"property": "company.numberofemployes", "type": "int"}}}
+    bad = build_app(load_config(hubspot_config(tmp_path, server, mapping=mapping, scoring=rules)))
+    found = [str(f) for f in validate_mapping(bad, bad.connector(), keep_snapshot=False).errors]
+    assert any(
+        "field 'company.numberofemployes' does not exist on companies" in f and "did you mean 'numberofemployees'" in f
+        for f in found
+    ), found
+    assert any("rule 'big_industry'" in f and "compares numbers on company.industry" in f for f in found), found
+    with pytest.raises(MappingError) as refused:
+        load_mapping("salesforce", {"fields": {"company.industry": "company.industry"}})
+    assert "Account.<Field>" in str(refused.value)

@@ -96,3 +96,30 @@ def test_claims_are_compare_and_set(tmp_path: Path) -> None:
         assert not store.claim_trigger(store.outbox_items()[0], "replica-c")  # done items are never claimed
     finally:
         store.close()
+
+
+def test_without_a_workflow_the_outbox_is_settled_without_claims_or_calls(
+    hubspot_sandbox_factory: Factory, tmp_path: Path
+) -> None:
+    """Workflows that react to the leadsync_* properties need no enrollment call: the pass settles the
+    outbox in one statement instead of two commits per qualified lead, and calls nothing for it."""
+    server = hubspot_sandbox_factory(contacts=150, seed=9)
+    config = parse_config(
+        {
+            "crm": "hubspot",
+            "hubspot": {"access_token": server.token, "base_url": server.url},
+            "sync": {"settle_s": 0, "overlap_s": 0},
+            "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+        }
+    )
+    app = build_app(config)
+    store = app.store()
+    pipe = app.pipeline(store)
+    pipe.scoring_clock = lambda: SCORING_NOW
+    summary = pipe.run_once()
+    items = store.outbox_items(limit=1000)
+    store.close()
+    assert summary.workflows_triggered == len(items) > 0  # the sandbox seeds qualified leads
+    assert {(i.status, i.claimed_by) for i in items} == {("done", None)}
+    assert not enrollments(server)
+    assert not any("enrollments" in path for path in server.stats()["by_endpoint"])

@@ -45,9 +45,14 @@ def test_sources_map_compute_and_default_apply_in_order() -> None:
 
 def test_the_mapping_version_follows_meaning_not_spelling() -> None:
     plain = load_mapping("hubspot")
-    assert load_mapping("hubspot", {"fields": {"industry": {"property": "industry"}}}).version == plain.version
-    mapped = load_mapping("hubspot", {"fields": {"industry": {"property": "industry", "map": {"x": "y"}}}})
+    same = {"property": "industry", "company": "company.industry", "prefer": "contact"}
+    assert load_mapping("hubspot", {"fields": {"industry": same}}).version == plain.version
+    mapped = load_mapping("hubspot", {"fields": {"industry": {**same, "map": {"x": "y"}}}})
     assert mapped.version != plain.version
+    # without its company-level source the attribute reads something else: another version
+    assert load_mapping("hubspot", {"fields": {"industry": "industry"}}).version != plain.version
+    preferred = load_mapping("hubspot", {"fields": {"industry": {**same, "prefer": "company"}}})
+    assert preferred.version != plain.version
     assert load_mapping("hubspot", {"fields": {"job_title": "hs_title"}}).version != plain.version
 
 

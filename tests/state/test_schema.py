@@ -13,7 +13,7 @@ from sqlalchemy import inspect, text
 from sync.state import StateStore, StateStoreError, metadata, normalize_url
 
 #: the newest alembic revision (sync/migrations/versions/)
-HEAD = "0007_runs_partial"
+HEAD = "0008_companies"
 TABLES = {
     "runs",
     "watermarks",
@@ -26,6 +26,8 @@ TABLES = {
     "score_history",
     "outcomes",
     "models",
+    "companies",
+    "lead_companies",
 }
 
 

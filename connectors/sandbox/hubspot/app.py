@@ -61,6 +61,10 @@ What is emulated, and where the emulator chose a behaviour HubSpot does not docu
   type 3), batch read (<= 100 ids); Associations v4 contacts <-> deals (contact -> deal 4, deal -> contact
   3) through the same batch read and list. Seeded from the people's outcomes (see
   :mod:`connectors.sandbox.hubspot.deals`).
+* Companies ``/crm/v3/objects/companies``: list, read, create, update (``PATCH``), batch read and create,
+  search; Associations v4 contacts <-> companies (a contact's primary company carries HUBSPOT_DEFINED
+  type 1 "Primary" besides the unlabeled 279), with ``POST /crm/v4/associations/contacts/companies/batch/read``
+  counted apart in stats. Seeded from the people's accounts (see :mod:`connectors.sandbox.hubspot.companies`).
 * Legacy workflow enrollment ``POST /automation/v2/workflows/{workflowId}/enrollments/contacts/{email}``:
   204, recorded (``GET /__sandbox/enrollments``, ``enrollments`` in stats), 404 for an unknown email.
   ``GET /automation/v2/workflows/enrollments/contacts/{vid}`` lists the workflows a contact is enrolled in.
@@ -79,7 +83,7 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Unpack
 
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 from connectors.sandbox._server import (
     UNKNOWN_OPTION,
@@ -98,6 +102,7 @@ from connectors.sandbox.hubspot.activity_types import (
     ASSOCIATION_PAGE_SIZE,
 )
 from connectors.sandbox.hubspot.associations import AssociationsRoutes
+from connectors.sandbox.hubspot.companies import COMPANY_TYPE, CompaniesRoutes
 from connectors.sandbox.hubspot.deals import DEAL_TYPE
 from connectors.sandbox.hubspot.engagements import EngagementsRoutes
 from connectors.sandbox.hubspot.limits import DEFAULT_DAILY_LIMIT, DEFAULT_SEARCH_PER_SECOND, RATE_WINDOW_S, HubSpotGate
@@ -112,7 +117,13 @@ if TYPE_CHECKING:
 
 
 class HubSpotSandbox(
-    HubSpotGate, EngagementsRoutes, SearchRoutes, PropertiesRoutes, AssociationsRoutes, WorkflowsRoutes
+    HubSpotGate,
+    EngagementsRoutes,
+    SearchRoutes,
+    PropertiesRoutes,
+    AssociationsRoutes,
+    CompaniesRoutes,
+    WorkflowsRoutes,
 ):
     """The WSGI app: HubSpot's endpoints, auth, rate limits and error bodies over a :class:`HubSpotPortal`."""
 
@@ -192,6 +203,19 @@ class HubSpotSandbox(
         def deals(handler: Callable[..., Response]) -> Callable[..., Response]:
             return functools.partial(handler, objectType=deal)
 
+        company = COMPANY_TYPE.name
+
+        def companies(handler: Callable[..., Response]) -> Callable[..., Response]:
+            return functools.partial(handler, objectType=company)
+
+        def read_company(request: Request, companyId: str) -> Response:
+            return self._read_object(request, company, companyId)
+
+        # contacts -> companies has a static path of its own, so stats count the company cost apart
+        contact_companies = functools.partial(
+            self._batch_read_associations, fromObjectType="contacts", toObjectType=company
+        )
+
         routes: tuple[tuple[str, str, Callable[..., Response]], ...] = (
             ("GET", "/crm/v3/objects/contacts", self._list),
             ("POST", "/crm/v3/objects/contacts", self._create),
@@ -222,6 +246,13 @@ class HubSpotSandbox(
             ("GET", "/crm/v3/objects/deals/{dealId}", lambda request, dealId: self._read_object(request, deal, dealId)),
             ("POST", "/crm/v3/objects/deals/batch/read", deals(self._batch_read_objects)),
             ("POST", "/crm/v3/objects/deals/batch/create", deals(self._batch_create_objects)),
+            ("GET", "/crm/v3/objects/companies", companies(self._list_objects)),
+            ("POST", "/crm/v3/objects/companies", companies(self._create_object)),
+            ("GET", "/crm/v3/objects/companies/{companyId}", read_company),
+            ("PATCH", "/crm/v3/objects/companies/{companyId}", self._update_company),
+            ("POST", "/crm/v3/objects/companies/batch/read", companies(self._batch_read_objects)),
+            ("POST", "/crm/v3/objects/companies/batch/create", companies(self._batch_create_objects)),
+            ("POST", "/crm/v4/associations/contacts/companies/batch/read", contact_companies),
             ("GET", "/crm/v3/objects/{objectType}", self._list_objects),
             ("POST", "/crm/v3/objects/{objectType}", self._create_object),
             ("GET", "/crm/v3/objects/{objectType}/{objectId}", self._read_object),
@@ -233,6 +264,7 @@ class HubSpotSandbox(
         for method, template, handler in routes:
             self.add_route(method, template, handler)
         self.add_route("POST", "/crm/v3/objects/contacts/search", self._search, tag="search")
+        self.add_route("POST", "/crm/v3/objects/companies/search", self._search_companies, tag="search")
         self.add_route("GET", "/__sandbox/enrollments", self._list_enrollments, internal=True)
 
     # tokens
