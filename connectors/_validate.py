@@ -14,7 +14,13 @@ from typing import Any
 
 from connectors.errors import MalformedResponse
 
-__all__ = ["check_hubspot_collection", "parse_json_body", "require"]
+__all__ = [
+    "check_hubspot_collection",
+    "id_type_problem",
+    "parse_json_body",
+    "require",
+    "restricted_picklists",
+]
 
 
 def _what(content_type: str | None) -> str:
@@ -54,3 +60,41 @@ def check_hubspot_collection(what: str, data: Any) -> None:
         return
     after = nxt.get("after") if isinstance(nxt, Mapping) else None
     require(isinstance(after, str) and after != "", "HubSpot", what, "paging.next has no after cursor")
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, Mapping) else type(value).__name__
+
+
+def id_type_problem(value: Any) -> str | None:
+    """Why a record's id as sent cannot be used (None: a string, or absent: a missing id is counted apart).
+
+    An id is a string in both APIs; a number may have lost digits on the way (a JSON number past 2**53 in
+    any double-based parser), so it may name another record: the record is refused, never written to.
+    """
+    if value is None or isinstance(value, str):
+        return None
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return f"record id {shown} is a JSON {_json_type(value)}, not the string the API documents"
+
+
+def restricted_picklists(describe: Any) -> dict[str, frozenset[str]]:
+    """Restricted picklist field -> its active values, from a Salesforce sObject describe: the org stores no
+    other value in such a field, so a record showing one was not sent as the org holds it. (An unrestricted
+    picklist may hold any value loaded through the API: those are not listed.)"""
+    fields = describe.get("fields") if isinstance(describe, Mapping) else None
+    return {
+        str(f["name"]): frozenset(str(v["value"]) for v in f["picklistValues"] if v.get("active", True))
+        for f in fields or []
+        if isinstance(f, Mapping)
+        and f.get("type") in ("picklist", "multipicklist")
+        and f.get("restrictedPicklist")
+        and f.get("picklistValues")
+    }

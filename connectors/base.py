@@ -35,12 +35,19 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class RawRecord:
-    """One CRM record as the CRM returned it (values are the CRM's strings)."""
+    """One CRM record as the CRM returned it (values are the CRM's strings).
+
+    ``refused`` says why the connector cannot trust the record as sent (an id of another type than the API
+    documents), with the CRM's context; the pipeline then refuses it on its own, never scoring or writing it.
+    ``origin`` names the call that returned it (for such messages).
+    """
 
     id: str
     object_type: str
     properties: Mapping[str, Any]
     updated_at: datetime | None = None
+    refused: str | None = None
+    origin: str = ""
 
 
 @dataclass(frozen=True, slots=True)

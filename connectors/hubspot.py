@@ -51,7 +51,7 @@ from connectors._hubspot_companies import HubSpotCompanyReader
 from connectors._ratelimit import RollingWindowLimiter, shared_limiter
 from connectors._retry import retrying
 from connectors._sdk_models import sdk_model
-from connectors._validate import check_hubspot_collection, parse_json_body
+from connectors._validate import check_hubspot_collection, id_type_problem, parse_json_body
 from connectors.base import (
     LIFECYCLE_STAGES,
     OutcomeSpec,
@@ -320,6 +320,7 @@ class HubSpotConnector:
         #: share of the daily allowance left untouched for the portal's other integrations
         self.daily_reserve = daily_reserve
         self._on_call: list[Callable[[str, int | None], None]] = []
+        self._enumerations: dict[str, frozenset[str]] = {}
         #: what the last ``read_outcomes`` did (calls, deals seen), for logs and tests
         self.last_outcomes = OutcomeReadStats()
         #: activity objects through associations (connectors._hubspot_activities); None: counters only
@@ -432,15 +433,17 @@ class HubSpotConnector:
         else:
             yield from self._search_window(window, props)
 
-    def _to_record(self, obj: Any) -> RawRecord:
+    def _to_record(self, obj: Any, origin: str = "") -> RawRecord:
         """One contact of a list, search or batch-read answer (parsed JSON, see ``raw_json``)."""
         if not isinstance(obj, Mapping) or not isinstance(obj.get("properties") or {}, Mapping):
             raise MalformedResponse(f"HubSpot returned a contact that is not an object with properties: {obj!r:.200}")
         properties = dict(obj.get("properties") or {})
         updated = parse_hubspot_time(properties.get(CURSOR_PROPERTY)) or parse_hubspot_time(obj.get("updatedAt"))
-        # a null id stays empty (never the string "None"): the pipeline skips and counts such records
+        # a null id stays empty (never the string "None"): the pipeline skips and counts such records; an id
+        # of another JSON type than the documented string is refused by the pipeline (``sync.refusals``)
         record_id = "" if obj.get("id") is None else str(obj["id"]).strip()
-        return RawRecord(id=record_id, object_type="contact", properties=properties, updated_at=updated)
+        refused = id_type_problem(obj.get("id"))
+        return RawRecord(record_id, "contact", properties, updated, refused=refused, origin=origin)
 
     @staticmethod
     def _results(page: Mapping[str, Any]) -> list[Any]:
@@ -458,7 +461,7 @@ class HubSpotConnector:
                 raw_json(self._contacts_basic.get_page_with_http_info, "GET /crm/v3/objects/contacts"),
                 **kwargs,
             )
-            records = [self._to_record(obj) for obj in self._results(page)]
+            records = [self._to_record(obj, "GET /crm/v3/objects/contacts") for obj in self._results(page)]
             if records:
                 yield records
             nxt = ((page.get("paging") or {}).get("next") or {}).get("after")
@@ -490,11 +493,11 @@ class HubSpotConnector:
                 search=True,
                 public_object_search_request=request,
             )
-            records = [self._to_record(obj) for obj in self._results(page)]
+            records = [self._to_record(obj, "POST /crm/v3/objects/contacts/search") for obj in self._results(page)]
             if not records:
                 return
             yield records
-            numeric = [r.id for r in records if r.id.isdigit()]
+            numeric = [r.id for r in records if r.id.isdigit() and r.refused is None]
             if not numeric:  # keyset paging needs an id: a page without one cannot say where to go on
                 raise MalformedResponse(f"HubSpot search returned a page of {len(records)} records without ids")
             next_id = int(numeric[-1])
@@ -520,7 +523,7 @@ class HubSpotConnector:
                 batch_read_input_simple_public_object_id=body,
                 archived=False,
             )
-            yield [self._to_record(obj) for obj in self._results(page)]
+            yield [self._to_record(obj, "POST /crm/v3/objects/contacts/batch/read") for obj in self._results(page)]
 
     # -- companies (connectors.base.CompanyReader)
 
@@ -735,7 +738,18 @@ class HubSpotConnector:
         data, _ = self._call(
             "GET /crm/v3/properties/contacts", self._properties.get_all_with_http_info, object_type=OBJECT_TYPE
         )
+        # HubSpot refuses a write of any other value: one outside these options is no value it keeps
+        self._enumerations = {
+            p.name: frozenset(o.value for o in p.options or ())
+            for p in data.results or []
+            if p.type == "enumeration" and p.options
+        }
         return {p.name: p.type for p in data.results or []}
+
+    def enumerations(self, object_type: str) -> Mapping[str, frozenset[str]]:
+        """Enumeration property -> its options, as the last ``describe`` (every pass's ``ensure_properties``)
+        read them; empty before any."""
+        return self._enumerations
 
     def ensure_properties(self, specs: Sequence[PropertySpec]) -> list[str]:
         groups, _ = self._call(

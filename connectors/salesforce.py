@@ -52,7 +52,7 @@ from connectors._salesforce_rows import (
     _task_activity,
     _won_row,
 )
-from connectors._validate import require
+from connectors._validate import id_type_problem, require, restricted_picklists
 from connectors.base import (
     OutcomeSpec,
     PropertySpec,
@@ -283,6 +283,7 @@ class SalesforceConnector:
         self.daily_used: int | None = None
         self.daily_limit: int | None = None
         self._describe: dict[str, dict[str, str]] = {}
+        self._picklists: dict[str, dict[str, frozenset[str]]] = {}  # restricted ones: no other value is stored
         self._sf: Salesforce | None = None
         self._on_call: list[Callable[[str, int | None], None]] = []
         #: Salesforce has no per-second throttle; an optional cap shares the org with other integrations
@@ -440,7 +441,12 @@ class SalesforceConnector:
         if sobject not in self._describe:
             data: Any = self._call(lambda sf: sf.restful(f"sobjects/{sobject}/describe"))
             self._describe[sobject] = {f["name"]: f["type"] for f in (data or {}).get("fields", [])}
+            self._picklists[sobject] = restricted_picklists(data)
         return self._describe[sobject]
+
+    def enumerations(self, object_type: str) -> Mapping[str, frozenset[str]]:
+        """Restricted picklist -> its values, for one object type, as read by the last describe."""
+        return self._picklists.get(SOBJECTS.get(object_type, ""), {})
 
     def describe(self) -> Mapping[str, str]:
         merged: dict[str, str] = {}
@@ -610,7 +616,9 @@ class SalesforceConnector:
         active = (engaged or {}).get(record_id)
         if active is not None and (updated is None or active > updated):
             updated = active
-        return RawRecord(id=record_id, object_type=object_type, properties=properties, updated_at=updated)
+        origin = f"SOQL query on {SOBJECTS[object_type]}"
+        refused = id_type_problem(flat.get("Id"))
+        return RawRecord(record_id, object_type, properties, updated, refused=refused, origin=origin)
 
     def _query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
         """Pages of one SOQL query, following ``nextRecordsUrl`` (one call each; a repeating cursor stops)."""
@@ -645,7 +653,8 @@ class SalesforceConnector:
                 for rows in self._query_pages(soql):
                     if rows:
                         yield [self._to_record(object_type, r, engaged) for r in rows]
-                        last_id, restarts = str(rows[-1].get("Id") or last_id or ""), 0
+                        ids = [r["Id"] for r in rows if isinstance(r.get("Id"), str)]  # a refused id is no key
+                        last_id, restarts = (ids[-1] if ids else last_id), 0
                 return
             except RequestRejected as exc:
                 # a retried page (after a malformed answer) may find its cursor closed, as Salesforce closes

@@ -121,6 +121,7 @@ class App:
             overlap=timedelta(seconds=self.config.sync.overlap_s),
             settle=timedelta(seconds=self.config.sync.settle_s),
             read_ahead=self.config.sync.read_ahead_pages,
+            max_value_chars=self.config.sync.max_value_chars,
             explicit_triggers=bool(explicit),
             progress=progress,
             outcomes=self.config.outcomes.spec() if self.config.outcomes.enabled else None,

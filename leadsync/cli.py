@@ -287,6 +287,9 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
         table.add_row(key.replace("_", " "), str(summary[key]))
     grades = summary.get("grades") or {}
     table.add_row("grades", ", ".join(f"{g} {n}" for g, n in grades.items()))
+    if summary.get("records_refused"):  # a partial pass: the refused records are listed by `leadsync status`
+        by_reason = ", ".join(f"{r} {n}" for r, n in summary["refused_by_reason"].items())
+        table.add_row("records refused", f"{summary['records_refused']} ({by_reason}; see `leadsync status`)")
     out.print(table)
 
 
@@ -347,7 +350,7 @@ def _one_pass(
 
 @app.command()
 def status(config: ConfigOption = None, as_json: JsonOption = False, limit: int = 10) -> None:
-    """Last runs, watermarks, pending/failed writes and the workflow outbox."""
+    """Last runs, watermarks, pending/failed writes, records refused and the workflow outbox."""
     from rich.table import Table
 
     from sync.lease import lease_name
@@ -383,9 +386,12 @@ def status(config: ConfigOption = None, as_json: JsonOption = False, limit: int 
                 "error": r.error,
                 "leads_read": r.summary.get("leads_read"),
                 "leads_written": r.summary.get("leads_written"),
+                "records_refused": r.summary.get("records_refused", 0),
             }
             for r in runs
         ],
+        # the records the last pass that refused any refused, with the CRM's context (sync.refusals)
+        "refused_records": next((r.summary["refusals"] for r in runs if r.summary.get("refusals")), []),
         "failed_writes": [
             {
                 "lead_id": f.lead_id,
@@ -410,12 +416,17 @@ def status(config: ConfigOption = None, as_json: JsonOption = False, limit: int 
     from sync.pipeline import describe_rate_limit
 
     out.print(f"rate limit: {describe_rate_limit(data['rate_limit'])}")
-    runs_table = Table("run", "started", "status", "read", "written", "error", title="last runs", title_justify="left")
+    columns = ("run", "started", "status", "read", "written", "refused", "error")
+    runs_table = Table(*columns, title="last runs", title_justify="left")
     for r in data["runs"]:
-        runs_table.add_row(
-            str(r["id"]), r["started_at"], r["status"], str(r["leads_read"]), str(r["leads_written"]), r["error"] or ""
-        )
+        read, written, refused = (str(r[k]) for k in ("leads_read", "leads_written", "records_refused"))
+        runs_table.add_row(str(r["id"]), r["started_at"], r["status"], read, written, refused, r["error"] or "")
     out.print(runs_table)
+    if data["refused_records"]:
+        refused_table = Table("object", "record", "call", "problem", title="refused records", title_justify="left")
+        for f in data["refused_records"]:
+            refused_table.add_row(f["object"], f["id"] or "(none)", f["call"], f["problem"])
+        out.print(refused_table)
     if failures:
         fail_table = Table("lead", "attempts", "retriable", "CRM message", title="failed writes", title_justify="left")
         for f in data["failed_writes"]:

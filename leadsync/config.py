@@ -399,6 +399,8 @@ class SyncConfig(_Section):
     #: pages read ahead by a reader thread while the pass scores and writes (0: no thread); the rate
     #: limiter shared by both threads still caps the calls
     read_ahead_pages: int = Field(default=2, ge=0, le=16)
+    #: a record with a longer value (characters) is refused on its own (``sync.refusals``), never scored
+    max_value_chars: int = Field(default=8 * 1024 * 1024, ge=65_536)
 
 
 class StateConfig(_Section):
@@ -578,7 +580,10 @@ DEFAULT_NULL_VALUES = ("", "NA", "N/A", "n/a", "null", "NULL", "None", "#N/A")
 #: the delimiters ``leadsync score`` and ``check --input`` detect (``csv.delimiter`` / ``--delimiter`` force one)
 CSV_DELIMITERS = (",", ";", "\t", "|")
 #: the keys of the ``csv:`` section that describe the file rather than the column mapping
-CSV_FILE_KEYS = ("null_values", "default_null_values", "delimiter", "encoding")
+CSV_FILE_KEYS = ("null_values", "default_null_values", "delimiter", "encoding", "max_line_chars")
+#: the longest line of a CSV input read (characters): a longer one is reported on its own and skipped
+#: without being held in memory (a 100 MB line is a broken export, never a lead)
+CSV_MAX_LINE_CHARS = 1 << 20
 
 
 class CsvFileConfig(_Section):
@@ -592,6 +597,8 @@ class CsvFileConfig(_Section):
     delimiter: str | None = None
     #: the file's text encoding (default utf-8, a BOM accepted; latin-1 and cp1252 for older exports)
     encoding: str | None = None
+    #: a longer line is rejected on its own (and not read into memory); see :data:`CSV_MAX_LINE_CHARS`
+    max_line_chars: int = Field(default=CSV_MAX_LINE_CHARS, ge=1024)
 
     @field_validator("delimiter", mode="before")
     @classmethod

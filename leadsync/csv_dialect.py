@@ -16,7 +16,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from leadsync.config import CSV_DELIMITERS, DEFAULT_NULL_VALUES, CsvFileConfig, check_delimiter, check_encoding
+from leadsync.config import (
+    CSV_DELIMITERS,
+    CSV_MAX_LINE_CHARS,
+    DEFAULT_NULL_VALUES,
+    CsvFileConfig,
+    check_delimiter,
+    check_encoding,
+)
 
 #: how much of the file the delimiter is detected from
 SNIFF_BYTES = 64 * 1024
@@ -38,6 +45,8 @@ class CsvDialect:
     encoding: str = "utf-8-sig"
     nulls: frozenset[str] = frozenset(DEFAULT_NULL_VALUES)
     detected: bool = False
+    #: a longer line is reported on its own and skipped (``csv.max_line_chars``)
+    max_line_chars: int = CSV_MAX_LINE_CHARS
 
     @property
     def delimiter_name(self) -> str:
@@ -65,7 +74,7 @@ def resolve(
     lines = sample.splitlines(keepends=True)[:SNIFF_LINES]
     if chosen_delimiter is None:
         found = detect(lines)
-        return CsvDialect(found or ",", text_encoding, options.nulls(), detected=found is not None)
+        return CsvDialect(found or ",", text_encoding, options.nulls(), found is not None, options.max_line_chars)
     header = next(csv.reader(lines[:1], delimiter=chosen_delimiter), [])
     if len(header) == 1:
         other = next((d for d in CSV_DELIMITERS if d != chosen_delimiter and d in header[0]), None)
@@ -76,7 +85,7 @@ def resolve(
                 f"holds {_NAMES[other]}: the file looks delimited by {_NAMES[other]}; pass --delimiter "
                 f"{flag} (or leave it out: it is detected)"
             )
-    return CsvDialect(chosen_delimiter, text_encoding, options.nulls())
+    return CsvDialect(chosen_delimiter, text_encoding, options.nulls(), max_line_chars=options.max_line_chars)
 
 
 def detect(lines: list[str]) -> str | None:
@@ -105,11 +114,42 @@ def _sample(source: Path, encoding: str) -> str:
             raw = handle.read(SNIFF_BYTES)
     except OSError as exc:
         raise DialectError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    try:
-        return codecs.getincrementaldecoder(encoding)().decode(raw, final=False)
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DialectError(not_text(source, line, encoding)) from None
+    text = codecs.getincrementaldecoder(encoding)(errors="surrogateescape").decode(raw, final=False)
+    _, bad = first_foreign_text(text, proven=False)
+    if bad is not None:
+        raise DialectError(not_text(source, text[:bad].count("\n") + 1, encoding))
+    return text
+
+
+#: a byte the encoding could not decode, as ``errors="surrogateescape"`` keeps it
+UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+def first_foreign_text(text: str, *, proven: bool) -> tuple[bool, int | None]:
+    """Whether the file has shown it is in its encoding (valid non-ASCII text read) after ``text``, and the
+    offset of the first undecodable byte in ``text`` when that comes before any such proof (None: none).
+
+    A file whose first non-ASCII text does not decode is in another encoding: the whole file is refused, with
+    the likely fix. Once it has shown valid non-ASCII text, a line that does not decode is a line in another
+    encoding among good ones (two exports pasted together): that line is rejected on its own.
+    """
+    found = UNDECODED.search(text)
+    head = text if found is None else text[: found.start()]
+    proven = proven or not head.isascii()
+    return proven, (found.start() if found is not None and not proven else None)
+
+
+def foreign_bytes(text: str, encoding: str) -> str | None:
+    """Why a line read with ``errors="surrogateescape"`` is not text in ``encoding`` (None: it is)."""
+    found = UNDECODED.search(text)
+    if found is None:
+        return None
+    name = "utf-8" if encoding == "utf-8-sig" else encoding
+    byte = ord(found.group()) - 0xDC00
+    return (
+        f"not valid {name} text (byte 0x{byte:02x} at column {found.start() + 1}) among lines that are: "
+        "a line in another encoding? Re-save it, or read the file with --encoding"
+    )
 
 
 def not_text(source: Path | str, line: int, encoding: str) -> str:

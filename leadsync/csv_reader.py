@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from leadsync.csv_dialect import CsvDialect, not_text
+from leadsync.csv_dialect import CsvDialect, first_foreign_text, not_text
 
 if TYPE_CHECKING:
     from leadsync.scorefile import RowProblem, _Record
@@ -92,11 +92,16 @@ class _Stream:
     """The file decoded to UTF-8, taken as blocks ending at a line end or line by line (``readline``, what the
     exact row reader reads)."""
 
-    def __init__(self, handle: IO[bytes], source: Path, encoding: str) -> None:
+    def __init__(self, handle: IO[bytes], source: Path, encoding: str, max_line_chars: int = 1 << 20) -> None:
         self._handle = handle
         self._source = source
         self._encoding = encoding
-        self._decoder = codecs.getincrementaldecoder(encoding)()
+        # undecodable bytes are kept as lone surrogates: a line in another encoding is rejected on its own
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
+        #: valid non-ASCII text has been read: the file is in its encoding (see ``first_foreign_text``)
+        self.proven = False
+        #: a block is never grown past this without a line end: such a line goes to the exact reader, bounded
+        self.max_block_line = 4 * max_line_chars
         self._buf = bytearray()
         self._pos = 0
         self._eof = False
@@ -113,13 +118,13 @@ class _Stream:
             from leadsync.scorefile import ScoreFileError
 
             raise ScoreFileError(f"{self._source}: cannot read: {exc.strerror or exc}") from None
-        try:
-            text = self._decoder.decode(raw, final=not raw)
-        except UnicodeDecodeError as exc:
+        text = self._decoder.decode(raw, final=not raw)
+        self.proven, bad = first_foreign_text(text, proven=self.proven)
+        if bad is not None:
             from leadsync.scorefile import ScoreFileError
 
-            line = self._newlines + raw[: max(exc.start, 0)].count(b"\n") + 1
-            raise ScoreFileError(not_text(self._source, line, self._encoding)) from None
+            line = self._newlines + text[:bad].count("\n") + 1
+            raise ScoreFileError(not_text(self._source, line, self._encoding))
         self._newlines += raw.count(b"\n")
         if self._pos > (1 << 22):
             del self._buf[: self._pos]
@@ -129,19 +134,27 @@ class _Stream:
             self._eof = True
         return True
 
-    def readline(self) -> str:
-        """The next line with its line end ("" at the end), split as ``open(newline="")`` splits."""
+    def readline(self, size: int = -1) -> str:
+        """The next line with its line end ("" at the end), split as ``open(newline="")`` splits; with
+        ``size``, at most that many bytes of it (the rest comes with the next calls), never buffering more."""
         while True:
             found = _LINE_END.search(self._buf, self._pos)
             if found is not None and (found.end() < len(self._buf) or self._eof or found.group() != b"\r"):
                 end = found.end()
                 break
+            if 0 <= size <= len(self._buf) - self._pos:
+                end = self._pos + size
+                break
             if not self._fill():
                 end = len(self._buf)
                 break
+        if 0 <= size < end - self._pos:
+            end = self._pos + size
+            while end > self._pos and (self._buf[end] & 0xC0) == 0x80:  # not inside a character
+                end -= 1
         text = bytes(self._buf[self._pos : end]).decode("utf-8", "surrogatepass")
         self._pos = end
-        if text:
+        if text.endswith(("\n", "\r")) or (text and self._eof and self._pos >= len(self._buf)):
             self.line += 1
         return text
 
@@ -153,6 +166,8 @@ class _Stream:
             cut = self._buf.rfind(b"\n", self._pos, self._pos + size)
             if cut >= 0 or self._eof:
                 break
+            if size >= self.max_block_line:  # a line this long: the exact reader rejects it, line by line
+                return b"", self.line
             size *= 2  # one line longer than a block: take more
             while len(self._buf) - self._pos < size and self._fill():
                 pass
@@ -176,6 +191,12 @@ class _LineHandle:
 
     def __init__(self, stream: _Stream) -> None:
         self.readline = stream.readline
+        self._stream = stream
+
+    @property
+    def proven(self) -> bool:
+        """The file has shown valid non-ASCII text (a later undecodable line is rejected on its own)."""
+        return self._stream.proven
 
 
 @contextmanager
@@ -190,8 +211,8 @@ def csv_chunks(
     except OSError as exc:
         raise ScoreFileError(f"{source}: cannot read: {exc.strerror or exc}") from None
     with handle:
-        stream = _Stream(handle, source, dialect.encoding)
-        lines = _Lines(_LineHandle(stream), source, max_record_lines, dialect.encoding)  # type: ignore[arg-type]
+        stream = _Stream(handle, source, dialect.encoding, dialect.max_line_chars)
+        lines = _Lines(_LineHandle(stream), source, max_record_lines, dialect.encoding, max_line=dialect.max_line_chars)  # type: ignore[arg-type]
         header = _header(source, lines, dialect.delimiter)
         stream.line = lines.next_number
         size = block_bytes or BLOCK_BYTES
@@ -247,7 +268,7 @@ def _chunks(
         if taken is None:
             return
         data, first = taken
-        chunk = _fast_chunk(data, first, len(header), dialect.delimiter)
+        chunk = _fast_chunk(data, first, len(header), dialect.delimiter, dialect.max_line_chars) if data else None
         if chunk is None:
             stream.unread(data, first)
             last = first + data.count(b"\n") - (1 if data.endswith(b"\n") else 0)
@@ -255,12 +276,14 @@ def _chunks(
         yield chunk
 
 
-def _fast_chunk(data: bytes, first: int, width: int, delimiter: str) -> Chunk | None:
+def _fast_chunk(data: bytes, first: int, width: int, delimiter: str, max_line: int = 1 << 20) -> Chunk | None:
     """The block parsed by pyarrow, or None when the exact row reader must read it."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     if b"\x00" in data or (b"\r" in data and data.count(b"\r") != data.count(b"\r\n")):
+        return None
+    if b"\xed\xb2" in data or b"\xed\xb3" in data:  # undecodable bytes (lone surrogates): rejected line by line
         return None
     bytes_ = np.frombuffer(data, dtype=np.uint8)
     if b'"' in data and _odd_quote(bytes_, ord(delimiter)):
@@ -270,6 +293,8 @@ def _fast_chunk(data: bytes, first: int, width: int, delimiter: str) -> Chunk | 
     if not data.endswith(b"\n"):
         ends = np.concatenate((ends, [len(data)]))
     starts = starts[: len(ends)]
+    if len(ends) and int((ends - starts).max()) > max_line:  # maybe over the limit: the exact reader counts
+        return None
     content_end = ends - ((ends > starts) & (bytes_[np.maximum(ends - 1, 0)] == 13))
     records = np.flatnonzero(content_end > starts)
     invalid: list[Any] = []
@@ -322,7 +347,14 @@ def _exact_chunk(
 
     from leadsync.scorefile import RowProblem, _Lines, _records
 
-    lines = _Lines(_LineHandle(stream), source, max_record_lines, dialect.encoding, start=first)  # type: ignore[arg-type]
+    lines = _Lines(
+        _LineHandle(stream),  # type: ignore[arg-type]
+        source,
+        max_record_lines,
+        dialect.encoding,
+        start=first,
+        max_line=dialect.max_line_chars,
+    )
     width = len(header)
     columns: list[list[str]] = [[] for _ in range(width)]
     numbers: list[int] = []

@@ -19,7 +19,9 @@ FaultKindsOption = Annotated[
     typer.Option(
         "--fault-kinds",
         help="Comma-separated kinds --fault-rate draws from: 500, 502, 503, slow, drop, corrupt (a truncated "
-        "200 body), html (a gateway's 200 text/html page), drip (the body at 64 bytes/s). Default: 500..drop.",
+        "200 body), html (a gateway's 200 text/html page), drip (the body at 64 bytes/s), stall (half the body, "
+        "then silence for 60 s), and in the first record of a page: huge (a 50 MB title), enum (an enumeration "
+        "value that is no option), idtype (the id as a JSON number). Default: 500..drop.",
     ),
 ]
 FaultAtOption = Annotated[

@@ -36,7 +36,8 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
-from leadsync.csv_dialect import CsvDialect, not_text
+from leadsync.config import CSV_MAX_LINE_CHARS
+from leadsync.csv_dialect import UNDECODED, CsvDialect, first_foreign_text, foreign_bytes, not_text
 from leadsync.csv_reader import Chunk, csv_chunks, read_ahead
 from mappings import LeadMapping
 from scoring import CompiledRules, Lead, ScoreColumns
@@ -119,23 +120,44 @@ class ScoreFileResult:
             entry.examples.append(raw)
 
 
+#: how much of an overlong line is read at a time while it is skipped
+_SKIP_CHARS = 1 << 20
+
+
 class _Lines:
     """The file's physical lines, fed to ``csv.reader`` one at a time and numbered.
 
     The lines of the record being read are kept (at most ``limit`` of them), so that a broken record can be
-    dropped and its other lines read again as records of their own.
+    dropped and its other lines read again as records of their own. A hostile line is flagged (``flags``:
+    line -> why) and its record rejected on its own: a NUL byte, bytes that are not text in the encoding
+    among lines that are (see ``first_foreign_text``), or more than ``max_line`` characters (read past in
+    pieces, never held whole: only a blank stands in for it).
     """
 
-    def __init__(self, handle: IO[str], source: Path, limit: int, encoding: str = "utf-8", start: int = 1) -> None:
+    def __init__(
+        self,
+        handle: IO[str],
+        source: Path,
+        limit: int,
+        encoding: str = "utf-8",
+        start: int = 1,
+        *,
+        max_line: int = CSV_MAX_LINE_CHARS,
+    ) -> None:
         self._handle = handle
         self._source = source
         self._limit = limit
         self._encoding = encoding
+        self._max_line = max_line
         self._pending: deque[tuple[int, str]] = deque()
         self._next_number = start
+        self._proven = False
         self.record: list[tuple[int, str]] = []
         self.past_end = False  #: the reader asked for a line after the last one, inside a record
         self.over_limit = False  #: the reader asked for more than ``limit`` lines for one record
+        self.flags: dict[int, str] = {}
+        # a field may be as long as the longest record: csv's own default (128 KiB) would end the whole file
+        csv.field_size_limit(max(csv.field_size_limit(), max_line * limit))
 
     def __iter__(self) -> _Lines:
         return self
@@ -147,19 +169,44 @@ class _Lines:
         if self._pending:
             item = self._pending.popleft()
         else:
-            try:
-                text = self._handle.readline()
-            except OSError as exc:
-                raise ScoreFileError(f"{self._source}: cannot read: {exc.strerror or exc}") from None
-            except UnicodeDecodeError:
-                raise ScoreFileError(not_text(self._source, self._next_number, self._encoding)) from None
+            text = self._read(self._max_line + 1)
             if not text:
                 self.past_end = True
                 raise StopIteration
-            item = (self._next_number, text)
+            item = (self._next_number, self._screened(self._next_number, text))
             self._next_number += 1
         self.record.append(item)
         return item[1]
+
+    def _read(self, size: int) -> str:
+        try:
+            return self._handle.readline(size)
+        except OSError as exc:
+            raise ScoreFileError(f"{self._source}: cannot read: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ScoreFileError(not_text(self._source, self._next_number, self._encoding)) from None
+
+    def _screened(self, number: int, text: str) -> str:
+        """The line as ``csv.reader`` gets it, its problem (if any) flagged in :attr:`flags`."""
+        if not text.endswith(("\n", "\r")) and (more := self._read(self._max_line + 1)):
+            skipped = len(text) + len(more)
+            while not more.endswith(("\n", "\r")) and (more := self._read(_SKIP_CHARS)):
+                skipped += len(more)
+            self.flags[number] = (
+                f"the line is {skipped:,} characters long, over the {self._max_line:,} a line may have "
+                "(csv.max_line_chars): skipped without being read"
+            )
+            return "\n"
+        if "\x00" in text:
+            self.flags[number] = f"a NUL byte at column {text.index(chr(0)) + 1}: binary data, not text"
+        foreign = UNDECODED.search(text) is not None
+        self._proven, bad = first_foreign_text(text, proven=self._proven or getattr(self._handle, "proven", False))
+        if bad is not None:
+            raise ScoreFileError(not_text(self._source, number, self._encoding))
+        if foreign:
+            self.flags.setdefault(number, foreign_bytes(text, self._encoding) or "")
+            return UNDECODED.sub("\ufffd", text)  # the rejects file shows where the bytes were
+        return text
 
     @property
     def next_number(self) -> int:
@@ -208,7 +255,10 @@ def _records(lines: _Lines, columns: int | None, delimiter: str = ",") -> Iterat
             return
         start, span = lines.record[0][0], len(lines.record)
         broken = None
-        if lines.over_limit:
+        flagged = next((n for n, _ in lines.record if n in lines.flags), None)
+        if flagged is not None:
+            broken = lines.flags.pop(flagged) if flagged == start else f"line {flagged}: {lines.flags[flagged]}"
+        elif lines.over_limit:
             broken = f"a quoted field opened here is still open after {span} lines (the most a record may span)"
         elif lines.past_end:
             broken = "a quoted field opened here runs past the end of the file"
@@ -294,7 +344,7 @@ class Sample:
 def read_sample(source: Path, dialect: CsvDialect, limit: int, max_record_lines: int = MAX_RECORD_LINES) -> Sample:
     """The header and up to ``limit`` sound records of ``source`` (broken ones are left to ``score_csv``)."""
     with _open_input(source, dialect) as handle:
-        lines = _Lines(handle, source, max_record_lines, dialect.encoding)
+        lines = _Lines(handle, source, max_record_lines, dialect.encoding, max_line=dialect.max_line_chars)
         header = _header(source, lines, dialect.delimiter)
         rows: list[list[str]] = []
         for record in _records(lines, len(header), dialect.delimiter):
@@ -308,7 +358,8 @@ def read_sample(source: Path, dialect: CsvDialect, limit: int, max_record_lines:
 @contextmanager
 def _open_input(source: Path, dialect: CsvDialect) -> Iterator[IO[str]]:
     try:
-        handle = source.open(newline="", encoding=dialect.encoding)
+        # undecodable bytes are kept (as lone surrogates) for ``_Lines`` to reject their line on its own
+        handle = source.open(newline="", encoding=dialect.encoding, errors="surrogateescape")
     except OSError as exc:
         raise ScoreFileError(f"{source}: cannot read: {exc.strerror or exc}") from None
     with handle:
@@ -370,7 +421,7 @@ def csv_records(
     reading goes on after it); shared by every command that reads a CSV of leads (``rules fit``)."""
     dialect = dialect or CsvDialect()
     with _open_input(source, dialect) as handle:
-        lines = _Lines(handle, source, max_record_lines, dialect.encoding)
+        lines = _Lines(handle, source, max_record_lines, dialect.encoding, max_line=dialect.max_line_chars)
         header = _header(source, lines, dialect.delimiter)
         yield header, _records(lines, len(header), dialect.delimiter)
 

@@ -60,6 +60,7 @@ from sync.joblock import job_lock
 from sync.lease import LeaseKeeper, LeaseLost, lease_name
 from sync.metrics import SyncMetrics
 from sync.pipeline import PassInterrupted, SyncPipeline, SyncSummary
+from sync.refusals import REASONS as REFUSAL_REASONS
 from sync.schedule import DEFAULT_PORT, JobSpec, build_trigger
 from sync.state import FencedOut, StateStore
 from sync.triggers import DeliveryCheck
@@ -487,7 +488,7 @@ class Daemon:
         summary: SyncSummary | None = None
         try:
             summary = self.pipeline.run_once(full=spec.full)
-            status = "ok"
+            status = "partial" if summary.records_refused else "ok"  # records refused on their own (sync.refusals)
             self._synced.set()
         except (ShutdownRequested, LeaseLost, BudgetExhausted):
             status = "stopped"  # logged by the pipeline (sync.stopped / sync.failed)
@@ -587,7 +588,7 @@ class Daemon:
         self.metrics.write_failures.labels(crm).inc(summary.write_failures)
         self.metrics.workflows_triggered.labels(crm).inc(summary.workflows_triggered)
         for reason, count in (
-            ("no_id", summary.bad_records),
+            *((reason, summary.refused_by_reason.get(reason, 0)) for reason in REFUSAL_REASONS),
             ("bad_value", summary.bad_values),
             ("value_truncated", summary.values_truncated),
         ):

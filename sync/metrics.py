@@ -65,7 +65,10 @@ class SyncMetrics:
         self.info.info({"version": version, "crm": crm})
 
         self.runs = Counter(
-            "leadsync_runs", "Sync passes by job and outcome (ok, failed, stopped)", ["job", "status"], registry=r
+            "leadsync_runs",
+            "Sync passes by job and outcome (ok, partial, failed, stopped)",
+            ["job", "status"],
+            registry=r,
         )
         self.run_duration = Histogram(
             "leadsync_run_duration_seconds",
@@ -102,6 +105,8 @@ class SyncMetrics:
         self.records_refused = Counter(
             "leadsync_records_refused",
             "Records or values refused or cut: no_id (a record without a usable id, never scored or written), "
+            "id_type (an id sent as another JSON type), oversized (a value over sync.max_value_chars), "
+            "unknown_option (an enumeration value that is none of its options, read by a rule), "
             "bad_value (a value the mapping could not read), value_truncated (a cached value cut to the bound)",
             ["crm", "reason"],
             registry=r,

@@ -39,6 +39,7 @@ from sync.passwrites import (
     written_values,
 )
 from sync.prefetch import prefetched
+from sync.refusals import MAX_VALUE_CHARS, RecordScreen, tally
 from sync.scoring_step import (
     CachedPage,
     LeadValues,
@@ -136,6 +137,11 @@ class SyncSummary:
     bad_values: int = 0
     #: records skipped because the CRM sent them without a usable id (never scored, never written)
     bad_records: int = 0
+    #: records refused on their own (``sync.refusals``: never cached, scored or written; the pass is partial),
+    #: by reason, and the first few with the CRM's context (object, id, call, problem)
+    records_refused: int = 0
+    refused_by_reason: dict[str, int] = field(default_factory=dict)
+    refusals: list[dict[str, str]] = field(default_factory=list)
     #: cached values cut to the state store's bound (the CRM's limit for the property, else 64 KiB)
     values_truncated: int = 0
     api_calls: int = 0
@@ -269,6 +275,7 @@ class SyncPipeline:
         use_model: bool = True,
         model_exclude: Collection[str] = (),
         read_ahead: int = 2,
+        max_value_chars: int = MAX_VALUE_CHARS,
     ) -> None:
         self.connector = connector
         self.mapping = mapping
@@ -308,6 +315,11 @@ class SyncPipeline:
         self._held = self._held_writes(IndexEvidence())
         #: the primary company's fields of each record (``sync.companies``; HubSpot only)
         self.companies = CompanyFields(connector, mapping, store)
+        rulesets = [r.rules for r in (rules, challenger) if r is not None]
+        enumerations = getattr(connector, "enumerations", None)  # restricted enumerations' options, when it says
+        self.screen = RecordScreen(
+            connector.name, mapping, rulesets, enumerations=enumerations, max_value_chars=max_value_chars
+        )
 
     def _outcome_reader(self) -> OutcomeReader | None:
         """The connector when it reads outcomes and outcomes are enabled (else None)."""
@@ -462,7 +474,8 @@ class SyncPipeline:
         summary.duration_s = round(time.monotonic() - started, 3)
         summary.rate_limit = self._limit_info()
         if run_id is not None:
-            self.store.finish_run(run_id, "ok", {**summary.as_dict(), WRITES_PER_S_KEY: evidence.as_summary()})
+            status = "partial" if summary.records_refused else "ok"  # the rest went on; the refused are counted
+            self.store.finish_run(run_id, status, {**summary.as_dict(), WRITES_PER_S_KEY: evidence.as_summary()})
         log.info("sync.done", **{k: v for k, v in summary.as_dict().items() if k != "properties_created"})
         return summary
 
@@ -582,13 +595,11 @@ class SyncPipeline:
             self.writeback = dataclasses.replace(self.writeback, model_properties=True)
 
     def _usable(self, page: Sequence[RawRecord], summary: SyncSummary) -> list[RawRecord]:
-        """The page without records whose id is null or empty: they cannot be cached, scored or written
-        back (a write to id "None" would be refused, or worse, land on a record of that name)."""
-        usable = [r for r in page if r.id and r.id.strip() and r.id != "None"]
-        skipped = len(page) - len(usable)
-        if skipped:
-            summary.bad_records += skipped
-            log.warning("crm.bad_record", crm=self.connector.name, problem="record without an id", count=skipped)
+        """The page without the records ``sync.refusals`` refuses (no usable id, an id of another type, an
+        oversized value, an unknown option a rule reads): never cached, scored or written, only counted."""
+        usable, refused = self.screen.screen(page)
+        summary.records_refused += len(refused)
+        summary.bad_records += tally(refused, summary.refused_by_reason, summary.refusals)
         return usable
 
     def _bad_value(self, summary: SyncSummary) -> Callable[[str, str, Any, str], None]:
@@ -834,7 +845,7 @@ class SyncPipeline:
     def _previous_recheck(self) -> tuple[str | None, datetime | None]:
         """The last re-check's cursor and time, from the last ok pass (each pass carries them on)."""
         for run in self.store.last_runs(20, job="sync"):
-            if run.status == "ok":
+            if run.status in ("ok", "partial"):  # a partial pass went on past the records it refused
                 cursor = run.summary.get("outcomes_recheck_cursor")
                 at = run.summary.get("outcomes_rechecked_at")
                 try:
@@ -868,7 +879,7 @@ class SyncPipeline:
 
     def _previous_rules_version(self) -> str | None:
         for run in self.store.last_runs(20, job="sync"):
-            if run.status == "ok" and run.summary.get("rules_version"):
+            if run.status in ("ok", "partial") and run.summary.get("rules_version"):
                 return str(run.summary["rules_version"])
         return None
 

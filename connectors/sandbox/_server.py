@@ -9,7 +9,11 @@ sockets down and joins them, and an injected slow response ends at once instead 
 
 Faults come at a seeded random rate (``fault_rate``/``fault_kinds``) or scheduled, deterministically:
 ``app.faults.schedule("corrupt", "GET /crm/v3/objects/contacts", nth=2)`` gives the 2nd request to that
-endpoint a truncated 200 body (``html``: a gateway's 200 error page; ``drip``: the right body, trickled).
+endpoint a truncated 200 body (``html``: a gateway's 200 error page; ``drip``: the right body, trickled;
+``stall``: half the body, then silence). Record faults leave the page well-formed and spoil its first record
+(``huge``: a 50 MB text value; ``enum``: an enumeration value that is none of its options; ``idtype``: the
+record's id sent as a JSON number); the vendor subclass says how (:meth:`SandboxApp.spoil_record`), and
+``app.faults.spoiled`` lists (kind, record id) of every record so spoiled, for tests to look at.
 
 Every sandbox serves ``GET /__sandbox/stats`` (no auth, never counted, never throttled or faulted)::
 
@@ -45,8 +49,10 @@ __all__ = [
     "ALL_FAULT_KINDS",
     "FAULT_KINDS",
     "PAYLOAD_FAULT_KINDS",
+    "RECORD_FAULT_KINDS",
     "RESET_STATS_PATH",
     "STATS_PATH",
+    "UNKNOWN_OPTION",
     "Abort",
     "DropConnection",
     "FaultInjector",
@@ -78,10 +84,17 @@ RESET_STATS_PATH = "/__sandbox/reset-stats"
 FAULT_KINDS: tuple[str, ...] = ("500", "502", "503", "slow", "drop")
 #: faults in a 200's body: ``corrupt`` (the real body truncated: malformed JSON or CSV), ``html`` (a gateway's
 #: text/html error page, the handler never runs), ``drip`` (the correct body trickled, by default 64 bytes/s
-#: in small writes, so that a per-read timeout never trips)
-PAYLOAD_FAULT_KINDS: tuple[str, ...] = ("corrupt", "html", "drip")
+#: in small writes, so that a per-read timeout never trips), ``stall`` (the headers and the first half of the
+#: correct body, then nothing for ``stall_s``, 60 s by default, then the connection closes)
+PAYLOAD_FAULT_KINDS: tuple[str, ...] = ("corrupt", "html", "drip", "stall")
+#: faults in one record of a well-formed 200 page (its first one): ``huge`` (a text property of
+#: ``huge_value_bytes``, 50 MB by default), ``enum`` (an enumeration property the rules use, given a value
+#: that is none of its options), ``idtype`` (the record id a JSON number instead of the documented string)
+RECORD_FAULT_KINDS: tuple[str, ...] = ("huge", "enum", "idtype")
 #: every kind ``fault_kinds`` and :meth:`FaultInjector.schedule` accept
-ALL_FAULT_KINDS: tuple[str, ...] = FAULT_KINDS + PAYLOAD_FAULT_KINDS
+ALL_FAULT_KINDS: tuple[str, ...] = FAULT_KINDS + PAYLOAD_FAULT_KINDS + RECORD_FAULT_KINDS
+#: the value the ``enum`` fault gives an enumeration property: no portal or org has it as an option
+UNKNOWN_OPTION = "leadsync-sandbox-unknown-option"
 #: a proxy's error page, served by the ``html`` fault with status 200
 GATEWAY_PAGE = (
     b"<html><head><title>502 Bad Gateway</title></head>"
@@ -340,12 +353,20 @@ class FaultInjector:
         kinds: Iterable[str] = FAULT_KINDS,
         slow_s: float = 2.0,
         drip_bytes_per_s: float = 64.0,
+        stall_s: float = 60.0,
+        huge_value_bytes: int = 50 * 1024 * 1024,
     ) -> None:
         self.kinds = _check_kinds(kinds)
         self.rate = rate
         self.slow_s = slow_s
         #: how fast a ``drip`` fault sends the body (about 20 writes a second, of up to 64 bytes each)
         self.drip_bytes_per_s = drip_bytes_per_s
+        #: how long a ``stall`` fault keeps the connection silent after half the body
+        self.stall_s = stall_s
+        #: how long the value a ``huge`` fault puts in a record is
+        self.huge_value_bytes = huge_value_bytes
+        #: (kind, original record id) of every record a record fault spoiled, in order
+        self.spoiled: list[tuple[str, str]] = []
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
@@ -485,6 +506,19 @@ class SandboxApp:
         """The vendor's body for an injected 5xx."""
         return json_response({"message": "injected fault", "status": status}, status)
 
+    #: the key of a record page's list of records (HubSpot ``results``, Salesforce ``records``)
+    records_key = "results"
+
+    def spoil_record(self, kind: str, record: dict[str, Any]) -> str | None:
+        """Make one record of a page hostile in place for the record fault ``kind`` (see
+        :data:`RECORD_FAULT_KINDS`); returns the record's original id, or None when this record has nothing
+        the fault can spoil (the page then goes out unchanged)."""
+        return None
+
+    def huge_value(self) -> str:
+        """The value a ``huge`` fault puts in a record: a job title, padded to ``huge_value_bytes``."""
+        return "VP " + "x" * max(0, self.faults.huge_value_bytes - 3)
+
     def handle_exception(self, exc: Exception) -> Response | None:
         """Render a vendor error raised by a handler; None means "a bug": logged and answered with a 500."""
         return None
@@ -535,7 +569,7 @@ class SandboxApp:
                 return Response(GATEWAY_PAGE, status=200, mimetype="text/html")
             if fault == "slow":
                 self.stopping.wait(self.faults.slow_s)
-            elif fault not in PAYLOAD_FAULT_KINDS:
+            elif fault not in PAYLOAD_FAULT_KINDS + RECORD_FAULT_KINDS:
                 return self.fault_response(int(fault))
         response = self._run(route, request, params)
         for name, value in admitted.items():
@@ -544,7 +578,45 @@ class SandboxApp:
             return _truncated(response)
         if fault == "drip":
             return self._dripped(response)
+        if fault == "stall":
+            return self._stalled(response)
+        if fault in RECORD_FAULT_KINDS:
+            return self._spoiled(fault, response)
         return response
+
+    def _stalled(self, response: Response) -> Response:
+        """The same answer: its headers and the first half of its body, then silence for ``stall_s`` (ended
+        early when the server stops), then the connection is closed: the client never gets the rest."""
+        body = response.get_data()
+        stopping, stall_s = self.stopping, self.faults.stall_s
+
+        def half_then_silence() -> Iterator[bytes]:
+            yield body[: len(body) // 2]
+            stopping.wait(stall_s)
+            raise DropConnection("sandbox fault: stalled mid-body")
+
+        stalled = Response(half_then_silence(), status=response.status_code, headers=response.headers)
+        stalled.headers["Content-Length"] = str(len(body))
+        return stalled
+
+    def _spoiled(self, kind: str, response: Response) -> Response:
+        """The same JSON page with its first record spoiled by :meth:`spoil_record` (anything else unchanged)."""
+        if response.status_code != 200 or not (response.mimetype or "").endswith("json"):
+            return response
+        try:
+            page = json.loads(response.get_data())
+        except ValueError:
+            return response
+        records = page.get(self.records_key) if isinstance(page, dict) else None
+        if not isinstance(records, list) or not records or not isinstance(records[0], dict):
+            return response
+        spoiled = self.spoil_record(kind, records[0])
+        if spoiled is None:
+            return response
+        with self.faults._lock:
+            self.faults.spoiled.append((kind, spoiled))
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+        return json_response(page, 200, headers)
 
     def _dripped(self, response: Response) -> Response:
         """The same answer, its body sent slowly (the declared Content-Length is the full one)."""

@@ -15,12 +15,14 @@ from typer.testing import CliRunner
 from connectors.sandbox._server import (
     ALL_FAULT_KINDS,
     GATEWAY_PAGE,
+    UNKNOWN_OPTION,
     FaultInjector,
     FaultRule,
     parse_fault_kinds,
     parse_fault_rule,
 )
 from connectors.sandbox.hubspot import HubSpotSandboxServer
+from connectors.sandbox.salesforce import SalesforceSandboxServer
 from leadsync.cli import app as cli_app
 
 Factory = Callable[..., HubSpotSandboxServer]
@@ -110,9 +112,78 @@ def test_drip_ends_when_the_server_stops(hubspot_sandbox_factory: Factory) -> No
         assert time.monotonic() - started < 5
 
 
+def test_stall_sends_half_the_body_then_nothing_until_the_server_stops(hubspot_sandbox_factory: Factory) -> None:
+    server = hubspot_sandbox_factory(contacts=30, seed=1)
+    _, clean, _ = _raw_get(server)
+    server.sandbox.faults.schedule("stall", CONTACTS)
+    url = urlsplit(server.url)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        request = f"GET /crm/v3/objects/contacts?limit=20 HTTP/1.1\r\nAuthorization: Bearer {server.token}\r\n\r\n"
+        sock.sendall(request.encode())
+        received = b""
+        while b"\r\n\r\n" not in received or len(received.partition(b"\r\n\r\n")[2]) < len(clean) // 2:
+            received += sock.recv(65536)
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert f"Content-Length: {len(clean)}".encode() in head and body == clean[: len(clean) // 2]
+        sock.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            sock.recv(65536)  # silence: the rest never comes
+        started = time.monotonic()
+        server.stop(timeout=5)  # the stall ends with the server, the connection closes without the rest
+        assert time.monotonic() - started < 5
+        sock.settimeout(5)
+        assert sock.recv(65536) == b""
+
+
+@pytest.mark.parametrize(
+    ("kind", "check"),
+    [
+        ("huge", lambda r: len(r["properties"].get("jobtitle") or "") == 1024 * 1024),
+        ("enum", lambda r: r["properties"].get("numemployees") == UNKNOWN_OPTION),
+        ("idtype", lambda r: isinstance(r["id"], int)),
+    ],
+)
+def test_hubspot_record_faults_spoil_the_first_record_of_a_well_formed_page(
+    hubspot_sandbox_factory: Factory, kind: str, check: Callable[[dict[str, object]], bool]
+) -> None:
+    server = hubspot_sandbox_factory(contacts=30, seed=1)
+    server.sandbox.faults.huge_value_bytes = 1024 * 1024
+    clean = _get(server).json()["results"]
+    server.sandbox.faults.schedule(kind, CONTACTS)
+    spoiled = _get(server).json()["results"]  # still JSON of the documented shape
+    assert check(spoiled[0]) and not check(clean[0])
+    assert spoiled[1:] == clean[1:] and server.sandbox.faults.spoiled == [(kind, clean[0]["id"])]
+    assert server.stats()["faults"] == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "check"),
+    [
+        ("huge", lambda r: len(r["Title"]) == 1024 * 1024),
+        ("enum", lambda r: r["Status"] == UNKNOWN_OPTION),
+        ("idtype", lambda r: isinstance(r["Id"], int)),
+    ],
+)
+def test_salesforce_record_faults_spoil_the_first_lead_of_a_well_formed_page(
+    salesforce_sandbox_factory: Callable[..., SalesforceSandboxServer],
+    kind: str,
+    check: Callable[[dict[str, object]], bool],
+) -> None:
+    server = salesforce_sandbox_factory(leads=20, contacts=0, seed=1)
+    server.sandbox.faults.huge_value_bytes = 1024 * 1024
+    client = server.client()
+    soql = "SELECT Id, Title, Status FROM Lead ORDER BY Id"
+    clean = client.query(soql)["records"]
+    server.sandbox.faults.schedule(kind, "GET /services/data/v{version}/query")
+    spoiled = client.query(soql)["records"]
+    assert check(spoiled[0]) and not check(clean[0])
+    assert spoiled[1:] == clean[1:] and server.sandbox.faults.spoiled == [(kind, clean[0]["Id"])]
+
+
 def test_fault_kinds_and_rules_are_validated() -> None:
     assert parse_fault_kinds("corrupt, html,drip") == ("corrupt", "html", "drip")
-    assert set(ALL_FAULT_KINDS) >= {"500", "drop", "slow", "corrupt", "html", "drip"}
+    assert parse_fault_kinds("stall,huge,enum,idtype") == ("stall", "huge", "enum", "idtype")
+    assert set(ALL_FAULT_KINDS) >= {"500", "drop", "slow", "corrupt", "html", "drip", "stall", "huge", "enum", "idtype"}
     assert parse_fault_rule("corrupt:2:GET /crm/v3/objects/contacts") == FaultRule("corrupt", CONTACTS, 2, 1)
     assert parse_fault_rule("drip:1+") == FaultRule("drip", None, 1, None)
     for bad in ("gzip", ""):

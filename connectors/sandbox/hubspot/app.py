@@ -86,6 +86,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 from werkzeug.wrappers import Request, Response
 
 from connectors.sandbox._server import (
+    UNKNOWN_OPTION,
     FaultOptions,
     RateLimit,
     RollingWindowLimiter,
@@ -149,6 +150,23 @@ class HubSpotSandbox(
         self.stats.increment("enrollments", 0)  # a stable stats shape from the first request on
         self.webhooks: WebhookSender | None = None
         self._register_routes()
+
+    def spoil_record(self, kind: str, record: dict[str, Any]) -> str | None:
+        """HubSpot's record faults: ``huge`` fills ``jobtitle``, ``enum`` gives ``numemployees`` (the size
+        range the default fit rules score) an option the portal lacks, ``idtype`` sends the id as a number."""
+        record_id = record.get("id")
+        if not isinstance(record_id, str) or not record_id.isdigit():
+            return None
+        properties = record.setdefault("properties", {})
+        if kind == "huge":
+            properties["jobtitle"] = self.huge_value()
+        elif kind == "enum":
+            properties["numemployees"] = UNKNOWN_OPTION
+        elif kind == "idtype":
+            record["id"] = int(record_id)
+        else:
+            return None
+        return record_id
 
     def enable_webhooks(
         self, url: str, client_secret: str, *, properties: Collection[str] | None = None, app_id: int = 1

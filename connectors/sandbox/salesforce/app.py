@@ -70,6 +70,7 @@ from requests.adapters import HTTPAdapter
 from werkzeug.wrappers import Request, Response
 
 from connectors.sandbox._server import (
+    UNKNOWN_OPTION,
     FaultOptions,
     RateLimit,
     SandboxServer,
@@ -160,6 +161,27 @@ class SalesforceSandbox(SalesforceGate, RecordsRoutes, QueryRoutes, FieldsRoutes
         self.stats.increment("sessions_issued", 0)
         self.webhooks: dict[str, WebhookSender] = {}
         self._register_routes()
+
+    #: SOQL answers list their rows under ``records``
+    records_key = "records"
+
+    def spoil_record(self, kind: str, record: dict[str, Any]) -> str | None:
+        """Salesforce's record faults, on a Lead or Contact row: ``huge`` fills ``Title``, ``enum`` gives a
+        Lead's ``Status`` (a restricted picklist: the org stores no other value) a value the org lacks,
+        ``idtype`` sends the Id as a number (its characters after the key prefix read in base 36)."""
+        record_id = record.get("Id")
+        kind_of = (record.get("attributes") or {}).get("type")
+        if kind_of not in ("Lead", "Contact") or not isinstance(record_id, str) or not record_id.isalnum():
+            return None  # only the people leadsync scores: a Task's or an Opportunity's row stays as it is
+        if kind == "huge":
+            record["Title"] = self.huge_value()
+        elif kind == "enum" and "Status" in record:
+            record["Status"] = UNKNOWN_OPTION
+        elif kind == "idtype":
+            record["Id"] = int(record_id[3:], 36)
+        else:
+            return None
+        return record_id
 
     def enable_webhooks(
         self,
