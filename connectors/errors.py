@@ -40,6 +40,12 @@ class FatalError(ConnectorError):
     """A failure that retrying cannot fix."""
 
 
+class DeliveryUnknown(FatalError):
+    """A call that must not run twice (a Flow launch, a platform event) failed without a usable answer: a
+    timeout, a dropped connection or a broken body after the CRM may have acted. It is not retried, and the
+    outbox does not send it again: someone checks the record by hand (the message says which)."""
+
+
 class AuthError(FatalError):
     """The CRM refused the credentials."""
 

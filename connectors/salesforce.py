@@ -35,6 +35,7 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
+from connectors._at_most_once import at_most_once
 from connectors._batching import write_isolating
 from connectors._deadline import install as install_deadline
 from connectors._deadline import request_deadline
@@ -958,28 +959,30 @@ class SalesforceConnector:
     # -- triggers
 
     def trigger(self, record_id: str, email: str | None) -> None:
-        """Launch the configured Flow or publish the platform event for one qualified record.
-
-        Without either, record-triggered Flows react to the ``Leadsync_*__c`` update itself (no call here).
+        """Launch the configured Flow or publish the platform event for one qualified record (without either,
+        record-triggered Flows react to the ``Leadsync_*__c`` update itself: no call here).
 
         :raises RequestRejected: the Flow ran but reported an error, or the event was refused.
         """
         if self.flow_api_name:
-            path = f"actions/custom/flow/{self.flow_api_name}"
             body = {"inputs": [{"recordId": record_id}]}
-            results = self._call(lambda sf: sf.restful(path, method="POST", json=body))
+            results = self._post_once(f"actions/custom/flow/{self.flow_api_name}", body, f"Flow for {record_id}")
             first = results[0] if isinstance(results, list) and results else {}
             if not first.get("isSuccess"):
                 _, message = _errors_of(first.get("errors") or [])
                 raise RequestRejected(f"Flow {self.flow_api_name} failed for {record_id}: {message}")
         elif self.platform_event:
-            path = f"sobjects/{self.platform_event}"
             values = {"Record_Id__c": record_id, "Email__c": email}
-            answer = self._call(lambda sf: sf.restful(path, method="POST", json=values))
+            answer = self._post_once(f"sobjects/{self.platform_event}", values, f"event for {record_id}")
             if isinstance(answer, Mapping) and answer.get("success") is False:
                 errors = [e for e in answer.get("errors") or [] if e.get("statusCode") != "OPERATION_ENQUEUED"]
                 if errors:
                     raise RequestRejected(f"platform event {self.platform_event} refused: {errors}")
+
+    def _post_once(self, path: str, body: Mapping[str, Any], what: str) -> Any:
+        """A POST that must not run twice: never retried after it may have reached Salesforce."""
+        post = partial(Salesforce.restful, path=path, method="POST", json=dict(body))
+        return self._call(at_most_once(post, what, map_error, passthrough=(SalesforceExpiredSession,)))
 
 
 def _create_field(sf: Salesforce, payload: Mapping[str, Any]) -> Any:

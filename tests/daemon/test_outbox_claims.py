@@ -188,6 +188,27 @@ def test_a_flow_call_salesforce_refused_with_an_error_is_sent_again_without_doub
     assert summary.workflows_triggered == len(items)
 
 
+def test_a_flow_whose_answer_is_lost_after_it_ran_is_not_retried(
+    salesforce_sandbox_factory: SfFactory, tmp_path: Path
+) -> None:
+    """The retry layer must not launch a Flow twice: Salesforce ran it, then its answer was cut short."""
+    server = salesforce_sandbox_factory(seed=9)
+    seed(server, generate_people(160, seed=9, now=SCORING_NOW))
+    broken = server.sandbox.faults.schedule("corrupt", FLOW_CALLS, nth=1)  # the handler runs, the body is cut
+    pipe, store = sf_pipeline(server, tmp_path / "state.db", max_retries=3)
+    pipe.connector._retrying.wait.backoff.multiplier = 0.01  # type: ignore[attr-defined]
+    summary = pipe.run_once()
+    items = store.outbox_items(limit=1000)
+    store.close()
+    assert broken.fired == 1
+    launched = triggers(server)
+    assert launched and max(launched.values()) == 1, "a Flow was launched twice"
+    held = [i for i in items if i.status == "failed"]
+    assert len(held) == 1 and held[0].lead_id in launched  # it did run: held for a person, not sent again
+    assert held[0].last_error is not None and "not retried or sent again" in held[0].last_error
+    assert summary.workflows_triggered == len(items) - 1 == len(launched) - 1
+
+
 def test_without_a_workflow_the_outbox_is_settled_without_claims_or_calls(
     hubspot_sandbox_factory: Factory, tmp_path: Path
 ) -> None:
