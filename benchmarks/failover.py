@@ -16,20 +16,17 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine  # noqa: E402
-from sqlalchemy.pool import NullPool  # noqa: E402
 
 from connectors.sandbox.hubspot import start_hubspot_sandbox  # noqa: E402
 from connectors.sandbox.synthetic import generate_people  # noqa: E402
 from sync.lease import lease_name  # noqa: E402
 from sync.state import StateStore  # noqa: E402
-from tests._pg import make_pg_url, pg_admin_url  # noqa: E402
+from tests._pg import create_schema, drop_schema  # noqa: E402
 from tests.daemon._harness import (  # noqa: E402
     SCORING_NOW,
     DaemonProcess,
@@ -98,22 +95,6 @@ def _writes(server) -> int:  # type: ignore[no-untyped-def]
     return int(server.stats()["by_endpoint"].get(WRITES, 0))
 
 
-def pg_schema() -> tuple[str, str]:
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(pg_admin_url(), poolclass=NullPool)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    admin.dispose()
-    return schema, make_pg_url(schema)
-
-
-def drop_schema(schema: str) -> None:
-    admin = create_engine(pg_admin_url(), poolclass=NullPool)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ttl", type=float, default=30.0)
@@ -129,7 +110,7 @@ def main() -> None:
                     if backend == "sqlite":
                         url, schema = f"sqlite:///{work / f's{r}{job_lock}.db'}", None
                     else:
-                        schema, url = pg_schema()
+                        schema, url = create_schema()
                     try:
                         times.append(one_failover(url, job_lock, args.ttl, work, r))
                     finally:

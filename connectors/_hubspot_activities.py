@@ -34,6 +34,7 @@ from hubspot.crm.associations.v4 import (
 )
 from hubspot.crm.objects import BatchReadInputSimplePublicObjectId, SimplePublicObjectId
 
+from connectors._sdk_models import sdk_model
 from connectors._validate import check_hubspot_collection, parse_json_body
 from connectors.base import RawActivity, RawRecord
 from connectors.errors import ConnectorError
@@ -295,12 +296,13 @@ def read_associations(
     while pending:
         following: list[tuple[str, str | None]] = []
         for chunk in _chunks(pending, ASSOCIATION_BATCH_SIZE):
-            body = BatchInputPublicFetchAssociationsBatchRequest(
-                inputs=[PublicFetchAssociationsBatchRequest(id=i, after=after) for i, after in chunk]
+            body = sdk_model(
+                BatchInputPublicFetchAssociationsBatchRequest,
+                inputs=[sdk_model(PublicFetchAssociationsBatchRequest, id=i, after=after) for i, after in chunk],
             )
             data, _status = call(
                 label,
-                _raw(associations_api.get_page_with_http_info),
+                raw_json(associations_api.get_page_with_http_info),
                 from_object_type="contacts",
                 to_object_type=object_type,
                 batch_input_public_fetch_associations_batch_request=body,
@@ -348,14 +350,15 @@ def read_objects(
     """
     label = f"POST /crm/v3/objects/{object_type}/batch/read"
     for chunk in _chunks(list(ids), OBJECT_BATCH_SIZE):
-        body = BatchReadInputSimplePublicObjectId(
-            inputs=[SimplePublicObjectId(id=i) for i in chunk],
+        body = sdk_model(
+            BatchReadInputSimplePublicObjectId,
+            inputs=[sdk_model(SimplePublicObjectId, id=i) for i in chunk],
             properties=list(properties),
             properties_with_history=[],
         )
         data, _status = call(
             label,
-            _raw(objects_api.read_with_http_info),
+            raw_json(objects_api.read_with_http_info),
             object_type=object_type,
             batch_read_input_simple_public_object_id=body,
             archived=False,
@@ -367,19 +370,20 @@ def read_objects(
         yield from results
 
 
-def _raw(method: Callable[..., Any]) -> Callable[..., tuple[Any, int, Any]]:
+def raw_json(method: Callable[..., Any], label: str | None = None) -> Callable[..., tuple[Any, int, Any]]:
     """An SDK ``*_with_http_info`` method answering the parsed JSON instead of the SDK's models.
 
     The SDK still builds, sends and checks the request (non-2xx answers raise its ``ApiException``, mapped
     by the connector as usual); only its model deserializer is skipped: it parses two datetimes per
-    object with dateutil, which took most of the client's time on pages of thousands of activities.
+    object with dateutil, which took most of the client's time on pages of thousands of activities (and
+    of contacts). ``label`` names the call in a malformed answer's message (default: the method and type).
     """
 
     def call(**kwargs: Any) -> tuple[Any, int, Any]:
         response = method(_preload_content=False, **kwargs)
         try:
-            target = kwargs.get("object_type") or kwargs.get("to_object_type")
-            what = f"{method.__name__.removesuffix('_with_http_info')} ({target})"
+            target = kwargs.get("object_type") or kwargs.get("to_object_type") or "contacts"
+            what = label or f"{method.__name__.removesuffix('_with_http_info')} ({target})"
             status, content_type = int(response.status), response.headers.get("Content-Type")
             body = parse_json_body("HubSpot", what, status, content_type, response.data)
             check_hubspot_collection(what, body)

@@ -43,12 +43,14 @@ from connectors._hubspot_activities import (
     AssociationReadStats,
     HubSpotActivityReader,
     parse_hubspot_time,
+    raw_json,
     read_associations,
     read_objects,
 )
 from connectors._hubspot_companies import HubSpotCompanyReader
 from connectors._ratelimit import RollingWindowLimiter, shared_limiter
 from connectors._retry import retrying
+from connectors._sdk_models import sdk_model
 from connectors._validate import check_hubspot_collection, parse_json_body
 from connectors.base import (
     LIFECYCLE_STAGES,
@@ -431,11 +433,18 @@ class HubSpotConnector:
             yield from self._search_window(window, props)
 
     def _to_record(self, obj: Any) -> RawRecord:
-        properties = dict(obj.properties or {})
-        updated = parse_hubspot_time(properties.get(CURSOR_PROPERTY)) or parse_hubspot_time(obj.updated_at)
+        """One contact of a list, search or batch-read answer (parsed JSON, see ``raw_json``)."""
+        if not isinstance(obj, Mapping) or not isinstance(obj.get("properties") or {}, Mapping):
+            raise MalformedResponse(f"HubSpot returned a contact that is not an object with properties: {obj!r:.200}")
+        properties = dict(obj.get("properties") or {})
+        updated = parse_hubspot_time(properties.get(CURSOR_PROPERTY)) or parse_hubspot_time(obj.get("updatedAt"))
         # a null id stays empty (never the string "None"): the pipeline skips and counts such records
-        record_id = "" if obj.id is None else str(obj.id).strip()
+        record_id = "" if obj.get("id") is None else str(obj["id"]).strip()
         return RawRecord(id=record_id, object_type="contact", properties=properties, updated_at=updated)
+
+    @staticmethod
+    def _results(page: Mapping[str, Any]) -> list[Any]:
+        return list(page.get("results") or [])
 
     def _list_all(self, props: list[str]) -> Iterator[list[RawRecord]]:
         after: str | None = None
@@ -444,11 +453,15 @@ class HubSpotConnector:
             kwargs: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "properties": props, "archived": False}
             if after is not None:
                 kwargs["after"] = after
-            page, _ = self._call("GET /crm/v3/objects/contacts", self._contacts_basic.get_page_with_http_info, **kwargs)
-            records = [self._to_record(obj) for obj in page.results or []]
+            page, _ = self._call(
+                "GET /crm/v3/objects/contacts",
+                raw_json(self._contacts_basic.get_page_with_http_info, "GET /crm/v3/objects/contacts"),
+                **kwargs,
+            )
+            records = [self._to_record(obj) for obj in self._results(page)]
             if records:
                 yield records
-            nxt = page.paging.next.after if page.paging and page.paging.next else None
+            nxt = ((page.get("paging") or {}).get("next") or {}).get("after")
             if not nxt:
                 return
             if nxt in seen_tokens:  # a repeating cursor would loop forever
@@ -473,11 +486,11 @@ class HubSpotConnector:
             )
             page, _ = self._call(
                 "POST /crm/v3/objects/contacts/search",
-                self._contacts_search.do_search_with_http_info,
+                raw_json(self._contacts_search.do_search_with_http_info, "POST /crm/v3/objects/contacts/search"),
                 search=True,
                 public_object_search_request=request,
             )
-            records = [self._to_record(obj) for obj in page.results or []]
+            records = [self._to_record(obj) for obj in self._results(page)]
             if not records:
                 return
             yield records
@@ -495,18 +508,19 @@ class HubSpotConnector:
         """The contacts with these ids, one batch read per 100 (no search: no index lag); unknown ids are absent."""
         props = sorted({*properties, CURSOR_PROPERTY})
         for start in range(0, len(ids), BATCH_SIZE):
-            body = BatchReadInputSimplePublicObjectId(
-                inputs=[SimplePublicObjectId(id=i) for i in ids[start : start + BATCH_SIZE]],
+            body = sdk_model(
+                BatchReadInputSimplePublicObjectId,
+                inputs=[sdk_model(SimplePublicObjectId, id=i) for i in ids[start : start + BATCH_SIZE]],
                 properties=props,
                 properties_with_history=[],
             )
             page, _ = self._call(
                 "POST /crm/v3/objects/contacts/batch/read",
-                self._contacts_batch.read_with_http_info,
+                raw_json(self._contacts_batch.read_with_http_info, "POST /crm/v3/objects/contacts/batch/read"),
                 batch_read_input_simple_public_object_id=body,
                 archived=False,
             )
-            yield [self._to_record(obj) for obj in page.results or []]
+            yield [self._to_record(obj) for obj in self._results(page)]
 
     # -- companies (connectors.base.CompanyReader)
 
@@ -608,40 +622,43 @@ class HubSpotConnector:
 
     def _send_batch(self, batch: list[RecordUpdate]) -> WriteResult:
         # HubSpot rejects a whole batch for some validation errors (400): write_isolating splits it
-        body = BatchInputSimplePublicObjectBatchInput(
-            inputs=[SimplePublicObjectBatchInput(id=u.id, properties=dict(u.properties)) for u in batch]
+        body = sdk_model(
+            BatchInputSimplePublicObjectBatchInput,
+            inputs=[sdk_model(SimplePublicObjectBatchInput, id=u.id, properties=dict(u.properties)) for u in batch],
         )
         data, status = self._call(
             "POST /crm/v3/objects/contacts/batch/update",
-            self._contacts_batch.update_with_http_info,
+            raw_json(self._contacts_batch.update_with_http_info, "POST /crm/v3/objects/contacts/batch/update"),
             batch_input_simple_public_object_batch_input=body,
         )
         return self._batch_outcome(batch, data, status)
 
     @staticmethod
-    def _batch_outcome(batch: list[RecordUpdate], data: Any, status: int) -> WriteResult:
+    def _batch_outcome(batch: list[RecordUpdate], data: Mapping[str, Any], status: int) -> WriteResult:
+        """What a batch update's answer (parsed JSON) says of each record: failed, or landed at a time."""
         failed: dict[str, RecordFailure] = {}
-        for error in getattr(data, "errors", None) or []:
-            context = error.context or {}
+        for error in data.get("errors") or []:
+            context = error.get("context") or {}
             ids = context.get("ids") or context.get("id") or []
-            message = error.message or "rejected"
-            code = int(error.status) if str(getattr(error, "status", "")).isdigit() else None
-            retriable = error.category in {"RATE_LIMITS"} or (code is not None and code >= 500)
+            message = error.get("message") or "rejected"
+            code = int(error["status"]) if str(error.get("status", "")).isdigit() else None
+            retriable = error.get("category") in {"RATE_LIMITS"} or (code is not None and code >= 500)
             for record_id in ids if isinstance(ids, list) else [ids]:
                 failed[str(record_id)] = RecordFailure(str(record_id), message, retriable=retriable, status=code)
+        results = [r for r in data.get("results") or [] if isinstance(r, Mapping)]
         if status == 207 and not failed:
             # a 207 we cannot attribute: trust only the records HubSpot returned
-            landed = {str(r.id) for r in data.results or []}
+            landed = {str(r.get("id")) for r in results}
             for u in batch:
                 if u.id not in landed:
                     failed[u.id] = RecordFailure(u.id, "HubSpot did not confirm this record", retriable=True)
         modified = {}
-        for obj in getattr(data, "results", None) or []:
-            stamp = parse_hubspot_time((obj.properties or {}).get(CURSOR_PROPERTY)) or parse_hubspot_time(
-                obj.updated_at
-            )
+        for obj in results:
+            properties = obj.get("properties") or {}
+            stamp = parse_hubspot_time(properties.get(CURSOR_PROPERTY) if isinstance(properties, Mapping) else None)
+            stamp = stamp or parse_hubspot_time(obj.get("updatedAt"))
             if stamp is not None:
-                modified[str(obj.id)] = stamp
+                modified[str(obj.get("id"))] = stamp
         return WriteResult(
             succeeded=[u.id for u in batch if u.id not in failed],
             failed=list(failed.values()),

@@ -30,7 +30,8 @@ from leadsync.evaluate_cmd import MIN_POSITIVES, EvaluationRun, LabeledData, Rul
 from mappings import LeadMapping
 from scoring import Activity, CompiledRules, Lead
 from scoring.evaluation import Comparison, auc_score, compare
-from sync.pipeline import CHALLENGER, activities_from_dicts, written_arm
+from sync.pipeline import CHALLENGER, written_arm
+from sync.scoring_step import activities_from_dicts
 from sync.state import HistoryRow, StateStore
 from sync.state.history import HistoryColumns
 

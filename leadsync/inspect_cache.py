@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -10,10 +9,9 @@ from typing import Any
 import numpy as np
 
 from mappings import LeadMapping
-from scoring import CompiledRules, Lead, LeadBatch, QualificationState, Score
-from sync.pipeline import activities_from_dicts, score_cached
+from scoring import CompiledRules, Lead, Score
+from sync.scoring_step import cache_batch, score_cached
 from sync.state import StateStore
-from sync.state.records import CachedLead, StoredScore
 
 
 @dataclass
@@ -105,24 +103,6 @@ PREVIEW_CHUNK = 5_000
 _GRADE_NAMES = ("cold", "warm", "hot")
 
 
-def _chunks(store: StateStore) -> Iterator[list[Any]]:
-    yield from store.iter_leads(chunk_size=PREVIEW_CHUNK)
-
-
-def cached_batch(
-    mapping: LeadMapping, chunk: Sequence[CachedLead], previous: Mapping[str, StoredScore]
-) -> tuple[list[Lead], LeadBatch]:
-    """Cached leads as one columnar batch (their activities and qualification history): scored by as many
-    rule sets as needed, each reading the same decoded columns."""
-    leads = [mapping.to_lead(c.id, c.properties, object_type=c.object_type) for c in chunk]
-    items = []
-    for lead, cached in zip(leads, chunk, strict=True):
-        stored = previous.get(lead.id)
-        state = None if stored is None else QualificationState(stored.qualified, stored.qualified_at)
-        items.append((lead, activities_from_dicts(lead.id, cached.activities), state))
-    return leads, LeadBatch.from_items(items)
-
-
 def preview(
     store: StateStore,
     current: CompiledRules,
@@ -138,11 +118,12 @@ def preview(
     the examples kept are looked at lead by lead (no ``Score`` object is built)."""
     impact = Impact(current_version=current.version, new_version=proposed.version)
     delta_sum = 0
-    for chunk in _chunks(store):
-        leads, batch = cached_batch(mapping, chunk, store.get_scores([c.id for c in chunk]))
+    for chunk in store.iter_lead_chunks(chunk_size=PREVIEW_CHUNK):
+        batch = cache_batch(mapping, chunk).batch
         old, new = current.score_batch(batch, now), proposed.score_batch(batch, now)
         delta = new.total - old.total
-        impact.leads += len(leads)
+        impact.leads += batch.n
+        emails = batch.lead_column("email")
         delta_sum += int(delta.sum())
         impact.score_changes += int((delta != 0).sum())
         pairs = old.grade_codes.astype(np.int64) * 3 + new.grade_codes
@@ -161,10 +142,9 @@ def preview(
             found = np.flatnonzero(mask)
             best = found[np.argsort(-np.abs(delta[found]), kind="stable")[:examples]]
             for i in best.tolist():
-                lead = leads[i]
                 change = Change(
-                    lead.id,
-                    lead.email,
+                    batch.ids[i],
+                    emails.value_at(i),
                     int(old.total[i]),
                     int(new.total[i]),
                     _GRADE_NAMES[old.grade_codes[i]],

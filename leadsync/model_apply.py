@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.engine import make_url
 
@@ -21,8 +21,10 @@ from leadsync.config import (
 )
 from mappings import LeadMapping
 from scoring import CompiledRules, Lead
-from sync.predict import ModelScorer, csv_feature_row, raw_columns
 from sync.state import StateStore
+
+if TYPE_CHECKING:  # scikit-learn and skops come with it: imported only when a store holds a model
+    from sync.predict import ModelScorer
 
 #: the columns ``leadsync score --input`` adds when a model is active
 MODEL_COLUMNS: Final = ("likelihood", "priority", "model_version", "likelihood_reasons")
@@ -76,6 +78,8 @@ def active_scorer(url: str, rules: CompiledRules, exclude: list[str], enabled: b
     if store is None:
         return None
     try:
+        from sync.predict import ModelScorer
+
         return ModelScorer.from_store(store, rules, exclude)
     finally:
         store.close()
@@ -88,6 +92,8 @@ def csv_annotator(
 
     ``nulls``: cells read as missing in the unmapped columns as well (mapped ones arrive blank already).
     """
+    from sync.predict import csv_feature_row, raw_columns
+
     extra: list[str] | None = None
 
     def annotate(chunk: list[tuple[dict[str, str], Lead]]) -> list[dict[str, str]]:
@@ -110,7 +116,8 @@ def explain_likelihood(
     store: StateStore, rules: CompiledRules, mapping: LeadMapping, lead_id: str, now: datetime, exclude: list[str]
 ) -> dict[str, Any] | None:
     """The active model's likelihood of one cached lead with the factors pushing it up and down (None: no model)."""
-    from sync.pipeline import activities_from_dicts
+    from sync.predict import ModelScorer
+    from sync.scoring_step import activities_from_dicts
 
     scorer = ModelScorer.from_store(store, rules, exclude)
     cached = store.get_leads([lead_id]).get(lead_id)

@@ -26,7 +26,7 @@ from leadsync.evaluate_store import StoreLabels, label_from_rows
 from mappings import LeadMapping
 from scoring import CompiledRules, Lead
 from scoring.predictive import FeatureTable, LeadFeatures
-from sync.pipeline import activities_from_dicts
+from sync.scoring_step import activities_from_dicts
 from sync.state import StateStore
 
 #: mapped attributes that record the outcome itself (the CRM's conversion dates), never features

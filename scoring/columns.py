@@ -314,10 +314,13 @@ class LeadBatch:
         previous_qualified: Bools,
         previous_qualified_at: Sequence[datetime | None],
         column_source: Callable[[str], Column | None] | None = None,
+        activity_source: Callable[[str], Column | None] | None = None,
     ) -> None:
         self.n = n
         #: builds a lead column on first use (a CSV's text columns are decoded only if a rule reads them)
         self._column_source = column_source
+        #: builds an activity attribute column on first use (cached activities are decoded only if read)
+        self._activity_source = activity_source
         self.ids = ids
         self._lead_columns = dict(lead_columns)
         self._leads = leads
@@ -371,6 +374,8 @@ class LeadBatch:
         if col is None:
             if name == "timestamp":
                 col = Column.of_micros(self.activity_micros, np.ones(self.m, dtype=np.bool_))
+            elif self._activity_source is not None:
+                col = self._activity_source(name) or Column.empty(self.m)
             elif self._activities is None:
                 col = Column.empty(self.m)
             else:
@@ -428,10 +433,12 @@ class LeadBatch:
         previous_qualified: npt.ArrayLike | None = None,
         previous_qualified_at: Sequence[datetime | None] | None = None,
         column_source: Callable[[str], Column | None] | None = None,
+        activity_source: Callable[[str], Column | None] | None = None,
     ) -> LeadBatch:
         """Columns by canonical attribute name (as ``Lead.get`` would return them); activity timestamps as
         int64 microseconds since the epoch, ``datetime64`` or datetimes (naive = UTC). ``column_source``
-        builds a lead column not in ``leads`` when a rule first asks for it (None: all missing)."""
+        builds a lead column not in ``leads`` when a rule first asks for it (None: all missing), ``activity_source``
+        an activity attribute column (given sorted by lead)."""
         lead_cols = {name: Column.of(values) for name, values in leads.items()}
         for name, col in lead_cols.items():
             if col.n != n:
@@ -473,4 +480,5 @@ class LeadBatch:
             previous_qualified=prev_q,
             previous_qualified_at=list(previous_qualified_at) if previous_qualified_at else [None] * n,
             column_source=column_source,
+            activity_source=activity_source,
         )

@@ -4,8 +4,12 @@
 (``compiler``: conditions compiled to closures, per-rule lookups precomputed). Each rule object evaluates in
 two ways over the SAME compiled conditions, point tables and decay tables (``points``):
 
-* ``row``: one lead at a time (``score``, explanations, small batches), on a ``contexts.LeadRow``;
-* ``vec``: column by column over a ``LeadBatch`` with numpy (``score_batch``, big batches: ``batch``).
+* ``vec``: column by column over a ``LeadBatch`` with numpy (``score_batch``, ``score_many``: ``batch``):
+  every bulk entry point (``leadsync score``, the sync pipeline, the rescore of the cache, ``preview``,
+  ``evaluate``, ``explain``) goes through it, whatever the number of leads;
+* ``row``: one lead as of its own moment (``score``, on a ``contexts.LeadRow``): the features of training
+  rows and the evaluation from the store score each lead as of a different "now", which a batch (one
+  "now") cannot; property tests hold it to the batch path.
 
 Both paths compute points as integers of 1/10,000 point (``_values.UNIT``), with the same coercions, the
 same fixed-point decay table and one rounding per rule, so they agree exactly (property tests check it on
@@ -41,9 +45,6 @@ from .errors import ScoringError
 from .explain import ScoreBuilder
 from .model import Activity, Lead, QualificationState, Score, TPart
 from .rules import PARTS, Rules, rules_version
-
-#: below this many leads, ``score_many`` uses the row path (numpy's per-call overhead would dominate)
-_SMALL_BATCH = 32
 
 __all__ = ["CompiledRules", "ScoreColumns"]
 
@@ -130,7 +131,7 @@ class CompiledRules:
         chunk_size: int = 4096,
     ) -> list[Score]:
         """Score many leads: the same ``Score`` as ``score`` gives for each (tests hold both paths to it),
-        computed chunk by chunk on the columnar path."""
+        computed chunk by chunk on the columnar path (also for a handful of leads: one engine)."""
         return list(self.iter_scores(items, now, chunk_size=chunk_size))
 
     def iter_scores(
@@ -157,8 +158,6 @@ class CompiledRules:
         now: datetime,
         now_us: int,
     ) -> list[Score]:
-        if len(chunk) < _SMALL_BATCH:
-            return [self._score_row(lead, acts, now, now_us, prev) for lead, acts, prev in chunk]
         with gc_paused():
             return self.score_batch(LeadBatch.from_items(chunk), now).scores()
 

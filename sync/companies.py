@@ -122,7 +122,7 @@ class CompanyFields:
         """Cached leads (not in ``skip``: those the pass read anyway) with their changed company's values, in
         groups, with their cached activities: what the pipeline rescores without reading the CRM. With
         ``persist`` the lead cache takes the new values first (a failed pass finds the companies again)."""
-        from sync.pipeline import activities_from_dicts
+        from sync.scoring_step import activities_from_dicts
 
         todo = [i for i in lead_ids if i not in skip]
         for start in range(0, len(todo), RESCORE_CHUNK):

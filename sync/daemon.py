@@ -59,9 +59,10 @@ from sync.health import HealthServer
 from sync.joblock import job_lock
 from sync.lease import LeaseKeeper, LeaseLost, lease_name
 from sync.metrics import SyncMetrics
-from sync.pipeline import DeliveryCheck, PassInterrupted, SyncPipeline, SyncSummary
+from sync.pipeline import PassInterrupted, SyncPipeline, SyncSummary
 from sync.schedule import DEFAULT_PORT, JobSpec, build_trigger
 from sync.state import FencedOut, StateStore
+from sync.triggers import DeliveryCheck
 from sync.webhooks import WebhookService
 
 __all__ = [

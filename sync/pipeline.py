@@ -19,12 +19,12 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from connectors.base import Connector, OutcomeReader, OutcomeSpec, RawRecord, RecordUpdate, Window
-from connectors.errors import BudgetExhausted, ConnectorError, FatalError, RetriableError
+from connectors.errors import BudgetExhausted
 from mappings import LeadMapping
 from scoring import Activity, CompiledRules, Lead, QualificationState, Score
 from sync.companies import CompanyFields
@@ -39,7 +39,20 @@ from sync.passwrites import (
     written_values,
 )
 from sync.prefetch import prefetched
+from sync.scoring_step import (
+    CachedPage,
+    LeadValues,
+    ScoreValues,
+    activities_as_dicts,
+    activities_from_dicts,
+    cache_batch,
+    records_batch,
+    score_batch,
+)
+from sync.scoring_step import qualification as _qualification
 from sync.state import CachedLead, HistoryRow, StateStore, StoredOutcome, StoredScore
+from sync.state.models import NO_MODEL
+from sync.triggers import deliver_triggers
 from sync.writeback import WritebackSettings, changed_properties, desired_properties
 
 if TYPE_CHECKING:  # scikit-learn and skops come with it: imported by the pass that loads a model
@@ -51,6 +64,8 @@ __all__ = ["MODIFIED_KEY", "SyncPipeline", "SyncSummary"]
 
 #: records gathered before one activities read (HubSpot reads associations for 1,000 records a call)
 BATCH_SIZE = 1000
+#: cached leads read per query when a rules change rescores the cache (one bulk query and batch each)
+RESCORE_CHUNK = 5_000
 #: updates per write call when the connector does not say (HubSpot batches take 100)
 WRITE_BATCH_SIZE = 100
 #: run-summary key of a pass's own writes per second of modification time (see ``sync.passwrites``)
@@ -75,15 +90,6 @@ class PassInterrupted(Exception):
     The daemon raises subclasses on shutdown and when its job lease is lost. The run is recorded as
     ``stopped``; whatever was committed stays, and the next pass resumes from the same watermark.
     """
-
-
-@runtime_checkable
-class DeliveryCheck(Protocol):
-    """A connector that can tell whether a workflow trigger reached the CRM (optional capability)."""
-
-    def trigger_delivered(self, record_id: str, email: str | None) -> bool | None:
-        """True when the CRM has the trigger, False when not, None when it cannot tell."""
-        ...
 
 
 #: the headline counters of a pass, in the order people read them (the CLI's table, the demo's totals)
@@ -207,7 +213,7 @@ def stored_score(score: Score, now: datetime) -> StoredScore:
     )
 
 
-def history_row(score: Score, now: datetime, arm: str = "champion") -> HistoryRow:
+def history_row(score: Score | ScoreValues, now: datetime, arm: str = "champion") -> HistoryRow:
     """The history row of a score (stored only when it differs from the lead's last one)."""
     return HistoryRow(score.lead_id, now, score.total, score.grade, score.qualified, score.rules_version, arm)
 
@@ -234,24 +240,6 @@ class PageArms:
     written: list[Score]
     history: list[HistoryRow]
     challenger_ids: frozenset[str] = frozenset()
-
-
-def activities_as_dicts(activities: Iterable[Activity]) -> list[dict[str, Any]]:
-    return [
-        {"kind": a.kind, "timestamp": a.timestamp.isoformat(), "attributes": dict(a.attributes)} for a in activities
-    ]
-
-
-def activities_from_dicts(lead_id: str, rows: Iterable[Mapping[str, Any]]) -> list[Activity]:
-    return [
-        Activity(
-            lead_id=lead_id,
-            kind=str(r["kind"]),
-            timestamp=datetime.fromisoformat(str(r["timestamp"])),
-            attributes=dict(r.get("attributes") or {}),
-        )
-        for r in rows
-    ]
 
 
 class SyncPipeline:
@@ -449,7 +437,9 @@ class SyncPipeline:
                 self.store.set_watermark(self.indexed_stream, indexed)
                 summary.watermark = window.end.isoformat()
                 self._retry_failed_writes(summary)
-                self._deliver_triggers(summary)
+                summary.workflows_triggered += deliver_triggers(
+                    self.store, self.connector, self.owner, explicit=self.explicit_triggers
+                )
                 if window.start is not None:  # a full read has just asked every lead already
                     self.recheck_outcomes(now, summary)
                 else:
@@ -494,7 +484,9 @@ class SyncPipeline:
         for start in range(0, len(batch), self.batch_size):
             self._process_page(batch[start : start + self.batch_size], now, summary, dry_run=False)
         self._flushed(summary, self._held.finish())
-        self._deliver_triggers(summary)
+        summary.workflows_triggered += deliver_triggers(
+            self.store, self.connector, self.owner, explicit=self.explicit_triggers
+        )
         summary.api_calls = self.connector.api_calls - calls_before
         summary.duration_s = round(time.monotonic() - started, 3)
         return summary
@@ -573,10 +565,19 @@ class SyncPipeline:
         return tuple(props) if isinstance(props, tuple | list) else ()
 
     def _load_model(self) -> None:
-        """The active model for this pass (its properties join the writeback); rules alone without one."""
+        """The active model for this pass (its properties join the writeback); rules alone without one.
+
+        scikit-learn and skops (seconds to import) are imported only when a model is active.
+        """
+        stored = self.store.active_model() if self.use_model else None
+        if stored is None:
+            self.model = None
+            if self.use_model:
+                log.info("model.none", reason=NO_MODEL)
+            return
         from sync.predict import ModelScorer
 
-        self.model = ModelScorer.from_store(self.store, self.rules, self.model_exclude) if self.use_model else None
+        self.model = ModelScorer.from_stored(stored, self.rules, self.model_exclude)
         if self.model is not None and not self.writeback.model_properties:
             self.writeback = dataclasses.replace(self.writeback, model_properties=True)
 
@@ -604,90 +605,105 @@ class SyncPipeline:
         summary: SyncSummary,
         *,
         dry_run: bool,
+        cached: CachedPage | None = None,
         cached_activities: Mapping[str, list[Activity]] | None = None,
     ) -> None:
-        """Score and diff one group of changed records; commit what needs no write, hold the changed scores
-        for a full write batch (``sync.passwrites``). ``cached_activities`` means the group comes from the cache.
-        """
-        from_cache = cached_activities is not None
+        """Score and diff one group of changed records on the columnar path (``sync.scoring_step``); commit
+        what needs no write, hold the changed scores for a full write batch (``sync.passwrites``). The group
+        comes from the cache with ``cached`` (a chunk decoded already) or ``cached_activities``."""
+        from_cache = cached is not None or cached_activities is not None
         page = page if from_cache else self.companies.enrich(page, persist=not dry_run)
         ids = [r.id for r in page]
         written = self.store.get_written(ids)
-        activities = dict(cached_activities or {}) if from_cache else self._activities(page, written, summary)
+        activities: Mapping[str, Sequence[Activity]] = (
+            dict(cached_activities or {}) if from_cache else self._activities(page, written, summary)
+        )
         outcomes = [] if from_cache or dry_run else self._read_outcomes(page, written)
         on_bad = self._bad_value(summary)
-        leads = [self.mapping.to_lead(r.id, r.properties, on_bad, object_type=r.object_type) for r in page]
-        previous = self.store.get_scores(ids)
-        champion = self.rules.score_many(
-            ((lead, activities[lead.id], _qualification(previous.get(lead.id))) for lead in leads), now
-        )
-        arms = self._score_arms(leads, activities, previous, champion, now, summary)
-        scores = arms.written
-        reasons: list[str] = [""] * len(scores)
-        if self.model is not None:
-            states = [_qualification(previous.get(lead.id)) for lead in leads]
-            scores, reasons = self.model.apply(leads, activities, scores, now, states)
-            if self.model.second_pass and self.challenger is None:  # the history follows the rescored totals
-                arms = PageArms(scores, [history_row(s, now) for s in scores])
-        summary.leads_scored += len(scores)
-        self.progress("scored", len(scores))
+        if cached is None:
+            states = {i: _qualification(s) for i, s in self.store.get_scores(ids).items()}
+            batch = records_batch(self.mapping, page, activities, states, on_bad)
+        else:
+            states, batch = cached.states, cached.batch
+        scored = score_batch(self.rules, batch, now)
+        reasons: list[str] = [""] * len(page)
+        if self.model is None and self.challenger is None:  # the columnar path: no Lead, Score on demand
+            values: Sequence[ScoreValues | Score] = [scored.values(i) for i in range(len(page))]
+            leads: Sequence[LeadValues | Lead] = [scored.lead(i) for i in range(len(page))]
+            arms = PageArms([], [history_row(v, now) for v in values])
+            full: Callable[[], Sequence[Score]] = scored.scores
+        else:  # the model and the challenger read lead and score objects
+            lead_objects = [self.mapping.to_lead(r.id, r.properties, object_type=r.object_type) for r in page]
+            if cached is not None:
+                activities = cached.activity_objects()
+            arms = self._score_arms(lead_objects, activities, states, scored.scores(), now, summary)
+            scores = arms.written
+            if self.model is not None:
+                state_list = [states.get(lead.id) for lead in lead_objects]
+                scores, reasons = self.model.apply(lead_objects, activities, scores, now, state_list)
+                if self.model.second_pass and self.challenger is None:  # the history follows the rescored totals
+                    arms = PageArms(scores, [history_row(s, now) for s in scores])
+            values, leads, final = scores, lead_objects, scores
+            full = lambda: final  # noqa: E731
+        summary.leads_scored += len(page)
+        self.progress("scored", len(page))
+        full_scores: Sequence[Score] = full() if not dry_run else []
 
         history: dict[str, list[HistoryRow]] = {}
         for row in arms.history:
             history.setdefault(row.lead_id, []).append(row)
         commits: list[LeadCommit] = []
-        by_id = {r.id: r for r in page}
-        for lead, score, why in zip(leads, scores, reasons, strict=True):
-            summary.grades[score.grade] = summary.grades.get(score.grade, 0) + 1
+        for i, (record, value, lead, why) in enumerate(zip(page, values, leads, reasons, strict=True)):
+            summary.grades[value.grade] = summary.grades.get(value.grade, 0) + 1
             trigger = None
-            if score.qualified:
+            if value.qualified:
                 summary.qualified += 1
-                prev = previous.get(lead.id)
-                if score.qualified_at is not None and (prev is None or prev.qualified_at != score.qualified_at):
+                prev = states.get(record.id)
+                if value.qualified_at is not None and (prev is None or prev.qualified_at != value.qualified_at):
                     summary.newly_qualified += 1
-                    trigger = (lead.id, lead.email, score.qualified_at)
-            desired = desired_properties(score, lead, self.writeback, why)
+                    trigger = (record.id, scored.emails[i], value.qualified_at)
+            desired = desired_properties(value, lead, self.writeback, why)
             # what leadsync last wrote wins; properties it never wrote (a fresh state store over a CRM that
             # already holds values) fall back to the CRM's own, so they are not rewritten on every pass
-            baseline: Mapping[str, str | None] = {k: by_id[lead.id].properties.get(k) for k in desired} | (
-                written.get(lead.id) or {}
+            baseline: Mapping[str, str | None] = {k: record.properties.get(k) for k in desired} | (
+                written.get(record.id) or {}
             )
             changes = changed_properties(desired, baseline)
             if not changes:
                 summary.leads_unchanged += 1
-            record = by_id[lead.id]
+            if dry_run:
+                summary.leads_written += bool(changes)
+                summary.challenger_written += bool(changes) and record.id in arms.challenger_ids
+                continue
             commits.append(
                 LeadCommit(
-                    score=stored_score(score, now),
-                    history=history.get(lead.id, []),
-                    update=RecordUpdate(lead.id, lead.object_type, changes) if changes else None,
+                    score=stored_score(full_scores[i], now),
+                    history=history.get(record.id, []),
+                    update=RecordUpdate(record.id, lead.object_type, changes) if changes else None,
                     trigger=trigger,
                     cached=None
                     if from_cache
                     else CachedLead(
                         id=record.id,
                         object_type=record.object_type,
-                        email=lead.email,
+                        email=scored.emails[i],
                         properties=dict(record.properties),
                         activities=activities_as_dicts(activities[record.id]),
                         updated_at=record.updated_at,
                     ),
-                    challenger=lead.id in arms.challenger_ids,
-                    previous_modified=(written.get(lead.id) or {}).get(MODIFIED_KEY),
+                    challenger=record.id in arms.challenger_ids,
+                    previous_modified=(written.get(record.id) or {}).get(MODIFIED_KEY),
                 )
             )
         if dry_run:
-            changed = [c for c in commits if c.update is not None]
-            summary.leads_written += len(changed)
-            summary.challenger_written += sum(c.challenger for c in changed)
             return
         self._flushed(summary, self._held.add(commits, outcomes))
 
     def _score_arms(
         self,
         leads: Sequence[Lead],
-        activities: Mapping[str, list[Activity]],
-        previous: Mapping[str, StoredScore],
+        activities: Mapping[str, Sequence[Activity]],
+        states: Mapping[str, QualificationState | None],
         champion: Sequence[Score],
         now: datetime,
         summary: SyncSummary,
@@ -709,9 +725,7 @@ class SyncPipeline:
                 (
                     lead,
                     activities[lead.id],
-                    _qualification(previous.get(lead.id))
-                    if lead.id in to_challenger
-                    else _history_qualification(shadow.get(lead.id)),
+                    states.get(lead.id) if lead.id in to_challenger else _history_qualification(shadow.get(lead.id)),
                 )
                 for lead in leads
             ),
@@ -860,11 +874,11 @@ class SyncPipeline:
 
     def rescore_from_cache(self, now: datetime, summary: SyncSummary, *, dry_run: bool) -> None:
         """Rescore every cached lead with the current rules and write what changed; reads nothing from the CRM."""
-        for chunk in self.store.iter_leads(chunk_size=500):
-            page = [RawRecord(c.id, c.object_type, c.properties, c.updated_at) for c in chunk]
-            activities = {c.id: activities_from_dicts(c.id, c.activities) for c in chunk}
+        for chunk in self.store.iter_lead_chunks(chunk_size=RESCORE_CHUNK):
+            cached = cache_batch(self.mapping, chunk, self._bad_value(summary))
+            page = [RawRecord(*r, None) for r in zip(chunk.ids, chunk.object_types, cached.properties, strict=True)]
             summary.leads_rescored += len(page)
-            self._process_page(page, now, summary, dry_run=dry_run, cached_activities=activities)
+            self._process_page(page, now, summary, dry_run=dry_run, cached=cached)
 
     def _retry_failed_writes(self, summary: SyncSummary) -> None:
         """Send again the writes that failed for a transient reason in earlier passes."""
@@ -888,73 +902,9 @@ class SyncPipeline:
             self._held.evidence.wrote(result.modified_at.get(i), None)
         summary.leads_written += len(result.succeeded)
 
-    def _deliver_triggers(self, summary: SyncSummary) -> None:
-        """Drain the outbox: each qualification triggers the CRM's automation exactly once.
-
-        Each item is claimed (committed) before the CRM call and marked done after it. A crash between the
-        two leaves it claimed, and the CRM may or may not have received the call: the next attempt asks the
-        CRM (``DeliveryCheck``) before sending it again, so a crash or kill never fires a workflow twice.
-        """
-        check = self.connector if isinstance(self.connector, DeliveryCheck) else None
-        while True:
-            batch = self.store.pending_triggers(limit=100)
-            if not batch:
-                return
-            progressed = False
-            for item in batch:
-                if not self.store.claim_trigger(item, self.owner):
-                    continue  # another process claimed or finished it since we read it
-                try:
-                    if (
-                        item.claimed_at is not None
-                        and check is not None
-                        and check.trigger_delivered(item.lead_id, item.email)
-                    ):
-                        log.info("trigger.already_delivered", lead=item.lead_id, claimed_by=item.claimed_by)
-                    else:
-                        self.connector.trigger(item.lead_id, item.email)
-                except RetriableError as exc:
-                    self.store.mark_trigger_failed(item.id, str(exc), final=False)
-                    log.warning("trigger.retry_later", lead=item.lead_id, error=str(exc))
-                    continue
-                except FatalError as exc:
-                    self.store.mark_trigger_failed(item.id, str(exc), final=True)
-                    log.error("trigger.failed", lead=item.lead_id, error=str(exc))
-                    progressed = True
-                    continue
-                except ConnectorError:
-                    raise
-                self.store.mark_triggered(item.id)
-                summary.workflows_triggered += 1
-                progressed = True
-            if not progressed:
-                return  # everything left is waiting for a transient error to clear: next pass
-
-
-def _qualification(previous: StoredScore | None) -> QualificationState | None:
-    if previous is None:
-        return None
-    return QualificationState(qualified=previous.qualified, qualified_at=previous.qualified_at)
-
 
 def _history_qualification(row: HistoryRow | None) -> QualificationState | None:
     """An unwritten arm's hysteresis state from its last history row (which keeps no ``qualified_at``)."""
     if row is None:
         return None
     return QualificationState(qualified=row.qualified, qualified_at=row.at if row.qualified else None)
-
-
-def score_cached(
-    rules: CompiledRules,
-    mapping: LeadMapping,
-    cached: Sequence[CachedLead],
-    previous: Mapping[str, StoredScore],
-    now: datetime,
-) -> list[tuple[Lead, Score]]:
-    """Score leads from the local cache (no CRM call): explain, preview and rescoring use it."""
-    leads = [mapping.to_lead(c.id, c.properties, object_type=c.object_type) for c in cached]
-    items = [
-        (lead, activities_from_dicts(lead.id, c.activities), _qualification(previous.get(lead.id)))
-        for lead, c in zip(leads, cached, strict=True)
-    ]
-    return list(zip(leads, rules.score_many(items, now), strict=True))

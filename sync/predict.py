@@ -20,7 +20,8 @@ from mappings import LeadMapping
 from scoring import Activity, CompiledRules, Lead, QualificationState, Score
 from scoring.predictive import FeatureTable, LeadFeatures, ModelError, PredictiveModel
 from scoring.predictive.leads import MODEL_ATTRIBUTES
-from sync.state import StateStore
+from sync.state import StateStore, StoredModel
+from sync.state.models import NO_MODEL
 
 log = structlog.get_logger("leadsync.model")
 
@@ -84,8 +85,15 @@ class ModelScorer:
         """The active model, or None (rules alone) with the reason logged."""
         stored = store.active_model()
         if stored is None:
-            log.info("model.none", reason="no active model yet: rules alone (train one with `leadsync model train`)")
+            log.info("model.none", reason=NO_MODEL)
             return None
+        return cls.from_stored(stored, rules, exclude)
+
+    @classmethod
+    def from_stored(
+        cls, stored: StoredModel, rules: CompiledRules, exclude: Collection[str] = ()
+    ) -> ModelScorer | None:
+        """The model of a stored row, or None (rules alone) when its file cannot be read."""
         try:
             model = PredictiveModel.from_bytes(stored.body, stored.card)
         except ModelError as exc:

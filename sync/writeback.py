@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -9,6 +10,7 @@ from typing import Literal
 
 from connectors.base import LIFECYCLE_STAGES, PropertySpec
 from scoring import Lead, Score
+from sync.scoring_step import LeadValues, ScoreValues
 
 GRADES = ("hot", "warm", "cold")
 PRIORITIES = ("very_high", "high", "medium", "low")
@@ -33,6 +35,17 @@ class WritebackSettings:
     model_properties: bool = False
 
     def name(self, suffix: str) -> str:
+        found = self._names.get(suffix)
+        if found is None:
+            found = self._names[suffix] = self._name(suffix)
+        return found
+
+    @functools.cached_property
+    def _names(self) -> dict[str, str]:
+        """Property names by suffix, built once per settings object (``name`` is called per lead)."""
+        return {}
+
+    def _name(self, suffix: str) -> str:
         if self.style == "salesforce":
             base = self.prefix.strip("_") or "leadsync"
             words = [base, *suffix.split("_")]
@@ -106,7 +119,10 @@ def format_time(value: datetime) -> str:
 
 
 def desired_properties(
-    score: Score, lead: Lead, settings: WritebackSettings, likelihood_reasons: str | None = None
+    score: Score | ScoreValues,
+    lead: Lead | LeadValues,
+    settings: WritebackSettings,
+    likelihood_reasons: str | None = None,
 ) -> dict[str, str]:
     """The property values a score should leave on the CRM record (integers and short text only); with a
     likelihood (an active model), its integer percent, priority tier, model version and reasons too."""

@@ -35,6 +35,65 @@ def make_pg_url(schema: str, base: str | None = None) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def create_schema(prefix: str = "bench") -> tuple[str, str]:
+    """A fresh schema ``<prefix>_<hex>`` for a benchmark or a scenario: ``(schema, its URL)``."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_admin_url(), poolclass=NullPool, connect_args={"connect_timeout": 5})
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    finally:
+        admin.dispose()
+    return schema, make_pg_url(schema)
+
+
+def drop_schema(schema: str) -> None:
+    admin = create_engine(pg_admin_url(), poolclass=NullPool, connect_args={"connect_timeout": 5})
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        admin.dispose()
+
+
+def create_database(prefix: str = "bench") -> tuple[str, str]:
+    """A fresh database ``<prefix>_<hex>`` beside the tests' one, for a scenario whose backends are cut by
+    ``pg_terminate_backend`` (its connections are then exactly those with this ``datname``): ``(name, URL)``."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_admin_url(), poolclass=NullPool, connect_args={"connect_timeout": 5})
+    try:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        admin.dispose()
+    return name, make_url(pg_admin_url()).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(name: str) -> None:
+    admin = create_engine(pg_admin_url(), poolclass=NullPool, connect_args={"connect_timeout": 5})
+    try:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+def terminate_backends(database: str) -> int:
+    """``pg_terminate_backend`` every session on ``database`` (a PostgreSQL restart, as its clients see it,
+    without restarting a server others share). Returns how many were terminated."""
+    admin = create_engine(pg_admin_url(), poolclass=NullPool, connect_args={"connect_timeout": 5})
+    try:
+        with admin.connect() as conn:
+            cut = conn.exec_driver_sql(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %(db)s AND pid <> pg_backend_pid()",
+                {"db": database},
+            ).scalar()
+    finally:
+        admin.dispose()
+    return int(cut or 0)
+
+
 def pg_unavailable(reason: str) -> NoReturn:
     message = f"PostgreSQL unavailable at ${PG_URL_ENV} ({make_url(pg_admin_url())!s}): {reason}"
     # the state store is the product's memory: an untested backend is a failure, never a skip

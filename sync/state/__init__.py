@@ -4,7 +4,7 @@ May import sqlalchemy, alembic and structlog only (no other leadsync package); s
 """
 
 from sync.state.engine import DEFAULT_STATE_URL, FencedOut, StateStoreError, describe_store, normalize_url
-from sync.state.leads import MAX_VALUE_CHARS
+from sync.state.leads import MAX_VALUE_CHARS, CacheChunk
 from sync.state.models import StoredModel
 from sync.state.records import (
     CachedCompany,
@@ -46,6 +46,7 @@ __all__ = [
     "MAX_VALUE_CHARS",
     "OUTBOX_STATUSES",
     "RUN_STATUSES",
+    "CacheChunk",
     "CachedCompany",
     "CachedLead",
     "FailedWrite",

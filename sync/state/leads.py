@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Text, cast, delete, func, select
 
 from sync.state.engine import Database, chunks, log, unique
 from sync.state.records import CachedLead, from_row
@@ -36,6 +38,27 @@ def _bounded(value: Any, limit: int) -> tuple[Any, int]:
             cut += n
         return elements, cut
     return value, 0
+
+
+@dataclass(frozen=True)
+class CacheChunk:
+    """Cached leads read in bulk, column by column, with their stored qualification (hysteresis) state.
+
+    ``properties`` and ``activities`` are each lead's JSON text as stored, decoded by the caller once per
+    chunk (``json.loads``), not per rule set or per lead object.
+    """
+
+    ids: list[str]
+    object_types: list[str]
+    emails: list[str | None]
+    properties: list[str]
+    activities: list[str]
+    #: the stored score's qualified flag (False when the lead has no stored score) and ``qualified_at``
+    qualified: list[bool]
+    qualified_at: list[datetime | None]
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 class LeadCache(Database):
@@ -104,6 +127,22 @@ class LeadCache(Database):
         transaction each: the caller may write to the store between chunks)."""
         for rows in self._keyset_pages(select(*self._LEAD_COLUMNS), t_leads.c.id, chunk_size):
             yield [from_row(CachedLead, r) for r in rows]
+
+    def iter_lead_chunks(self, chunk_size: int = 5_000) -> Iterator[CacheChunk]:
+        """Every cached lead in bulk: one keyset query per chunk (ordered by id, left-joined to its stored
+        score's qualification), the JSON columns returned as text for the caller to decode once."""
+        query = select(
+            t_leads.c.id,
+            t_leads.c.object_type,
+            t_leads.c.email,
+            cast(t_leads.c.properties, Text),
+            cast(t_leads.c.activities, Text),
+            t_scores.c.qualified,
+            t_scores.c.qualified_at,
+        ).select_from(t_leads.outerjoin(t_scores, t_scores.c.lead_id == t_leads.c.id))
+        for rows in self._keyset_pages(query, t_leads.c.id, chunk_size):
+            ids, kinds, emails, props, acts, qualified, at = (list(c) for c in zip(*rows, strict=True))
+            yield CacheChunk(ids, kinds, emails, props, acts, [bool(q) for q in qualified], at)
 
     def iter_lead_values(
         self, prop: str, chunk_size: int = 10_000, *, after: str | None = None

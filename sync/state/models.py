@@ -17,6 +17,9 @@ from sqlalchemy import select, update
 from sync.state.engine import Database
 from sync.state.schema import t_models
 
+#: why a pass scores with rules alone when the store holds no active model (logged as ``model.none``)
+NO_MODEL = "no active model yet: rules alone (train one with `leadsync model train`)"
+
 
 @dataclass(frozen=True, slots=True)
 class StoredModel:

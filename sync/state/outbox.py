@@ -101,18 +101,32 @@ class Outbox(Database):
             if result.rowcount == 0:
                 raise KeyError(f"no outbox item with id {item_id}")
 
-    def mark_trigger_failed(self, item_id: int, error: str, *, final: bool) -> None:
-        """Count a failed attempt; ``final`` gives up (status ``failed``), else the item stays pending."""
+    def settle_pending_triggers(self) -> int:
+        """Mark every pending item done in one statement: for a CRM whose triggers need no call (its
+        automation reacts to the written properties), there is nothing to deliver and nothing to claim."""
         with self._begin() as conn:
             result = conn.execute(
                 update(t_outbox)
-                .where(t_outbox.c.id == item_id)
-                .values(
-                    status="failed" if final else "pending",
-                    attempts=t_outbox.c.attempts + 1,
-                    last_error=error,
-                )
+                .where(t_outbox.c.status == "pending")
+                .values(status="done", attempts=t_outbox.c.attempts + 1, done_at=self._now())
             )
+            return int(result.rowcount)
+
+    def mark_trigger_failed(self, item_id: int, error: str, *, final: bool, release: bool = False) -> None:
+        """Count a failed attempt; ``final`` gives up (status ``failed``), else the item stays pending.
+
+        ``release`` clears the claim: the attempt surely did not deliver (the CRM answered with an error), so
+        the next one need not ask the CRM, or doubt, before sending.
+        """
+        values: dict[str, Any] = {
+            "status": "failed" if final else "pending",
+            "attempts": t_outbox.c.attempts + 1,
+            "last_error": error,
+        }
+        if release:
+            values |= {"claimed_at": None, "claimed_by": None}
+        with self._begin() as conn:
+            result = conn.execute(update(t_outbox).where(t_outbox.c.id == item_id).values(**values))
             if result.rowcount == 0:
                 raise KeyError(f"no outbox item with id {item_id}")
 
@@ -123,3 +137,13 @@ class Outbox(Database):
             for status, n in conn.execute(select(t_outbox.c.status, func.count()).group_by(t_outbox.c.status)):
                 counts[status] = int(n)
         return counts
+
+
+def unconfirmed_delivery(crm: str, item: OutboxItem) -> str:
+    """Why an interrupted trigger is not sent again, for ``leadsync status`` and the log."""
+    at = item.claimed_at.isoformat() if item.claimed_at is not None else "?"
+    return (
+        f"delivery interrupted: {item.claimed_by or 'a process'} sent it at {at} and stopped before recording "
+        f"the answer, and {crm} cannot tell whether it arrived; not sent again, so that it never fires twice "
+        f"(check record {item.lead_id} in the CRM and run its automation by hand if it did not)"
+    )

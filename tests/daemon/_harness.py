@@ -1,7 +1,9 @@
 """Running ``leadsync run`` as real subprocesses against in-process sandboxes, and judging the CRM afterwards.
 
 Every daemon gets port 0 (the port it bound is read from its ``daemon.listening`` log line), its own config
-file and state in the test's tmp dir, so tests stay parallel-safe.
+file and state in the test's tmp dir, so tests stay parallel-safe. The CRM-side helpers (config section,
+seeding, the CRM's final state, its workflow triggers, the write log, the reference run) take either
+sandbox, HubSpot or Salesforce, and do the CRM's own thing.
 """
 
 from __future__ import annotations
@@ -27,10 +29,14 @@ from typing import Any
 import yaml
 
 from connectors.sandbox.hubspot import HubSpotSandboxServer
+from connectors.sandbox.salesforce import SalesforceSandboxServer
 from connectors.sandbox.synthetic import SyntheticPerson
 from leadsync.app import build_app
 from leadsync.config import parse_config
+from sync.lease import lease_name
 from sync.state import StateStore
+
+Sandbox = HubSpotSandboxServer | SalesforceSandboxServer
 
 REPO = Path(__file__).resolve().parents[2]
 #: scores are computed at this instant in every daemon of these tests (LEADSYNC_SCORING_NOW), so that a run
@@ -47,11 +53,63 @@ WRITTEN_PROPS = (
     "leadsync_rules_version",
     "lifecyclestage",
 )
+#: what leadsync writes on a Salesforce Lead or Contact (a Lead's Status too, see SF_LEAD_PROPS)
+SF_WRITTEN_FIELDS = (
+    "Leadsync_Score__c",
+    "Leadsync_Fit__c",
+    "Leadsync_Engagement__c",
+    "Leadsync_Grade__c",
+    "Leadsync_Reasons__c",
+    "Leadsync_Qualified_At__c",
+    "Leadsync_Rules_Version__c",
+)
+SF_LEAD_PROPS = (*SF_WRITTEN_FIELDS, "Status")
+#: the autolaunched Flow the Salesforce daemons launch once per qualification (the sandbox has it)
+SF_FLOW = "Leadsync_Qualified"
+#: scoring overrides by CRM: a synthetic Salesforce org carries less engagement than a HubSpot portal (tasks,
+#: events and campaigns, no page views), so at the default MQL threshold (60) hardly anyone qualifies and no
+#: Flow would ever run; at 30 about one record in seven does
+SCORING: dict[str, dict[str, Any]] = {"salesforce": {"qualification": {"threshold": 30, "release": 20}}}
+#: the property that says a record was scored, by CRM
+SCORE_PROP = {"hubspot": "leadsync_score", "salesforce": "Leadsync_Score__c"}
+
+
+def crm_of(server: Sandbox) -> str:
+    return "salesforce" if isinstance(server, SalesforceSandboxServer) else "hubspot"
+
+
+def job_lease(server: Sandbox) -> str:
+    """The name of the job lease a daemon on this CRM holds (``sync:<crm>:<object type>s``)."""
+    return lease_name("salesforce:leads" if crm_of(server) == "salesforce" else "hubspot:contacts")
+
+
+def crm_section(server: Sandbox, *, secrets_in_env: bool = True) -> dict[str, Any]:
+    """The config's ``hubspot:`` / ``salesforce:`` section for the sandbox, triggers on (a workflow or a Flow).
+
+    With ``secrets_in_env`` the token or client secret stays in the environment (``${...}``, see
+    :func:`daemon_env`); else it is written in (an in-process run).
+    """
+    if isinstance(server, SalesforceSandboxServer):
+        return {
+            "login_url": server.url,
+            "client_id": server.client_id,
+            "client_secret": "${SF_CLIENT_SECRET}" if secrets_in_env else server.client_secret,
+            "ca_file": server.ca_pem_path,
+            "flow_api_name": SF_FLOW,
+            "rate_limit_per_10s": 5000,
+        }
+    return {
+        "access_token": "${HUBSPOT_TOKEN}" if secrets_in_env else server.token,
+        "base_url": server.url,
+        "workflow_id": WORKFLOW_ID,
+        "rate_limit_per_10s": 5000,  # the sandbox sets no limit; the client-side limiter must not pace tests
+        "search_rate_per_s": 500,
+    }
 
 
 def daemon_config(
     path: Path,
-    server: HubSpotSandboxServer,
+    server: Sandbox,
     state_url: str,
     *,
     every: str = "1s",
@@ -60,17 +118,13 @@ def daemon_config(
     hubspot: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """A daemon config for the sandbox: the token stays in the environment (``${HUBSPOT_TOKEN}``)."""
+    """A daemon config for the sandbox: the secret stays in the environment (``${HUBSPOT_TOKEN}``,
+    ``${SF_CLIENT_SECRET}``). ``hubspot`` overrides keys of the CRM's section (either CRM)."""
+    crm = crm_of(server)
     config: dict[str, Any] = {
-        "crm": "hubspot",
-        "hubspot": {
-            "access_token": "${HUBSPOT_TOKEN}",
-            "base_url": server.url,
-            "workflow_id": WORKFLOW_ID,
-            "rate_limit_per_10s": 5000,  # the sandbox sets no limit; the client-side limiter must not pace tests
-            "search_rate_per_s": 500,
-            **(hubspot or {}),
-        },
+        "crm": crm,
+        crm: crm_section(server) | (hubspot or {}),
+        **({"scoring": SCORING[crm]} if crm in SCORING else {}),
         # the in-process sandbox indexes writes at once: nothing to settle, no overlap to re-read
         "sync": {"settle_s": 0, "overlap_s": 0},
         "schedule": {"sync": {"every": every}},
@@ -88,10 +142,13 @@ def daemon_config(
     return path
 
 
-def daemon_env(server: HubSpotSandboxServer) -> dict[str, str]:
+def daemon_env(server: Sandbox) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEADSYNC_")}
+    if isinstance(server, SalesforceSandboxServer):
+        env["SF_CLIENT_SECRET"] = server.client_secret
+    else:
+        env["HUBSPOT_TOKEN"] = server.token
     env |= {
-        "HUBSPOT_TOKEN": server.token,
         "LEADSYNC_SCORING_NOW": SCORING_NOW.isoformat(),
         "PYTHONUNBUFFERED": "1",
     }
@@ -331,14 +388,69 @@ def stop_all(daemons: Iterable[DaemonProcess]) -> None:
             d.proc.wait(10)
 
 
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def holder_of(pool: Sequence[DaemonProcess], store: StateStore, timeout: float, lease: str) -> DaemonProcess:
+    """The live daemon holding the job lease ``lease`` (waits for a takeover after a kill)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = store.lease_holder(lease)
+        if held is not None:
+            for daemon in pool:
+                if daemon.proc.poll() is None and daemon.replica == held[0]:
+                    return daemon
+        time.sleep(0.05)
+    logs = "\n".join(d.text()[-3000:] for d in pool)
+    raise AssertionError(f"no live daemon took the lease within {timeout}s\n{logs}")
+
+
+def passes(daemon: DaemonProcess, end_at: float | None = None) -> list[tuple[float, float]]:
+    """(start, end) of every pass the daemon ran, in monotonic time; a pass cut by a kill ends at ``end_at``."""
+    spans, start = [], None
+    for event in daemon.events:
+        if event.get("event") == "sync.start":
+            start = event["_t"]
+        elif event.get("event") in ("sync.done", "sync.stopped", "sync.failed") and start is not None:
+            spans.append((start, event["_t"]))
+            start = None
+    if start is not None:
+        spans.append((start, end_at if end_at is not None else time.monotonic()))
+    return spans
+
+
 # ---- the CRM side --------------------------------------------------------------------------------------
+
+Update = tuple[str, tuple[tuple[str, str], ...]]
 
 
 class WriteLog:
-    """Records every record update the sandbox applies (wraps the portal's batch_update in-process)."""
+    """Records every record update the sandbox applies (wraps HubSpot's batch_update or Salesforce's
+    sObject Collections update in-process)."""
 
-    def __init__(self, server: HubSpotSandboxServer) -> None:
-        self.updates: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+    def __init__(self, server: Sandbox) -> None:
+        self.updates: list[Update] = []
+        if isinstance(server, SalesforceSandboxServer):
+            org = server.org
+            update_collection = org.update_collection
+
+            def recording_collection(records: Any, *, all_or_none: bool) -> Any:
+                results = update_collection(records, all_or_none=all_or_none)
+                for item, result in zip(records, results, strict=False):
+                    if result.get("success"):
+                        values = {k: v for k, v in item.items() if k not in ("attributes", "id", "Id")}
+                        self.updates.append(
+                            (str(result.get("id")), tuple(sorted((k, str(v)) for k, v in values.items())))
+                        )
+                return results
+
+            org.update_collection = recording_collection  # type: ignore[method-assign]
+            return
         portal = server.portal
         original = portal.batch_update
 
@@ -351,25 +463,50 @@ class WriteLog:
 
         portal.batch_update = recording  # type: ignore[method-assign]
 
-    def repeated(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], int]:
+    def repeated(self) -> dict[Update, int]:
         """Identical writes (same record, same values) sent more than once."""
         return {k: n for k, n in Counter(self.updates).items() if n > 1}
 
 
-def seed(server: HubSpotSandboxServer, people: Sequence[SyntheticPerson]) -> list[str]:
-    """Add people as contacts that look freshly changed (an incremental window sees them)."""
+def seed(server: Sandbox, people: Sequence[SyntheticPerson]) -> list[str]:
+    """Add people as records that look freshly changed (an incremental window sees them).
+
+    On Salesforce every other person becomes a Lead (a converted one also its Contact), the others Contacts,
+    so that both objects are synced; the same people in the same order give the same ids in any org.
+    """
+    if isinstance(server, SalesforceSandboxServer):
+        org = server.org
+        contacts_before = set(org.ids("Contact"))
+        lead_ids = org.seed_people(people[::2], as_leads=True)
+        org.seed_people(people[1::2], as_leads=False)
+        contact_ids = sorted(set(org.ids("Contact")) - contacts_before)
+        org.touch("Lead", lead_ids)
+        org.touch("Contact", contact_ids)
+        return [*lead_ids, *contact_ids]
     ids = server.portal.seed_people(people)
     server.portal.bulk_stamp(ids)
     return ids
 
 
-def crm_state(server: HubSpotSandboxServer) -> dict[str, dict[str, str]]:
-    """Every contact's leadsync-written properties, by id."""
-    state = {}
+def crm_state(server: Sandbox) -> dict[str, dict[str, str]]:
+    """Every record's leadsync-written properties, by id (Salesforce: open Leads and Contacts)."""
+    state: dict[str, dict[str, str]] = {}
+    if isinstance(server, SalesforceSandboxServer):
+        for sobject, fields in (("Lead", SF_LEAD_PROPS), ("Contact", SF_WRITTEN_FIELDS)):
+            for record in server.org.records(sobject):
+                if record.get("IsConverted"):
+                    continue  # read-only: scored as its Contact
+                state[str(record["Id"])] = {k: "" if record.get(k) is None else str(record[k]) for k in fields}
+        return state
     for contact_id in server.portal.contact_ids():
         props = server.portal.contact(contact_id) or {}
         state[str(contact_id)] = {k: props.get(k) or "" for k in WRITTEN_PROPS}
     return state
+
+
+def everyone_scored(server: Sandbox) -> bool:
+    prop = SCORE_PROP[crm_of(server)]
+    return all(row[prop] for row in crm_state(server).values())
 
 
 def enrollments(server: HubSpotSandboxServer) -> Counter[str]:
@@ -377,18 +514,46 @@ def enrollments(server: HubSpotSandboxServer) -> Counter[str]:
     return Counter(e["contactId"] for e in server.portal.enrollments())
 
 
-def reference_run(server: HubSpotSandboxServer, state_url: str, passes: int = 2) -> None:
+def triggers(server: Sandbox) -> Counter[str]:
+    """Workflow triggers the CRM received per record: HubSpot enrollments, Salesforce Flow interviews."""
+    if isinstance(server, SalesforceSandboxServer):
+        return Counter(str(c["inputs"].get("recordId")) for c in server.org.flow_invocations(SF_FLOW))
+    return enrollments(server)
+
+
+def on_trigger(server: Sandbox, hook: Callable[[], None]) -> None:
+    """Call ``hook`` in the sandbox after it records a trigger and before it answers (to kill the caller
+    during an outbox delivery the CRM has already received)."""
+    if isinstance(server, SalesforceSandboxServer):
+        org = server.org
+        invoke_flow = org.invoke_flow
+
+        def invoking(flow: str, inputs: Any) -> list[dict[str, Any]]:
+            results = invoke_flow(flow, inputs)
+            hook()
+            return results
+
+        org.invoke_flow = invoking  # type: ignore[method-assign]
+        return
+    portal = server.portal
+    record_enrollment = portal.record_enrollment
+
+    def enrolling(workflow_id: str, email: str) -> dict[str, Any]:
+        entry = record_enrollment(workflow_id, email)
+        hook()
+        return entry
+
+    portal.record_enrollment = enrolling  # type: ignore[method-assign]
+
+
+def reference_run(server: Sandbox, state_url: str, passes: int = 2) -> None:
     """An uninterrupted in-process run with the daemon's settings and pinned scoring clock."""
+    crm = crm_of(server)
     config = parse_config(
         {
-            "crm": "hubspot",
-            "hubspot": {
-                "access_token": server.token,
-                "base_url": server.url,
-                "workflow_id": WORKFLOW_ID,
-                "rate_limit_per_10s": 5000,
-                "search_rate_per_s": 500,
-            },
+            "crm": crm,
+            crm: crm_section(server, secrets_in_env=False),
+            **({"scoring": SCORING[crm]} if crm in SCORING else {}),
             "sync": {"settle_s": 0, "overlap_s": 0},
             "state": {"url": state_url},
         },

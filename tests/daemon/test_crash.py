@@ -33,9 +33,11 @@ from tests.daemon._harness import (
     daemon_env,
     enrollments,
     event_is,
+    holder_of,
     reference_run,
     seed,
     stop_all,
+    wait_until,
 )
 
 Factory = Callable[..., HubSpotSandboxServer]
@@ -60,28 +62,6 @@ def anchor(name: str) -> Callable[[dict[str, Any]], bool]:
     if name.startswith("sync."):
         return event_is(name)
     return event_is("sync.progress", progress=name)
-
-
-def holder_of(pool: list[DaemonProcess], store: StateStore, timeout: float) -> DaemonProcess:
-    """The live daemon holding the job lease (waits for a takeover after a kill)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        held = store.lease_holder(LEASE)
-        if held is not None:
-            for daemon in pool:
-                if daemon.proc.poll() is None and daemon.replica == held[0]:
-                    return daemon
-        time.sleep(0.05)
-    logs = "\n".join(d.text()[-3000:] for d in pool)
-    raise AssertionError(f"no live daemon took the lease within {timeout}s\n{logs}")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def run_crash_scenario(
@@ -114,7 +94,7 @@ def run_crash_scenario(
     try:
         pool = [spawn() for _ in range(POOL)]
         for i in range(kills):
-            busy = holder_of(pool, store, timeout=60)
+            busy = holder_of(pool, store, timeout=60, lease=LEASE)
             mark = len(busy.events)
             seeded = time.monotonic()
             seed(crashed, waves[i])  # new work for the busy daemon's next pass
@@ -127,12 +107,12 @@ def run_crash_scenario(
             killed_at[point] += 1
             pool.remove(busy)
             pool.append(spawn())
-            holder_of(pool, store, timeout=60)
+            holder_of(pool, store, timeout=60, lease=LEASE)
             takeovers.append(time.monotonic() - killed)
 
         seed(crashed, waves[kills])
         last_wave = datetime.now(UTC)
-        final = holder_of(pool, store, timeout=60)
+        final = holder_of(pool, store, timeout=60, lease=LEASE)
 
         def settled() -> bool:
             runs = [r for r in store.last_runs(50, job="sync") if r.started_at > last_wave and r.status == "ok"]

@@ -22,6 +22,7 @@ from tests.daemon._harness import (
     daemon_env,
     event_is,
     stop_all,
+    wait_until,
 )
 
 Factory = Callable[..., HubSpotSandboxServer]
@@ -54,14 +55,6 @@ def _lag_is_set(body: str) -> bool:
         for f in text_string_to_metric_families(body)
         for s in f.samples
     )
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_health_metrics_logs_status_and_no_secret_anywhere(hubspot_sandbox_factory: Factory, tmp_path: Path) -> None:

@@ -23,8 +23,11 @@ from tests.daemon._harness import (
     daemon_env,
     enrollments,
     event_is,
+    everyone_scored,
+    passes,
     seed,
     stop_all,
+    wait_until,
 )
 
 Factory = Callable[..., HubSpotSandboxServer]
@@ -32,32 +35,6 @@ LEASE = lease_name("hubspot:contacts")
 #: long: the job lock, not the lease's expiry, must free a dead holder's job
 LEASE_TTL_S = 30.0
 REPLICAS = 3
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
-def everyone_scored(server: HubSpotSandboxServer) -> bool:
-    return all(row["leadsync_score"] for row in crm_state(server).values())
-
-
-def passes(daemon: DaemonProcess, end_at: float | None = None) -> list[tuple[float, float]]:
-    """(start, end) of every pass the daemon ran, in monotonic time; a pass cut by a kill ends at ``end_at``."""
-    spans, start = [], None
-    for event in daemon.events:
-        if event.get("event") == "sync.start":
-            start = event["_t"]
-        elif event.get("event") in ("sync.done", "sync.stopped", "sync.failed") and start is not None:
-            spans.append((start, event["_t"]))
-            start = None
-    if start is not None:
-        spans.append((start, end_at if end_at is not None else time.monotonic()))
-    return spans
 
 
 @pytest.mark.postgres

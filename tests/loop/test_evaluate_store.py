@@ -19,7 +19,7 @@ from leadsync.config import OutcomesConfig
 from leadsync.evaluate_store import backfill_scores, evaluate_store, label_from_store
 from mappings import load_mapping
 from scoring import compile_rules, load_rules
-from sync.pipeline import activities_from_dicts
+from sync.scoring_step import activities_from_dicts
 from sync.state import CachedLead, HistoryRow, StateStore, StoredOutcome
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)

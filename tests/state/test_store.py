@@ -342,6 +342,21 @@ def test_outbox_lifecycle(store: StateStore) -> None:
         store.mark_trigger_failed(999_999, "x", final=True)
 
 
+def test_settling_marks_every_pending_item_done_in_one_statement(store: StateStore) -> None:
+    """A CRM whose automation reacts to the written properties has no call to make: nothing is claimed."""
+    store._clock = lambda: T0 + timedelta(minutes=2)
+    store.enqueue_triggers([(str(i), None, T0) for i in range(4)])
+    store.mark_trigger_failed(store.pending_triggers(limit=1)[0].id, "404 workflow not found", final=True)
+    assert store.settle_pending_triggers() == 3
+    assert store.settle_pending_triggers() == 0  # nothing pending any more
+    items = {i.lead_id: i for i in store.outbox_items(limit=10)}
+    assert items["0"].status == "failed"  # a failed item is not swept up with the pending ones
+    assert [(items[k].status, items[k].claimed_by, items[k].attempts) for k in ("1", "2", "3")] == [
+        ("done", None, 1)
+    ] * 3
+    assert items["1"].done_at == T0 + timedelta(minutes=2)
+
+
 # ---- a pass's commit point --------------------------------------------------------------------------
 
 

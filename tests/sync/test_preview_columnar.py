@@ -13,7 +13,7 @@ from leadsync import inspect_cache
 from leadsync.inspect_cache import Change, Impact, _keep, preview
 from mappings import load_mapping
 from scoring import compile_rules, default_rules, load_rules
-from sync.pipeline import score_cached
+from sync.scoring_step import score_cached
 from sync.state import CachedLead, StateStore, StoredScore
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
