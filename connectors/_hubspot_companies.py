@@ -24,7 +24,7 @@ from connectors._hubspot_activities import (
     read_objects,
 )
 from connectors.base import RawRecord
-from connectors.errors import ConnectorError, MalformedResponse
+from connectors.errors import AuthError, ConnectorError, MalformedResponse
 
 __all__ = ["COMPANY_CURSOR", "PRIMARY_COMPANY_TYPE_ID", "HubSpotCompanyReader"]
 
@@ -52,12 +52,25 @@ class HubSpotCompanyReader:
     """Reads companies through the connector's call path (``call``: rate limits, retries, counting)."""
 
     def __init__(self, call: CallFn, client: Any) -> None:
-        self._call = call
+        self._connector_call = call
         self._associations = client.crm.associations.v4.batch_api
         self._objects = client.crm.objects.batch_api
         self._search = client.crm.companies.search_api
         #: what the last association or batch read did, for logs and tests
         self.last = AssociationReadStats()
+
+    def _call(self, label: str, fn: Any, **kwargs: Any) -> tuple[Any, int]:
+        """The connector's call path; a 403 says which scope company fields need."""
+        try:
+            return self._connector_call(label, fn, **kwargs)
+        except AuthError as exc:
+            if exc.status != 403:
+                raise
+            msg = (
+                f"{exc}; company fields ({label}) need the private app's crm.objects.companies.read scope "
+                "(or leave the company.* sources out of the mapping)"
+            )
+            raise AuthError(msg, status=403) from exc
 
     def primary_companies(self, contact_ids: Sequence[str]) -> dict[str, str]:
         """contact id -> its primary company's id (contacts without one are absent)."""

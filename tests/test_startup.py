@@ -127,6 +127,8 @@ def test_open_reads_the_revision_and_migrates_only_a_store_behind_it(sqlite_url:
             conn.execute(text("UPDATE alembic_version SET version_num = '0005_models'"))
             conn.execute(text("ALTER TABLE scores DROP COLUMN points"))  # what 0004_score_points adds
             conn.execute(text("ALTER TABLE leases DROP COLUMN epoch"))  # and 0006_lease_epoch
+            conn.execute(text("DROP TABLE lead_companies"))  # and 0008_companies
+            conn.execute(text("DROP TABLE companies"))
     finally:
         store.close()
     reopened = StateStore.open(sqlite_url)

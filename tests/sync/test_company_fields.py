@@ -210,3 +210,19 @@ def test_a_changed_company_rescores_contacts_the_pass_reads_back_unchanged(
     assert summary.own_writes_read_back + summary.unchanged_read_back >= len(members)
     assert summary.companies_changed == 1 and summary.company_rescored == len(members)
     assert all(got.values())
+
+
+def test_a_token_without_the_companies_scope_is_told_which_scope_to_add() -> None:
+    import hubspot
+    import pytest
+
+    from connectors._hubspot_companies import HubSpotCompanyReader
+    from connectors.errors import AuthError
+
+    def refused(label: str, fn: object, **kwargs: object) -> tuple[object, int]:
+        raise AuthError("HubSpot refused the access token (403): missing scopes", status=403)
+
+    reader = HubSpotCompanyReader(refused, hubspot.Client.create(access_token="unused"))
+    with pytest.raises(AuthError) as caught:
+        reader.primary_companies(["101"])
+    assert "crm.objects.companies.read" in str(caught.value) and caught.value.status == 403
