@@ -65,8 +65,8 @@ class HeldWrites:
     batch_size: int
     #: commits ``(scores, written, triggers, history, outcomes)`` in one transaction; returns new outcomes
     commit: Callable[..., int]
-    #: caches records (returns values cut to the store's bound)
-    cache: Callable[[Sequence[CachedLead]], int]
+    #: values cut to the store's bound so far (the store's running count; caching happens in ``commit``)
+    truncated: Callable[[], int]
     record_failures: Callable[[list[tuple[str, str, dict[str, str], str, bool]]], None]
     clear_failures: Callable[[list[str]], None]
     explicit_triggers: bool
@@ -103,8 +103,7 @@ class HeldWrites:
             self.on_failure(failure.id, failure.retriable, failure.message)
         both = [*ready, *sending]
         cached = [c.cached for c in both if c.cached is not None]
-        if cached:
-            done.values_truncated = self.cache(cached)
+        truncated_before = self.truncated()
         by_id = {c.score.lead_id: c for c in sending}
         self.record_failures(
             [
@@ -132,7 +131,9 @@ class HeldWrites:
             watermark=None,
             history=[row for c in both for row in c.history],
             outcomes=list(outcomes),
+            leads=cached,
         )
+        done.values_truncated = self.truncated() - truncated_before
         return done
 
 

@@ -372,7 +372,7 @@ class SyncPipeline:
             write=self.connector.write,
             batch_size=self._write_batch_size(),
             commit=self.store.commit_pass,
-            cache=self.store.upsert_leads,
+            truncated=lambda: self.store.values_truncated,
             record_failures=self.store.record_failures,
             clear_failures=self.store.clear_failures,
             explicit_triggers=self.explicit_triggers,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Text, cast, delete, func, select
+from sqlalchemy import Connection, Text, cast, delete, func, select
 
 from sync.state.engine import Database, chunks, log, unique
 from sync.state.records import CachedLead, from_row
@@ -73,6 +73,15 @@ class LeadCache(Database):
         """
         if not leads:
             return 0
+        with self._begin() as conn:
+            return self._upsert_leads(conn, leads, max_chars)
+
+    def _upsert_leads(
+        self, conn: Connection, leads: Sequence[CachedLead], max_chars: Mapping[str, int] | None = None
+    ) -> int:
+        """:meth:`upsert_leads` inside the caller's transaction (a pass caches a lead with its score)."""
+        if not leads:
+            return 0
         now = self._now()
         by_id = {lead.id: lead for lead in leads}  # last one wins; one statement must not hit a row twice
         rows = []
@@ -106,9 +115,8 @@ class LeadCache(Database):
             index_elements=[t_leads.c.id],
             set_={name: ins.excluded[name] for name in rows[0] if name != "id"},
         )
-        with self._begin() as conn:
-            for chunk in chunks(rows, 1000):
-                conn.execute(stmt, list(chunk))
+        for chunk in chunks(rows, 1000):
+            conn.execute(stmt, list(chunk))
         with self._counter_lock:
             self.values_truncated += truncated
         return truncated

@@ -39,7 +39,7 @@ from sync.state.leads import LeadCache
 from sync.state.models import Models
 from sync.state.outbox import Outbox
 from sync.state.outcomes import Outcomes
-from sync.state.records import HistoryRow, StoredOutcome, StoredScore
+from sync.state.records import CachedLead, HistoryRow, StoredOutcome, StoredScore
 from sync.state.runs import RunsLeasesWatermarks
 from sync.state.scores import Scores
 
@@ -128,10 +128,14 @@ class StateStore(
         watermark: tuple[str, datetime] | None,
         history: Sequence[HistoryRow] = (),
         outcomes: Sequence[StoredOutcome] = (),
+        leads: Sequence[CachedLead] = (),
     ) -> int:
-        """Save scores (and their history rows), merge written properties, enqueue triggers, store outcomes
-        and move the watermark: all or nothing. Returns how many leads got their first outcome."""
+        """Cache the leads as read, save their scores (and history rows), merge written properties, enqueue
+        triggers, store outcomes and move the watermark: all or nothing, so a crash never leaves a lead
+        cached as read but unscored (the next pass would take it as unchanged and skip it). Returns how many
+        leads got their first outcome."""
         with self._begin() as conn:
+            self._upsert_leads(conn, leads)
             self._save_scores(conn, scores)
             self._append_history(conn, history)
             new_outcomes = self._upsert_outcomes(conn, outcomes)

@@ -4,6 +4,7 @@ cannot say whether a Flow ran, an interrupted delivery is never sent again and s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -234,3 +235,34 @@ def test_without_a_workflow_the_outbox_is_settled_without_claims_or_calls(
     assert {(i.status, i.claimed_by) for i in items} == {("done", None)}
     assert not enrollments(server)
     assert not any("enrollments" in path for path in server.stats()["by_endpoint"])
+
+
+def test_two_kills_at_the_commit_point_leave_no_lead_cached_but_unscored(
+    hubspot_sandbox_factory: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass killed after its write landed, then the next one killed after finding nothing left to write:
+    the lead cache and the scores commit together, or the third pass would take those leads as unchanged
+    since read and never score them or trigger their workflow (seen in the 60-kill crash test)."""
+    server = hubspot_sandbox_factory(contacts=0, seed=9)
+    people = generate_people(120, seed=9, now=SCORING_NOW)
+    seed(server, people[:20])
+    state = tmp_path / "state.db"
+    pipe, store = pipeline(server, state)
+    pipe.run_once()  # a clean first pass: the next ones are incremental
+    store.close()
+    seed(server, people[20:])
+    time.sleep(0.01)
+    for _ in range(2):
+        pipe, store = pipeline(server, state)
+        monkeypatch.setattr(store, "commit_pass", lambda **_: (_ for _ in ()).throw(Killed()))
+        with pytest.raises(Killed):
+            pipe.run_once()
+        monkeypatch.undo()
+        store.close()
+    pipe, store = pipeline(server, state)
+    pipe.run_once()
+    scored = {s.lead_id for s in store.get_scores(server.portal.contact_ids()).values()}
+    qualified = {i.lead_id for i in store.outbox_items(limit=1000)}
+    store.close()
+    assert scored == set(server.portal.contact_ids())
+    assert qualified and qualified == set(enrollments(server))
