@@ -212,6 +212,7 @@ def test_faults_at_20_percent_converge_with_one_flow_run_per_qualification(sf_fa
     fixed_now = datetime.now(UTC)
     results: dict[str, Any] = {}
     flows: dict[str, list[str]] = {}
+    held: dict[str, set[str]] = {}
     for name, server in (("clean", clean), ("faulty", faulty)):
         pipe, store = make_pipeline(
             server, f"sqlite:///{tmp_path / f'{name}.db'}", flow_api_name="Leadsync_Qualified", timeout_s=2
@@ -224,10 +225,12 @@ def test_faults_at_20_percent_converge_with_one_flow_run_per_qualification(sf_fa
                     break
             else:
                 raise AssertionError("not converged")
+            unsure = [i for i in store.outbox_items(status="failed", limit=10_000) if i.last_error]
         finally:
             store.close()
         emails = {i: r["Email"] for i, r in rows(server, "Lead", ["Email"]).items()}
         emails |= {i: r["Email"] for i, r in rows(server, "Contact", ["Email"]).items()}
+        held[name] = {emails[i.lead_id] for i in unsure if "not retried or sent again" in (i.last_error or "")}
         state = {}
         for sobject in ("Lead", "Contact"):
             for row in rows(server, sobject, [*FIELDS, "Email"]).values():
@@ -236,8 +239,11 @@ def test_faults_at_20_percent_converge_with_one_flow_run_per_qualification(sf_fa
         flows[name] = sorted(emails[c["inputs"]["recordId"]] for c in server.org.flow_invocations())
     assert faulty.stats()["faults"] > 0
     assert results["faulty"] == results["clean"]
-    assert flows["clean"] and flows["faulty"] == flows["clean"]
-    assert len(set(flows["faulty"])) == len(flows["faulty"])  # every qualification ran the Flow exactly once
+    assert flows["clean"] and not held["clean"]
+    assert len(set(flows["faulty"])) == len(flows["faulty"])  # no qualification ran the Flow twice
+    # a Flow call whose answer was lost after it may have run (a dropped connection) is not retried: it is held
+    # for a person (it may or may not have run): every qualification ran the Flow once or is held, none lost
+    assert set(flows["faulty"]) | held["faulty"] == set(flows["clean"])
 
 
 def test_session_expiring_mid_sync_is_renewed_without_losing_or_repeating_writes(
