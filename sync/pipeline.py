@@ -511,12 +511,18 @@ class SyncPipeline:
 
     def _indexed_through(self, window: Window, evidence: IndexEvidence) -> datetime:
         """Where the next pass's window may start: how far the index had caught up with leadsync's own
-        writes when this pass read (a full read involves no index: everything before its end was seen)."""
+        writes when this pass read (a full read involves no index: everything before its end was seen).
+
+        Without evidence (a quiet pass) the overlap applies, but never before what an earlier pass proved:
+        moving back would re-read, right after a full sync, the write-backs that pass already read."""
         if window.start is None:
             return window.end
         expected = expected_writes(self._recent_summaries(), WRITES_PER_S_KEY)
         indexed = evidence.indexed_through(expected, window.start, window.end)
-        return indexed if indexed is not None else window.end - self.overlap
+        if indexed is not None:
+            return indexed
+        proven = self.store.get_watermark(self.indexed_stream)
+        return max(window.end - self.overlap, proven) if proven is not None else window.end - self.overlap
 
     def _changed(self, page: Sequence[RawRecord], summary: SyncSummary, evidence: IndexEvidence) -> list[RawRecord]:
         """The records of a page that changed other than by leadsync's own write (those are only counted).

@@ -260,7 +260,7 @@ def test_a_configured_budget_is_a_ceiling_and_other_apps_use_of_the_window_slows
     assert describe_rate_limit(None).startswith("unknown")
 
 
-def test_the_overlap_still_covers_the_window_when_no_own_write_gives_evidence(
+def test_a_quiet_pass_applies_the_overlap_but_never_moves_before_the_proven_index_point(
     hubspot_sandbox_factory: Factory, store_url: str
 ) -> None:
     server = hubspot_sandbox_factory(contacts=50, seed=39, now=None)
@@ -269,14 +269,18 @@ def test_the_overlap_still_covers_the_window_when_no_own_write_gives_evidence(
     try:
         pipe.run_once()
         time.sleep(1.1)  # past the full sync's last write second, so the next window holds all of them
-        pipe.run_once()
+        second = pipe.run_once()  # reads the full sync's write-backs: the index is proven through its end
         time.sleep(1.1)
-        quiet = pipe.run_once()  # nothing written in its window: no evidence, the full overlap applies
+        quiet = pipe.run_once()  # nothing written in its window: no evidence of its own
         after = pipe.run_once()
     finally:
         store.close()
-    assert quiet.watermark is not None and after.window_start is not None
-    assert datetime.fromisoformat(after.window_start) == datetime.fromisoformat(quiet.watermark) - timedelta(seconds=60)
+    assert second.indexed_through is not None and quiet.watermark is not None and after.window_start is not None
+    proven = datetime.fromisoformat(second.indexed_through)
+    overlap_start = datetime.fromisoformat(quiet.watermark) - timedelta(seconds=60)
+    assert proven > overlap_start  # the case that matters: the plain overlap would re-read the write-backs
+    assert datetime.fromisoformat(quiet.indexed_through or "") == proven
+    assert datetime.fromisoformat(after.window_start) == proven
     assert datetime.fromisoformat(after.window_start).tzinfo == UTC
 
 
