@@ -22,7 +22,7 @@ so every associated activity is read again, within a recency horizon and a per-t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,12 +32,18 @@ from hubspot.crm.associations.v4 import (
     BatchInputPublicFetchAssociationsBatchRequest,
     PublicFetchAssociationsBatchRequest,
 )
-from hubspot.crm.objects import BatchReadInputSimplePublicObjectId, SimplePublicObjectId
+from hubspot.crm.objects import (
+    BatchReadInputSimplePublicObjectId,
+    Filter,
+    FilterGroup,
+    PublicObjectSearchRequest,
+    SimplePublicObjectId,
+)
 
 from connectors._sdk_models import sdk_model
 from connectors._validate import check_hubspot_collection, parse_json_body
 from connectors.base import RawActivity, RawRecord
-from connectors.errors import ConnectorError
+from connectors.errors import ConnectorError, MalformedResponse
 
 __all__ = [
     "ACTIVITY_TYPES",
@@ -368,6 +374,55 @@ def read_objects(
         stats.objects += len(results)
         stats.missing += len(chunk) - len(results)
         yield from results
+
+
+#: every object's id as a searchable property (keyset paging sorts and filters on it)
+ID_PROPERTY = "hs_object_id"
+#: the most a search page holds
+SEARCH_PAGE_SIZE = 200
+
+
+def keyset_search(
+    call: CallFn,
+    search_api: Any,
+    label: str,
+    cursor: str,
+    window_ms: tuple[str, str],
+    properties: Sequence[str],
+    to_record: Callable[[Any], RawRecord],
+) -> Iterator[list[RawRecord]]:
+    """Pages of the objects with ``start_ms <= cursor < end_ms``, paged by increasing id rather than by the
+    ``after`` offset (search stops at 10,000 hits per query). ``search_api`` is the object type's SDK
+    ``search_api``; ``call`` the connector's call path (``search=True``: search's own rate limit)."""
+    search = raw_json(search_api.do_search_with_http_info, label)
+    start_ms, end_ms = window_ms
+    last_id = 0
+    while True:
+        filters = [
+            Filter(property_name=cursor, operator="GTE", value=start_ms),
+            Filter(property_name=cursor, operator="LT", value=end_ms),
+            Filter(property_name=ID_PROPERTY, operator="GT", value=str(last_id)),
+        ]
+        request = PublicObjectSearchRequest(
+            filter_groups=[FilterGroup(filters=filters)],
+            sorts=[{"propertyName": ID_PROPERTY, "direction": "ASCENDING"}],
+            properties=list(properties),
+            limit=SEARCH_PAGE_SIZE,
+        )
+        page, _ = call(label, search, search=True, public_object_search_request=request)
+        records = [to_record(obj) for obj in page.get("results") or []]
+        if not records:
+            return
+        yield records
+        numeric = [r.id for r in records if r.id.isdigit() and r.refused is None]
+        if not numeric:  # keyset paging needs an id: a page without one cannot say where to go on
+            raise MalformedResponse(f"HubSpot search returned a page of {len(records)} records without ids")
+        next_id = int(numeric[-1])
+        if next_id <= last_id:  # ids must strictly increase, or the window would loop
+            raise ConnectorError(f"HubSpot search returned id {next_id} after {last_id}")
+        last_id = next_id
+        if len(records) < SEARCH_PAGE_SIZE:
+            return
 
 
 def raw_json(method: Callable[..., Any], label: str | None = None) -> Callable[..., tuple[Any, int, Any]]:

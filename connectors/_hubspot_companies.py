@@ -14,17 +14,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from hubspot.crm.companies import Filter, FilterGroup, PublicObjectSearchRequest
-
 from connectors._hubspot_activities import (
     AssociationReadStats,
     CallFn,
+    keyset_search,
     parse_hubspot_time,
     read_associations,
     read_objects,
 )
 from connectors.base import RawRecord
-from connectors.errors import AuthError, ConnectorError, MalformedResponse
+from connectors.errors import AuthError
 
 __all__ = ["COMPANY_CURSOR", "PRIMARY_COMPANY_TYPE_ID", "HubSpotCompanyReader"]
 
@@ -32,8 +31,6 @@ __all__ = ["COMPANY_CURSOR", "PRIMARY_COMPANY_TYPE_ID", "HubSpotCompanyReader"]
 PRIMARY_COMPANY_TYPE_ID = 1
 #: companies' modification cursor (contacts use lastmodifieddate)
 COMPANY_CURSOR = "hs_lastmodifieddate"
-ID_PROPERTY = "hs_object_id"
-SEARCH_PAGE_SIZE = 200
 
 
 def _record(obj: Any) -> RawRecord:
@@ -93,34 +90,5 @@ class HubSpotCompanyReader:
     def changed(self, start_ms: str, end_ms: str, properties: Sequence[str]) -> Iterator[list[RawRecord]]:
         """Pages of the companies with ``start_ms <= hs_lastmodifieddate < end_ms`` (epoch ms), by id."""
         props = sorted({*properties, COMPANY_CURSOR})
-        last_id = 0
-        while True:
-            filters = [
-                Filter(property_name=COMPANY_CURSOR, operator="GTE", value=start_ms),
-                Filter(property_name=COMPANY_CURSOR, operator="LT", value=end_ms),
-                Filter(property_name=ID_PROPERTY, operator="GT", value=str(last_id)),
-            ]
-            request = PublicObjectSearchRequest(
-                filter_groups=[FilterGroup(filters=filters)],
-                sorts=[{"propertyName": ID_PROPERTY, "direction": "ASCENDING"}],
-                properties=props,
-                limit=SEARCH_PAGE_SIZE,
-            )
-            page, _ = self._call(
-                "POST /crm/v3/objects/companies/search",
-                self._search.do_search_with_http_info,
-                search=True,
-                public_object_search_request=request,
-            )
-            records = [_record(obj) for obj in page.results or []]
-            if not records:
-                return
-            yield records
-            numeric = [int(r.id) for r in records if r.id.isdigit()]
-            if not numeric:
-                raise MalformedResponse(f"HubSpot company search returned {len(records)} companies without ids")
-            if numeric[-1] <= last_id:  # ids must strictly increase, or the window would loop
-                raise ConnectorError(f"HubSpot company search returned id {numeric[-1]} after {last_id}")
-            last_id = numeric[-1]
-            if len(records) < SEARCH_PAGE_SIZE:
-                return
+        label = "POST /crm/v3/objects/companies/search"
+        yield from keyset_search(self._call, self._search, label, COMPANY_CURSOR, (start_ms, end_ms), props, _record)

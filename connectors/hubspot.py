@@ -24,9 +24,6 @@ import urllib3
 from hubspot.crm.contacts import (
     BatchInputSimplePublicObjectBatchInput,
     BatchReadInputSimplePublicObjectId,
-    Filter,
-    FilterGroup,
-    PublicObjectSearchRequest,
     SimplePublicObjectBatchInput,
     SimplePublicObjectId,
 )
@@ -42,6 +39,7 @@ from connectors._hubspot_activities import (
     DEFAULT_HORIZON_DAYS,
     AssociationReadStats,
     HubSpotActivityReader,
+    keyset_search,
     parse_hubspot_time,
     raw_json,
     read_associations,
@@ -79,13 +77,10 @@ log = structlog.get_logger("leadsync.connectors")
 BATCH_SIZE = 100
 #: the list endpoint's largest page
 LIST_PAGE_SIZE = 100
-#: the search endpoint's largest page
-SEARCH_PAGE_SIZE = 200
 #: the search endpoint answers 400 past this many results for one query
 SEARCH_RESULT_CAP = 10_000
 #: contacts' modification cursor (companies and deals use hs_lastmodifieddate)
 CURSOR_PROPERTY = "lastmodifieddate"
-ID_PROPERTY = "hs_object_id"
 OBJECT_TYPE = "contacts"
 RATE_WINDOW_S = 10.0
 #: "Last Activity Date" and "Last Contacted": logging a call, email, meeting or note moves them
@@ -477,38 +472,13 @@ class HubSpotConnector:
 
     def _search_window(self, window: Window, props: list[str]) -> Iterator[list[RawRecord]]:
         assert window.start is not None
-        last_id = 0
-        while True:
-            filters = [
-                Filter(property_name=CURSOR_PROPERTY, operator="GTE", value=_ms(window.start)),
-                Filter(property_name=CURSOR_PROPERTY, operator="LT", value=_ms(window.end, ceil=True)),
-                Filter(property_name=ID_PROPERTY, operator="GT", value=str(last_id)),
-            ]
-            request = PublicObjectSearchRequest(
-                filter_groups=[FilterGroup(filters=filters)],
-                sorts=[{"propertyName": ID_PROPERTY, "direction": "ASCENDING"}],
-                properties=props,
-                limit=SEARCH_PAGE_SIZE,
-            )
-            page, _ = self._call(
-                "POST /crm/v3/objects/contacts/search",
-                raw_json(self._contacts_search.do_search_with_http_info, "POST /crm/v3/objects/contacts/search"),
-                search=True,
-                public_object_search_request=request,
-            )
-            records = [self._to_record(obj, "POST /crm/v3/objects/contacts/search") for obj in self._results(page)]
-            if not records:
-                return
-            yield records
-            numeric = [r.id for r in records if r.id.isdigit() and r.refused is None]
-            if not numeric:  # keyset paging needs an id: a page without one cannot say where to go on
-                raise MalformedResponse(f"HubSpot search returned a page of {len(records)} records without ids")
-            next_id = int(numeric[-1])
-            if next_id <= last_id:  # ids must strictly increase, or the window would loop
-                raise ConnectorError(f"HubSpot search returned id {next_id} after {last_id}")
-            last_id = next_id
-            if len(records) < SEARCH_PAGE_SIZE:
-                return
+        label = "POST /crm/v3/objects/contacts/search"
+        window_ms = (_ms(window.start), _ms(window.end, ceil=True))
+
+        def to_record(obj: Any) -> RawRecord:
+            return self._to_record(obj, label)
+
+        yield from keyset_search(self._call, self._contacts_search, label, CURSOR_PROPERTY, window_ms, props, to_record)
 
     def read_by_ids(self, ids: Sequence[str], properties: Sequence[str]) -> Iterator[list[RawRecord]]:
         """The contacts with these ids, one batch read per 100 (no search: no index lag); unknown ids are absent."""
